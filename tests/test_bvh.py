@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 
 from onbeat.models import rotations as R
+from onbeat.exporters.bvh import write_bvh
 from onbeat.models.bvh import read_bvh
 from onbeat.models.errors import OnbeatError
+from onbeat.models.motion import Motion
+from onbeat.models.skeleton import JOINT_NAMES
+from onbeat.stream.cli import main
 
 SMALL_BVH = """HIERARCHY
 ROOT Hips
@@ -104,3 +108,64 @@ def test_reads_every_real_file(data_dir):
         assert np.isfinite(pos).all()
         assert abs(np.percentile(pos[..., 1].min(axis=1), 50)) < 15, path.name
         assert pos[..., 1].max() > 140, path.name
+
+
+# --- writing -------------------------------------------------------------------------------------------------
+
+def plausible_motion(frames=90, fps=30.0, seed=0):
+    """Smooth random joint rotations up to about 90 degrees, a turning, travelling root."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None, None] / fps
+    amplitude, speed, phase = rng.uniform(0.2, 1.5, (1, 24, 3)), rng.uniform(0.5, 3, (1, 24, 3)), rng.uniform(0, 6, (1, 24, 3))
+    axis_angle = amplitude * np.sin(speed * t + phase)
+    axis_angle[:, 0, 1] = np.linspace(0, 4 * np.pi, frames)  # two full turns: Euler angles must wrap cleanly
+    axis_angle[frames // 2, 4] = [np.pi / 2, 0, 0]  # gimbal lock of the Z-X-Y order (X = 90 degrees)
+    root = np.stack([np.sin(t[:, 0, 0]), 0.9 + 0.05 * np.cos(3 * t[:, 0, 0]), 0.5 * t[:, 0, 0]], axis=1)
+    return Motion.from_axis_angle(fps, root, axis_angle)
+
+
+def fk_error_mm(motion, path):
+    """Max and mean distance between the motion's joints and those read back from its BVH."""
+    bvh = read_bvh(path)
+    by_name = [bvh.names.index(name) for name in JOINT_NAMES]
+    error = np.linalg.norm(bvh.positions()[:, by_name] / 100.0 - motion.positions(), axis=-1) * 1000
+    return error.max(), error.mean()
+
+
+def test_written_bvh_reads_back_within_a_millimetre(tmp_path):
+    motion = plausible_motion()
+    write_bvh(motion, tmp_path / "dance.bvh")
+    bvh = read_bvh(tmp_path / "dance.bvh")
+    assert bvh.fps == 30.0 and bvh.num_frames == motion.num_frames
+    assert sorted(bvh.names) == sorted(JOINT_NAMES) and len(bvh.end_sites) == 5
+    worst, mean = fk_error_mm(motion, tmp_path / "dance.bvh")
+    assert worst < 1.0, (worst, mean)
+
+
+def test_written_bvh_has_the_layout_blender_reads(tmp_path):
+    write_bvh(plausible_motion(frames=3), tmp_path / "dance.bvh")
+    lines = (tmp_path / "dance.bvh").read_text().splitlines()
+    for i, line in enumerate(lines):
+        words = line.split()
+        if words[0] in ("ROOT", "JOINT"):  # Blender expects '{', OFFSET, CHANNELS on the next three lines
+            assert lines[i + 1].split() == ["{"] and lines[i + 2].split()[0] == "OFFSET"
+            assert lines[i + 3].split()[0] == "CHANNELS"
+        if words[0] == "End":
+            assert words == ["End", "Site"] and lines[i + 2].split()[0] == "OFFSET"
+    motion_at = lines.index("MOTION")
+    assert lines[motion_at + 1] == "Frames: 3" and lines[motion_at + 2].startswith("Frame Time: ")
+    assert all(len(line.split()) == 6 + 23 * 3 for line in lines[motion_at + 3:]) and len(lines) == motion_at + 6
+
+
+def test_export_bvh_command_resamples(tmp_path):
+    plausible_motion(frames=61).save(tmp_path / "dance.npz")
+    assert main(["export-bvh", str(tmp_path / "dance.npz"), "-o", str(tmp_path / "out.bvh"), "--fps", "60"]) == 0
+    bvh = read_bvh(tmp_path / "out.bvh")
+    assert bvh.fps == 60.0 and bvh.num_frames == 121
+
+
+def test_export_bvh_command_reports_a_bad_input(tmp_path, capsys):
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert main(["export-bvh", str(tmp_path / "broken.npz"), "-o", str(tmp_path / "out.bvh")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("onbeat: error:") and "broken.npz" in error and not (tmp_path / "out.bvh").exists()
