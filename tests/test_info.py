@@ -1,0 +1,43 @@
+import re
+import sys
+
+from onbeat.stream import info
+from onbeat.stream.cli import main
+
+
+def report(capsys):
+    """The printed rows as {label: value}; labels are left-aligned and followed by at least two spaces."""
+    assert main(["info"]) == 0
+    return dict(re.match(r"(\S.*?)\s{2,}(.*)", line).groups() for line in capsys.readouterr().out.splitlines()
+                if not line.startswith(" "))
+
+
+def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(info, "ASSETS", tmp_path)
+    out = report(capsys)
+    assert out["onbeat"][0].isdigit() and out["python"].startswith(sys.version.split()[0])
+    assert out["numpy"] == __import__("numpy").__version__
+    assert "CPUExecutionProvider" in out["onnx providers"]
+    assert "no default model exported yet" in out["models"] and out["audio devices"]
+    (tmp_path / "badm.onnx").write_bytes(b"")
+    assert report(capsys)["models"] == str(tmp_path / "badm.onnx")
+
+
+def test_info_says_where_data_is_missing(capsys, monkeypatch):
+    monkeypatch.setattr("onbeat.models.paths.data_root", lambda: None)
+    assert report(capsys)["data"] == "not found (set ONBEAT_DATA)"
+
+
+class NoPortAudio:
+    """Import hook that fails like sounddevice does on a machine without the PortAudio library."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+
+
+def test_info_explains_missing_portaudio(capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio()] + sys.meta_path)
+    assert main(["info"]) == 0
+    assert "PortAudio library not found: install libportaudio2" in capsys.readouterr().out
