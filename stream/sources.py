@@ -1,0 +1,461 @@
+"""Audio sources: a sound device, a file (heard while analysed), or a generated drum pattern.
+
+Every source is a context manager with `.sample_rate`, `.channels`, `.blocks()` (an iterator of `AudioBlock`)
+and `.close()`. Block times are stream seconds of the block's first sample (0 = the first sample delivered).
+
+- `DeviceSource`: any PortAudio input (microphone, line-in, a JACK port). The PortAudio callback only copies
+  into a preallocated ring buffer; `blocks()` drains it. Overflows are counted (`.xruns`), never fatal; an
+  unplugged device or a vanished JACK server ends `blocks()` with `.lost` set and `.message` saying why, and
+  `.reopen()` opens the device again.
+- `FileSource`: any format libsndfile reads (wav, flac, ogg, mp3 with libsndfile >= 1.1), else decoded by
+  ffmpeg through a pipe. Played on the output device while analysed (paced by the output stream, so the
+  listener hears exactly what is analysed), or silent at real-time pace, or as fast as possible (offline).
+- `SyntheticSource`: a deterministic drum pattern at a chosen BPM, the default on a machine with no sound card;
+  `beat_times()` gives its ground-truth beats.
+"""
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from onbeat.models.errors import OnbeatError
+
+log = logging.getLogger(__name__)
+
+BLOCK = 1024            # frames per block a source yields by default (23 ms at 44.1 kHz)
+CLIP_LEVEL = 0.999      # a sample this loud counts as clipped
+LOST_AFTER_S = 2.0      # a running stream that delivers nothing for this long is treated as lost
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    samples: np.ndarray     # float32 (n, channels)
+    time: float             # stream seconds of the first sample
+    sample_rate: int
+
+
+class Source:
+    """Context-manager plumbing shared by the sources."""
+    sample_rate: int
+    channels: int
+
+    def blocks(self):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        return self.blocks()
+
+
+class Pacer:
+    """Sleeps so that blocks come out at real-time pace by the monotonic clock."""
+
+    def __init__(self, sample_rate):
+        self.sample_rate = sample_rate
+        self.start = None
+
+    def wait(self, frames_done):
+        """Block until `frames_done` frames' worth of time has passed since the first call."""
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        delay = self.start + frames_done / self.sample_rate - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+def import_sounddevice():
+    """sounddevice, or a clear error when the PortAudio library is missing (it raises OSError on import)."""
+    try:
+        import sounddevice
+    except OSError:
+        raise OnbeatError("PortAudio library not found (install libportaudio2)") from None
+    return sounddevice
+
+
+def describe_devices(sd, kind="input"):
+    """'0: name (API, 2 ch), ...' for the devices with `kind` channels, for error messages."""
+    key = f"max_{kind}_channels"
+    apis = sd.query_hostapis()
+    found = [f"{i}: {d['name']} ({apis[d['hostapi']]['name']}, {d[key]} ch)"
+             for i, d in enumerate(sd.query_devices()) if d[key] > 0]
+    return "; ".join(found) if found else "none"
+
+
+def find_device(sd, device, kind="input"):
+    """Device index for None (the default), an index, or a case-insensitive name substring."""
+    key = f"max_{kind}_channels"
+    devices = sd.query_devices()
+    available = f"available {kind} devices: {describe_devices(sd, kind)}"
+    if device is None:
+        default = sd.default.device[0 if kind == "input" else 1]
+        if default is None or default < 0:  # PortAudio has no default: take the first device that fits
+            default = next((i for i, d in enumerate(devices) if d[key] > 0), -1)
+        if default < 0:
+            raise OnbeatError(f"no audio {kind} device found; {available}")
+        return default
+    if isinstance(device, str) and device.strip().lstrip("-").isdigit():
+        device = int(device)
+    if isinstance(device, int):
+        if 0 <= device < len(devices) and devices[device][key] > 0:
+            return device
+        raise OnbeatError(f"audio device {device} is not an {kind} device; {available}")
+    matches = [i for i, d in enumerate(devices) if device.lower() in d["name"].lower() and d[key] > 0]
+    if not matches:
+        raise OnbeatError(f"no audio {kind} device matches '{device}'; {available}")
+    return matches[0]
+
+
+class RingBuffer:
+    """Single-producer/single-consumer ring of float32 frames. The producer (the audio callback) only copies;
+    read and write counters only grow, so each side owns one counter and needs no lock."""
+
+    def __init__(self, frames, channels):
+        self.data = np.zeros((frames, channels), dtype=np.float32)
+        self.size = frames
+        self.written = 0    # frames ever written (producer's counter)
+        self.read = 0       # frames ever read (consumer's counter)
+        self.dropped = 0    # frames lost because the consumer fell behind
+
+    def write(self, frames):
+        n = len(frames)
+        free = self.size - (self.written - self.read)
+        if n > free:        # overrun: keep what fits, count the rest, never block the audio thread
+            self.dropped += n - free
+            n = free
+        start = self.written % self.size
+        first = min(n, self.size - start)
+        self.data[start:start + first] = frames[:first]
+        self.data[:n - first] = frames[first:n]
+        self.written += n
+
+    def read_available(self):
+        """A copy of everything written and not yet read."""
+        n = self.written - self.read
+        start = self.read % self.size
+        out = np.concatenate([self.data[start:start + n], self.data[:max(0, start + n - self.size)]])
+        self.read += n
+        return out
+
+
+class DeviceSource(Source):
+    """Live input from a PortAudio device, selected by index, name substring, or None for the default.
+
+    `sample_rate=None` takes the device's default rate; a rate the device refuses falls back to its default,
+    with a warning in `.message`. Counters: `.xruns` (PortAudio status flags), `.ring.dropped` (frames lost
+    because the reader fell behind), `.clipped` (samples at full scale). `.lost` is set when the device goes
+    away; `blocks()` then ends and `.reopen()` may be tried.
+    """
+
+    def __init__(self, device=None, sample_rate=None, channels=1, block=BLOCK, buffer_s=2.0):
+        self.sd = import_sounddevice()
+        self.device = find_device(self.sd, device, "input")
+        info = self.sd.query_devices(self.device)
+        self.device_name = info["name"]
+        self.message = ""   # the latest warning: rate fallback, device lost
+        self.channels = max(1, min(int(channels), int(info["max_input_channels"])))
+        self.sample_rate = self._supported_rate(sample_rate, int(info["default_samplerate"]))
+        self.block = block
+        self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
+        self.xruns = 0
+        self.clipped = 0
+        self.frames_read = 0
+        self.lost = False
+        self.stream = None
+        self._open()
+
+    def _supported_rate(self, wanted, default):
+        if wanted is None:
+            return default
+        try:
+            self.sd.check_input_settings(self.device, samplerate=wanted, channels=self.channels)
+            return int(wanted)
+        except Exception:
+            self.message = f"{self.device_name}: {wanted} Hz not supported, using its default {default} Hz"
+            log.warning(self.message)
+            return default
+
+    def _callback(self, indata, frames, time_info, status):
+        # audio thread: copy and count, nothing else
+        if status:
+            self.xruns += 1
+        self.ring.write(indata)
+
+    def _finished(self):
+        if not self.closing:
+            self.lost = True
+
+    def _open(self):
+        self.closing = False
+        try:
+            self.stream = self.sd.InputStream(device=self.device, samplerate=self.sample_rate,
+                                              channels=self.channels, dtype="float32", blocksize=self.block,
+                                              callback=self._callback, finished_callback=self._finished)
+            self.stream.start()
+        except Exception as e:
+            raise OnbeatError(f"cannot open audio input '{self.device_name}': {e}") from None
+
+    def reopen(self):
+        """Open the device again after it was lost (same device, rate and channels)."""
+        self.close()
+        self.lost = False
+        self._open()
+
+    def _stream_alive(self):
+        try:
+            return self.stream.active
+        except Exception:  # PortAudioError: the device or the server is gone
+            return False
+
+    def blocks(self):
+        last_data = time.monotonic()
+        poll = self.block / self.sample_rate / 4
+        while True:
+            samples = self.ring.read_available()
+            if len(samples):
+                last_data = time.monotonic()
+                self.clipped += int(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL))
+                yield AudioBlock(samples, self.frames_read / self.sample_rate, self.sample_rate)
+                self.frames_read += len(samples)
+                continue
+            if self.closing:
+                return
+            if self.lost or not self._stream_alive() or time.monotonic() - last_data > LOST_AFTER_S:
+                self.lost = True
+                self.message = f"audio input '{self.device_name}' stopped delivering audio (unplugged or server gone)"
+                log.warning(self.message)
+                return
+            time.sleep(poll)
+
+    def close(self):
+        self.closing = True
+        if self.stream is not None:
+            try:
+                self.stream.abort()
+                self.stream.close()
+            except Exception:  # closing a stream whose device vanished: nothing left to release
+                pass
+            self.stream = None
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+class FfmpegReader:
+    """Decodes a file ffmpeg understands to float32 through a pipe; the `read`/`close` subset of SoundFile."""
+
+    def __init__(self, path):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                                "stream=sample_rate,channels", "-of", "csv=p=0", str(path)],
+                               capture_output=True, text=True)
+        fields = probe.stdout.strip().split(",")
+        if probe.returncode or len(fields) != 2:
+            raise OnbeatError(f"{path}: not an audio file ffmpeg can read") from None
+        self.samplerate, self.channels = int(fields[0]), int(fields[1])
+        self.process = subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def read(self, frames, dtype="float32", always_2d=True):
+        data = self.process.stdout.read(frames * self.channels * 4)
+        data = data[:len(data) // (4 * self.channels) * 4 * self.channels]
+        return np.frombuffer(data, dtype=np.float32).reshape(-1, self.channels)
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def open_audio(path):
+    """A reader with `.samplerate`, `.channels`, `.read(frames, dtype, always_2d)`, `.close()` for `path`:
+    libsndfile when it knows the format, else ffmpeg. Missing, empty or unreadable files raise OnbeatError."""
+    path = Path(path)
+    if not path.is_file():
+        raise OnbeatError(f"{path}: no such audio file")
+    try:
+        reader = soundfile.SoundFile(str(path))
+        if reader.frames == 0:
+            reader.close()
+            raise OnbeatError(f"{path}: the file contains no audio")
+        return reader
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        reason = str(e).split(":")[-1].strip() or "unreadable"
+    if shutil.which("ffmpeg") and path.stat().st_size > 0:
+        reader = FfmpegReader(path)
+        log.info("%s: libsndfile cannot read it, decoding with ffmpeg", path)
+        first = reader.read(1)
+        if len(first) == 0:
+            reader.close()
+            raise OnbeatError(f"{path}: cannot read audio ({reason})")
+        return _Prepend(reader, first)
+    raise OnbeatError(f"{path}: cannot read audio ({reason})")
+
+
+class _Prepend:
+    """A reader with some already-read frames put back in front (so ffmpeg's output can be checked first)."""
+
+    def __init__(self, reader, frames):
+        self.reader, self.pending = reader, frames
+        self.samplerate, self.channels = reader.samplerate, reader.channels
+
+    def read(self, frames, dtype="float32", always_2d=True):
+        head, self.pending = self.pending[:frames], self.pending[frames:]
+        rest = self.reader.read(frames - len(head)) if frames > len(head) else head[:0]
+        return np.concatenate([head, rest])
+
+    def close(self):
+        self.reader.close()
+
+
+def read_audio(path):
+    """The whole file: (float32 (n, channels), sample_rate)."""
+    reader = open_audio(path)
+    chunks = []
+    try:
+        while (chunk := _read(reader, path, 1 << 16)) is not None:
+            chunks.append(chunk)
+    finally:
+        reader.close()
+    return np.concatenate(chunks), reader.samplerate
+
+
+def _read(reader, path, frames):
+    """The next chunk of float32 frames, None at the end; decoding errors become OnbeatError."""
+    try:
+        chunk = reader.read(frames, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        raise OnbeatError(f"{path}: corrupt audio ({e})") from None
+    return chunk if len(chunk) else None
+
+
+class FileSource(Source):
+    """Streams a file as blocks: `play=True` also plays it on the output device (which then sets the pace);
+    `realtime=False` yields as fast as possible (offline analysis)."""
+
+    def __init__(self, path, play=True, realtime=True, output_device=None, block=BLOCK):
+        self.path = Path(path)
+        self.reader = open_audio(self.path)
+        self.sample_rate, self.channels = int(self.reader.samplerate), int(self.reader.channels)
+        self.block, self.realtime = block, realtime
+        self.output = self._open_output(output_device) if play else None
+
+    @property
+    def playing(self):
+        return self.output is not None
+
+    def _open_output(self, device):
+        """An output stream on `device`, or None (with a warning) when this machine cannot play sound."""
+        try:
+            sd = import_sounddevice()
+            index = find_device(sd, device, "output")
+            stream = sd.OutputStream(device=index, samplerate=self.sample_rate, channels=self.channels,
+                                     dtype="float32", blocksize=self.block)
+            stream.start()
+            return stream
+        except OnbeatError as e:
+            if device is not None:
+                raise
+            log.warning("%s: playing silently: %s", self.path, e)
+        except Exception as e:
+            log.warning("%s: playing silently: cannot open the output device (%s)", self.path, e)
+        return None
+
+    def blocks(self):
+        pacer = Pacer(self.sample_rate)
+        frames = 0
+        while (samples := _read(self.reader, self.path, self.block)) is not None:
+            if self.output is not None:
+                self.output.write(samples)  # blocks while the device's buffer is full: the device clock paces us
+            elif self.realtime:
+                pacer.wait(frames)
+            yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
+            frames += len(samples)
+
+    def close(self):
+        if self.output is not None:
+            self.output.close()
+            self.output = None
+        self.reader.close()
+
+
+# --- synthetic drums ---------------------------------------------------------------------------------------
+
+BASS_LINE_HZ = (55.0, 43.65, 65.41, 49.0)   # A1, F1, C2, G1: one note per bar, a four-bar loop
+
+
+def _decaying(kind, seconds, sample_rate, rng, pitch_hz=0.0):
+    """One drum/bass hit: a short synthesised sound (float64)."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    if kind == "kick":      # pitch sweep 150 -> 50 Hz, fast decay
+        sweep = 2 * np.pi * (50 * t + 100 * (1 - np.exp(-t * 30)) / 30)
+        return 0.9 * np.sin(sweep) * np.exp(-t * 12)
+    if kind == "snare":     # noise burst plus a 190 Hz body
+        return (0.5 * rng.standard_normal(len(t)) + 0.3 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t * 25)
+    if kind == "hat":       # high-passed noise (first difference), very short
+        noise = np.diff(rng.standard_normal(len(t) + 1))
+        return 0.12 * noise * np.exp(-t * 80)
+    return 0.35 * np.sin(2 * np.pi * pitch_hz * t) * np.exp(-t * 1.5)   # bass
+
+
+class SyntheticSource(Source):
+    """A generated drum loop: kick on beats 1 and 3, snare on 2 and 4, hi-hats on eighths, a bass note per bar.
+
+    Deterministic for a given (bpm, seed, sample_rate); `seconds=None` runs forever."""
+
+    def __init__(self, bpm=120.0, seconds=None, realtime=True, seed=0, sample_rate=44100, block=BLOCK):
+        if not 20 <= bpm <= 400:
+            raise OnbeatError(f"synthetic source: bpm {bpm} is outside 20..400")
+        self.bpm, self.seconds, self.realtime = float(bpm), seconds, realtime
+        self.sample_rate, self.channels, self.block = int(sample_rate), 1, block
+        self.loop, self.hit_offsets = self._render_loop(np.random.default_rng(seed))
+
+    def _render_loop(self, rng, bars=4):
+        """Four bars of audio (float32) and the sample offsets of its beats."""
+        beat = 60.0 / self.bpm
+        length = int(round(bars * 4 * beat * self.sample_rate))
+        loop = np.zeros(length + 2 * self.sample_rate)      # room for the last hits' tails, folded back below
+        beats = np.round(np.arange(bars * 4) * beat * self.sample_rate).astype(int)
+
+        def add(sound, at):
+            loop[at:at + len(sound)] += sound
+
+        for i, at in enumerate(beats):
+            add(_decaying("kick" if i % 2 == 0 else "snare", 0.3, self.sample_rate, rng), at)
+            if i % 4 == 0:
+                add(_decaying("bass", 4 * beat, self.sample_rate, rng, BASS_LINE_HZ[i // 4 % 4]), at)
+        for at in np.round(np.arange(bars * 8) * beat / 2 * self.sample_rate).astype(int):
+            add(_decaying("hat", 0.05, self.sample_rate, rng), at)
+        tail = loop[length:]
+        loop = loop[:length]
+        loop[:len(tail)] += tail[:length]   # wrap the tails so the loop repeats seamlessly
+        return np.clip(loop, -1, 1).astype(np.float32), beats
+
+    def beat_times(self, seconds):
+        """The true beat times (s) in the first `seconds` of the stream."""
+        loops = int(np.ceil(seconds * self.sample_rate / len(self.loop))) + 1
+        starts = np.arange(loops)[:, None] * len(self.loop) + self.hit_offsets[None, :]
+        times = starts.reshape(-1) / self.sample_rate
+        return times[times < seconds]
+
+    def blocks(self):
+        total = None if self.seconds is None else int(round(self.seconds * self.sample_rate))
+        pacer = Pacer(self.sample_rate)
+        frames = 0
+        while total is None or frames < total:
+            n = self.block if total is None else min(self.block, total - frames)
+            index = (frames + np.arange(n)) % len(self.loop)
+            if self.realtime:
+                pacer.wait(frames)
+            yield AudioBlock(self.loop[index][:, None], frames / self.sample_rate, self.sample_rate)
+            frames += n
