@@ -62,12 +62,10 @@ def load_motion_input(path):
     """Any motion a user can name (onbeat .npz, .bvh, a data set sequence) as an SMPL-24 Motion."""
     try:
         from onbeat.models.importers import load_motion
-    except ModuleNotFoundError as e:  # a partial checkout without the importers: .npz needs only the core
-        if e.name != "onbeat.models.importers":
-            raise
+    except ImportError as e:  # a checkout without the importers: onbeat's own .npz needs only the core
         if str(path).endswith(".npz"):
             return Motion.load(path)
-        raise OnbeatError(f"{path}: only onbeat .npz motions can be read (onbeat.models.importers is missing)") from None
+        raise OnbeatError(f"{path}: only onbeat .npz motions can be read here ({e})") from None
     return load_motion(path)
 
 

@@ -4,6 +4,7 @@ A perspective camera looks at the dancer from the front-right, slightly above, a
 over a ground grid. All projection happens up front in numpy; matplotlib only redraws a few line collections
 per frame on top of a cached empty background (blitting), and ffmpeg encodes the raw frames from a pipe.
 """
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -103,28 +104,22 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
     background = canvas.copy_from_bbox(figure.bbox)
 
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(encoder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            for t in range(len(positions)):
-                canvas.restore_region(background)
-                grid_art.set_segments(grid[t])
-                shadow_art.set_segments(shadow[t])
-                bone_art.set_segments(skeleton[t])
-                clock.set_text(f"{audio_start + t / fps:6.2f} s")
-                for artist in artists:
-                    axes.draw_artist(artist)
-                process.stdin.write(np.asarray(canvas.buffer_rgba())[..., :3].tobytes())
-            process.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg stopped early; its log below says why
-        finally:
-            if process.poll() is None and not process.stdin.closed:
-                process.stdin.close()
-            returncode = process.wait()
-        if returncode != 0:
+        with subprocess.Popen(encoder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log) as process:
+            with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped early: its log says why
+                for t in range(len(positions)):
+                    canvas.restore_region(background)
+                    grid_art.set_segments(grid[t])
+                    shadow_art.set_segments(shadow[t])
+                    bone_art.set_segments(skeleton[t])
+                    clock.set_text(f"{audio_start + t / fps:6.2f} s")
+                    for artist in artists:
+                        axes.draw_artist(artist)
+                    process.stdin.write(np.asarray(canvas.buffer_rgba())[..., :3].tobytes())
+            process.communicate()  # closes the pipe, tolerating a broken one, and waits for the file
+        if process.returncode != 0:
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines()
-            raise OnbeatError(f"{output}: ffmpeg failed ({lines[-1] if lines else f'exit status {returncode}'})")
+            raise OnbeatError(f"{output}: ffmpeg failed ({lines[0] if lines else f'exit status {process.returncode}'})")
 
 
 def _ffmpeg_command(output, fps, seconds, audio, audio_start):

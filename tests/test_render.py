@@ -73,3 +73,13 @@ def test_render_without_ffmpeg_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # nowhere to find ffmpeg
     assert main(["render", str(tmp_path / "dance.npz"), "-o", str(tmp_path / "dance.mp4")]) == 2
     assert "ffmpeg not found" in capsys.readouterr().err
+
+
+@needs_ffmpeg
+def test_render_reports_unreadable_music(tmp_path, capsys):
+    swaying_motion().save(tmp_path / "dance.npz")
+    (tmp_path / "song.wav").write_bytes(b"not audio at all" * 100)
+    assert main(["render", str(tmp_path / "dance.npz"), "-o", str(tmp_path / "dance.mp4"),
+                 "--audio", str(tmp_path / "song.wav")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("onbeat: error:") and "ffmpeg failed" in error and error.count("\n") == 1
