@@ -17,6 +17,7 @@ from onbeat.models.errors import OnbeatError
 WIDTH, HEIGHT, DPI = 640, 480, 100
 LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = "#1f77b4", "#d62728", "#333333"
 GRID_SPACING, GRID_HALF_SIZE = 0.5, 3.0  # metres
+BEAT_FLASH = 0.25  # seconds the beat dot takes to fade
 
 
 class Camera:
@@ -73,8 +74,9 @@ def bone_colours(names, parents):
     return colours
 
 
-def render_positions(positions, parents, names, fps, output, audio=None, audio_start=0.0):
-    """Write joint positions (T, J, 3) in metres, y up, as a video at `fps` to `output` (.mp4 or .gif)."""
+def render_positions(positions, parents, names, fps, output, audio=None, audio_start=0.0, beat_times=None):
+    """Write joint positions (T, J, 3) in metres, y up, as a video at `fps` to `output` (.mp4 or .gif).
+    `beat_times` (seconds of the music) light a dot that fades over BEAT_FLASH seconds after each beat."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
@@ -99,7 +101,11 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
     shadow_art = LineCollection([], colors="#bbbbbb", linewidths=3, alpha=0.5, capstyle="round", animated=True)
     bone_art = LineCollection([], colors=bone_colours(names, parents), linewidths=3.5, capstyle="round", animated=True)
     clock = axes.text(0.02, 0.96, "", transform=axes.transAxes, fontsize=11, family="monospace", animated=True)
+    beat_dot, = axes.plot([0.95], [0.95], "o", color="#ff9900", markersize=16, transform=axes.transAxes, animated=True)
     artists = [axes.add_collection(grid_art), axes.add_collection(shadow_art), axes.add_collection(bone_art), clock]
+    beat_glow = _beat_glow(audio_start + np.arange(len(positions)) / fps, beat_times)
+    if beat_glow is not None:
+        artists.append(beat_dot)
     canvas.draw()
     background = canvas.copy_from_bbox(figure.bbox)
 
@@ -112,6 +118,8 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
                     shadow_art.set_segments(shadow[t])
                     bone_art.set_segments(skeleton[t])
                     clock.set_text(f"{audio_start + t / fps:6.2f} s")
+                    if beat_glow is not None:
+                        beat_dot.set_alpha(beat_glow[t])
                     for artist in artists:
                         axes.draw_artist(artist)
                     process.stdin.write(np.asarray(canvas.buffer_rgba())[..., :3].tobytes())
@@ -120,6 +128,16 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines()
             raise OnbeatError(f"{output}: ffmpeg failed ({lines[0] if lines else f'exit status {process.returncode}'})")
+
+
+def _beat_glow(times, beat_times):
+    """Per frame, 1 on a beat fading to 0 over BEAT_FLASH seconds; None without beats."""
+    if beat_times is None or len(beat_times) == 0:
+        return None
+    beat_times = np.sort(beat_times)
+    last = np.searchsorted(beat_times, times + 1e-9) - 1
+    since = np.where(last >= 0, times - beat_times[np.maximum(last, 0)], np.inf)
+    return np.clip(1.0 - since / BEAT_FLASH, 0.0, 1.0)
 
 
 def _ffmpeg_command(output, fps, seconds, audio, audio_start):
@@ -152,6 +170,7 @@ def add_arguments(parser):
     parser.add_argument("--fps", type=float, help="video frame rate (default: the motion's)")
     parser.add_argument("--start", type=float, default=0.0, help="first second of the motion to draw")
     parser.add_argument("--seconds", type=float, help="how many seconds to draw (default: to the end)")
+    parser.add_argument("--beats", action="store_true", help="flash a dot on the music's beats (needs --audio)")
 
 
 def run(args):
@@ -166,6 +185,13 @@ def run(args):
     if first >= motion.num_frames:
         raise OnbeatError(f"{args.input}: --start {args.start} is past the end ({motion.duration:.2f} s)")
     clip = motion.frames(first, last)
-    render_positions(clip.positions(), PARENTS, JOINT_NAMES, clip.fps, args.output, args.audio, first / motion.fps)
+    beat_times = None
+    if args.beats:
+        if not args.audio:
+            raise OnbeatError("--beats needs --audio: the beats are tracked in the music")
+        from onbeat.stream.features import extract_file
+        beat_times = extract_file(args.audio)[1]
+    render_positions(clip.positions(), PARENTS, JOINT_NAMES, clip.fps, args.output, args.audio, first / motion.fps,
+                     beat_times)
     print(f"wrote {args.output}: {clip.num_frames} frames, {clip.duration:.2f} s at {clip.fps:g} fps")
     return 0

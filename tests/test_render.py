@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from onbeat.exporters.render import Camera
+from onbeat.exporters.render import BEAT_FLASH, Camera, _beat_glow
 from onbeat.models.motion import Motion
 from onbeat.stream.cli import main
 
@@ -83,3 +83,15 @@ def test_render_reports_unreadable_music(tmp_path, capsys):
                  "--audio", str(tmp_path / "song.wav")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("onbeat: error:") and "ffmpeg failed" in error and error.count("\n") == 1
+
+
+def test_beat_dot_lights_on_each_beat_and_fades():
+    times = np.array([0.0, 0.5, 0.5 + BEAT_FLASH / 2, 0.5 + BEAT_FLASH, 1.0])
+    assert np.allclose(_beat_glow(times, np.array([1.0, 0.5])), [0, 1, 0.5, 0, 1])
+    assert _beat_glow(times, np.array([])) is None
+
+
+def test_render_beats_need_music(tmp_path, capsys):
+    swaying_motion().save(tmp_path / "dance.npz")
+    assert main(["render", str(tmp_path / "dance.npz"), "-o", str(tmp_path / "dance.mp4"), "--beats"]) == 2
+    assert "--beats needs --audio" in capsys.readouterr().err
