@@ -1,0 +1,409 @@
+"""The live engine: sound in, poses out at a steady rate, whatever the model does.
+
+Three threads share a little state:
+- analysis: source blocks → FeatureExtractor → the latest feature row and BeatState (+ the audio to recorders);
+  it also decides when the music has stopped (quiet or beatless for `silence_seconds`) or come back.
+- generation: keeps one slice of 30 fps frames ready ahead of the output clock. The music for a slice starting
+  at output time t is `future_features(...)` extrapolated from the latest row up to t, so moves land on the
+  *predicted* beats. On silence it switches to the groove's calm idle; if a slice is late it re-anchors the
+  next one at "now + expected generation time" and lowers the model's quality (`set_quality`) until it keeps
+  up again; a slice with NaN/Inf (or an exception) is replaced by the last good pose and the model is reset.
+- output (the caller's thread): emits a PoseFrame every 1/rate s at absolute deadlines (sleep, then a short
+  spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
+  more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
+  When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
+Output time 0 is the engine start; source times map onto it one to one (the sources start with the engine).
+Predicted beats are sent to sinks as beat events when the output clock reaches them.
+`clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
+"""
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from onbeat.models import rotations as R
+from onbeat.models.motion import Motion
+from onbeat.models.skeleton import MIRROR_INDEX
+from onbeat.stream.control import Controls
+from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, FeatureExtractor, future_features, row_time
+from onbeat.stream.groove import GrooveChoreographer
+
+RMS_COLUMN = FEATURE_NAMES.index("rms_energy")
+QUALITY_LEVELS = (1.0, 0.5, 0.25)  # fraction of the model's full work (e.g. denoising steps) when degraded
+
+
+@dataclass
+class PoseFrame:
+    time: float  # seconds on the output timeline
+    root_translation: np.ndarray  # (3,) metres
+    rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
+    positions: np.ndarray  # (24, 3) world joint positions, metres
+    index: int = 0  # output frame number: time = index / rate
+
+
+def mirror_pose(root, rotations):
+    """Left/right mirror image: swap the sides, reflect x (quaternion (w, x, y, z) → (w, x, -y, -z))."""
+    return root * np.array([-1.0, 1.0, 1.0]), rotations[..., MIRROR_INDEX, :] * np.array([1.0, 1.0, -1.0, -1.0])
+
+
+class EngineStats:
+    """Counters the dashboard and benchmarks read. Jitter = emission time minus deadline (s)."""
+
+    def __init__(self, window=4096):
+        self.frames = self.late = self.dropped = self.held = self.bad_slices = self.slices = 0
+        self.max_jitter = 0.0
+        self.jitter = deque(maxlen=window)
+        self.generation_ms = deque(maxlen=64)
+        self.beats_sent = 0
+
+    def jitter_ms(self, q):
+        return 1000.0 * float(np.percentile(self.jitter, q)) if self.jitter else 0.0
+
+
+class Ear:
+    """The analysis the engine runs on each audio block: feature rows with their BeatStates."""
+
+    def __init__(self, sample_rate):
+        self.extractor = FeatureExtractor(sample_rate)
+
+    def process(self, block):
+        rows = self.extractor.process(block.samples)
+        return rows, self.extractor.states
+
+    @staticmethod
+    def future(row, beat, frames):
+        return future_features(row, beat, frames)
+
+
+class FrameQueue:
+    """30 fps frames placed on the output timeline; sampled with slerp at any output time."""
+
+    def __init__(self, fps=FEATURE_FPS):
+        self.fps = fps
+        self._frames = deque()  # (time, root (3,), rotations (24, 4), starts_jump)
+        self._lock = threading.Lock()
+
+    def push(self, start, motion, jump):
+        with self._lock:
+            for i in range(motion.num_frames):
+                self._frames.append((start + i / self.fps, motion.root_translation[i], motion.rotations[i],
+                                     jump and i == 0))
+
+    @property
+    def end(self):
+        """Output time just after the last queued frame (None when empty)."""
+        with self._lock:
+            return self._frames[-1][0] + 1.0 / self.fps if self._frames else None
+
+    def sample(self, t):
+        """(root, rotations, jumped) at time t, or None when t is past the queued frames (or before them)."""
+        with self._lock:
+            jumped = False
+            while len(self._frames) > 1 and self._frames[1][0] <= t:
+                jumped |= self._frames.popleft()[3]
+            if not self._frames or t < self._frames[0][0] or t >= self._frames[-1][0] + 1.0 / self.fps:
+                return None
+            t0, root0, rot0, jump0 = self._frames[0]
+            jumped |= jump0
+            if len(self._frames) == 1:
+                return root0, rot0, jumped
+            t1, root1, rot1, _ = self._frames[1]
+            alpha = (t - t0) / (t1 - t0)
+            return (1 - alpha) * root0 + alpha * root1, R.quat_slerp(rot0, rot1, alpha), jumped
+
+
+class Engine:
+    def __init__(self, source, choreographers, sinks=(), *, ear=None, controls=None, rate=60.0, idle=None,
+                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep, log=print):
+        """choreographers: {name: Choreographer}; `controls.model` picks the active one ("groove" is added)."""
+        self.source, self.sinks, self.rate, self.log = source, list(sinks), float(rate), log
+        self.idle = idle or GrooveChoreographer()
+        self.choreographers = {"groove": self.idle, **choreographers}
+        self.controls = controls or Controls(model=next(iter(choreographers), "groove"))
+        self.controls.models = tuple(self.choreographers)
+        self.ear = ear or Ear(source.sample_rate)
+        self.clock, self.sleep = clock, sleep
+        self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
+        self.stats = EngineStats()
+        self.queue = FrameQueue()
+        self.silent = True  # until the music proves otherwise
+        self.beat = None  # latest BeatState
+        self.quality = 0
+        self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
+        self._quiet_since, self._peak_rms = 0.0, 1e-4
+        self._last_good = None  # (root, rotations) of the last finite frame generated
+        self._active, self._need_jump = None, True
+        self._stop = threading.Event()
+        self._state_lock = threading.Lock()
+        self._t0 = None
+        self._errors = []
+        self._warned = {}  # message kind -> clock time it was last logged
+        self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
+        self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
+        self._showing = False  # whether generated frames have reached the output yet
+
+    # --- time ---------------------------------------------------------------------------------------------
+    def now(self):
+        """Seconds on the output timeline."""
+        return self.clock() - self._t0
+
+    def stop(self):
+        self._stop.set()
+
+    @property
+    def running(self):
+        return self._t0 is not None and not self._stop.is_set()
+
+    @property
+    def quality_level(self):
+        return QUALITY_LEVELS[self.quality]
+
+    # --- analysis thread ----------------------------------------------------------------------------------
+    def _analyse(self):
+        for block in self.source.blocks():
+            if self._stop.is_set():
+                break
+            # A source faster than real time (a file read without playing) is paced to the output clock.
+            ahead = block.time - self.now()
+            if ahead > 0.05:
+                self._stop.wait(ahead)
+            for sink in self.sinks:
+                if hasattr(sink, "send_audio"):
+                    sink.send_audio(block)
+            rows, states = self.ear.process(block)
+            if len(rows):
+                self._take_analysis(rows[-1], states[-1])
+        self._analysis_done = True
+
+    def _take_analysis(self, row, state):
+        rms = float(row[RMS_COLUMN])
+        self._peak_rms = max(rms, self._peak_rms * 0.999, 1e-4)
+        quiet = rms < 0.05 * self._peak_rms or state.confidence < 0.2
+        with self._state_lock:
+            self._row, self._row_time, self.beat = np.asarray(row, np.float32), row_time(state), state
+            if not quiet:
+                self._quiet_since = None
+                self.silent = False
+            elif self._quiet_since is None:
+                self._quiet_since = state.time
+            elif state.time - self._quiet_since >= self.silence_seconds:
+                self.silent = True
+
+    # --- generation thread --------------------------------------------------------------------------------
+    def _generate(self):
+        while not self._stop.is_set():
+            choreographer = self.idle if self.silent else self.choreographers.get(self.controls.model, self.idle)
+            slice_seconds = choreographer.slice_frames / choreographer.fps
+            now, end = self.now(), self.queue.end
+            if end is None or end < now + 0.5 / self.rate:
+                if end is not None:
+                    self._degrade()
+                # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
+                expected = np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms else 0.05
+                start, jump = now + 1.2 * expected + 1.0 / self.rate, True
+            elif end - now > slice_seconds:  # lookahead of one slice is enough
+                self._stop.wait(min(end - now - slice_seconds, 0.02))
+                continue
+            else:
+                start, jump = end, False
+            if choreographer is not self._active:
+                self._active, jump = choreographer, True
+            self._queue_slice(choreographer, start, jump or self._need_jump)
+
+    def _queue_slice(self, choreographer, start, jump):
+        # The slice's music and the next slice's as lookahead (a choreographer uses what it needs of it).
+        music = self._music_for(start, 2 * choreographer.slice_frames)
+        key_pose = self.controls.take_key_pose() if self._downbeat_within(start, choreographer) else None
+        began = self.clock()
+        try:
+            motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
+            good = _finite(motion)
+        except Exception as e:  # noqa: BLE001 - a model failure must not stop the show; it is counted and logged
+            motion, good = None, False
+            self._warn(f"choreographer failed: {type(e).__name__}: {e}")
+        elapsed = self.clock() - began
+        self.stats.generation_ms.append(1000.0 * elapsed)
+        self.stats.slices += 1
+        if good:
+            self._fast_slices = self._fast_slices + 1 if elapsed < 0.4 * choreographer.slice_frames / choreographer.fps else 0
+            if self._fast_slices >= 10:
+                self._recover()
+            self._last_good = (motion.root_translation[-1], motion.rotations[-1])
+            self._need_jump = False
+        else:
+            self.stats.bad_slices += 1
+            choreographer.reset()  # its state may hold the NaN; start it again from scratch
+            motion = self._held_slice(choreographer.slice_frames)
+            self._need_jump = True
+        self.queue.push(start, motion, jump)
+
+    def _held_slice(self, frames):
+        root, rotations = self._last_good or self._rest_pose()
+        return Motion(FEATURE_FPS, np.repeat(root[None], frames, 0), np.repeat(rotations[None], frames, 0))
+
+    def _rest_pose(self):
+        """The groove's idle stance, shown before the first slice is ready."""
+        rest = GrooveChoreographer().next_slice(np.zeros((1, FEATURE_DIM), np.float32), energy=0.0)
+        return rest.root_translation[0], rest.rotations[0]
+
+    def _music_for(self, start, frames):
+        """Features for `frames` frames from output time `start`, predicted from the latest row."""
+        with self._state_lock:
+            row, row_time, beat = self._row, self._row_time, self.beat
+        if beat is None:
+            return np.zeros((frames, FEATURE_DIM), np.float32)
+        first = int(round((start - row_time) * FEATURE_FPS))  # future frame j is at row_time + j / fps
+        return np.asarray(self.ear.future(row, beat, max(frames, first + frames - 1))[-frames:], np.float32)
+
+    def _downbeat_within(self, start, choreographer):
+        """Whether a predicted downbeat falls inside the slice starting at `start` (a key pose goes there)."""
+        beat = self.beat
+        if beat is None or not len(beat.next_beats):
+            return True  # no beat clock: strike the pose now
+        end = start + choreographer.slice_frames / choreographer.fps
+        for k, t in enumerate(beat.next_beats):
+            if start <= t < end and (beat.bar_position + 1 + k) % 4 == 0:
+                return True
+        return False
+
+    def _degrade(self):
+        if self.quality + 1 < len(QUALITY_LEVELS):
+            self.quality += 1
+            self._set_quality()
+            self._warn(f"generation is behind the output clock: quality {QUALITY_LEVELS[self.quality]:.2f}")
+
+    def _recover(self):
+        self._fast_slices = 0
+        if self.quality > 0:
+            self.quality -= 1
+            self._set_quality()
+
+    def _set_quality(self):
+        for choreographer in self.choreographers.values():
+            if hasattr(choreographer, "set_quality"):
+                choreographer.set_quality(QUALITY_LEVELS[self.quality])
+
+    # --- output (caller's thread) -------------------------------------------------------------------------
+    def run(self, seconds=None):
+        """Run until `seconds` of output (None: until the source ends or `stop()`); returns the stats."""
+        self._t0 = self.clock()
+        self.started_wall = time.time()  # output time 0 on the wall clock, for receivers in other processes
+        self._analysis_done = False
+        workers = [threading.Thread(target=self._guarded, args=(fn,), name=f"onbeat-{fn.__name__[1:]}", daemon=True)
+                   for fn in (self._analyse, self._generate)]
+        for worker in workers:
+            worker.start()
+        try:
+            self._output(seconds)
+        finally:
+            self._stop.set()
+            self.source.close()
+            for worker in workers:
+                worker.join(timeout=2.0)
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def _guarded(self, fn):
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
+            self._errors.append(e)
+            self._stop.set()
+
+    def _output(self, seconds):
+        period = 1.0 / self.rate
+        next_beat_after = -math.inf
+        index = 0
+        while not self._stop.is_set():
+            t = index * period
+            if seconds is not None and t >= seconds:
+                break
+            if self._analysis_done and t >= self._row_time + 0.5:
+                break  # the source has ended and its last moves have been shown
+            self._wait_until(self._t0 + t)
+            lateness = self.now() - t
+            if lateness >= period:  # woke up too late: skip the missed deadlines rather than bunching
+                missed = int(lateness // period)
+                index += missed
+                self.stats.dropped += missed
+                t = index * period
+                lateness -= missed * period
+            self._emit(t, index, self._next_pose(self.queue.sample(t), period))
+            next_beat_after = self._send_beats(t, next_beat_after)
+            self.stats.jitter.append(lateness)
+            self.stats.max_jitter = max(self.stats.max_jitter, lateness)
+            self.stats.late += lateness > 0.25 * period
+            index += 1
+
+    def _next_pose(self, sample, period):
+        """The pose to show: the sampled one, blended from the last shown after a hold or a jump."""
+        if self._last is None:
+            self._last = sample[:2] if sample is not None else self._rest_pose()
+        self._showing = self._showing or sample is not None
+        if sample is None or self.controls.hold:
+            self.stats.held += sample is None and self._showing  # not the wait for the very first slice
+            self._blend = 1.0
+            return self._last
+        root, rotations, jumped = sample
+        if jumped:
+            self._blend = 1.0
+        if self._blend > 0.0:
+            root = self._blend * self._last[0] + (1 - self._blend) * root
+            rotations = R.quat_slerp(rotations, self._last[1], self._blend)
+            self._blend = max(0.0, self._blend - period / self.blend_seconds)
+        self._last = (root, rotations)
+        return self._last
+
+    def _emit(self, t, index, pose):
+        root, rotations = pose
+        if self.controls.mirror:
+            root, rotations = mirror_pose(root, rotations)
+        positions = Motion(self.rate, root[None], rotations[None]).positions()[0]
+        frame = PoseFrame(t, root, rotations, positions, index)
+        for sink in self.sinks:
+            sink.send(frame)
+        self.stats.frames += 1
+
+    def _send_beats(self, t, after):
+        """Send the predicted beats the output clock has reached; returns the time of the last one sent."""
+        beat = self.beat
+        if beat is None or beat.confidence < 0.2 or self.silent:
+            return after
+        period = 60.0 / max(beat.bpm, 1.0)
+        for k, beat_time in enumerate(beat.next_beats):
+            if beat_time > t:
+                break
+            if beat_time > after + 0.5 * period:
+                bar_position = (beat.bar_position + 1 + k) % 4
+                event = replace(beat, time=float(beat_time), phase=0.0, bar_position=bar_position, is_beat=True,
+                                is_downbeat=bar_position == 0)
+                for sink in self.sinks:
+                    sink.send_beat(event)
+                self.stats.beats_sent += 1
+                after = beat_time
+        return after
+
+    def _wait_until(self, deadline):
+        """Sleep until ~1.5 ms before the deadline, then spin: sleep alone wakes up to a few ms late."""
+        remaining = deadline - self.clock()
+        if remaining > 0.0015:
+            self.sleep(remaining - 0.0015)
+        while self.clock() < deadline:
+            pass
+
+    def _warn(self, message, interval=5.0):
+        """Log a message at most once per `interval` seconds per kind of message."""
+        kind = message.split(":")[0]
+        now = self.clock()
+        if now - self._warned.get(kind, -math.inf) >= interval:
+            self._warned[kind] = now
+            self.log(f"onbeat: warning: {message}")
+
+
+def _finite(motion):
+    return (isinstance(motion, Motion) and np.isfinite(motion.rotations).all()
+            and np.isfinite(motion.root_translation).all())

@@ -1,0 +1,325 @@
+"""Where the live poses go: VMC (VTuber apps, Unity, Unreal, Blender), plain onbeat OSC, and a recorder.
+
+Every sink has `.send(frame: PoseFrame)`, `.send_beat(state: BeatState)` and `.close()`; several run at once.
+OSC goes out over UDP in bundles of at most 1500 bytes (one Ethernet MTU, so no IP fragmentation). A target
+that is down or refusing never stops the show: errors are counted and logged at most once per interval.
+
+Plain onbeat OSC schema (default 127.0.0.1:39541; every output frame is one or more bundles, `/onbeat/frame`
+first). Coordinates are onbeat's own: metres, right-handed, y up, the dancer faces +z at rest, +x is the
+dancer's left; joint names are SMPL-24's (Pelvis, Left_Hip, ..., Right_Palm).
+    /onbeat/frame      f time  i index          output time (s since start) and frame number (+1 per frame at
+                                                the output rate; a gap means frames were dropped)
+    /onbeat/joint/pos  s joint  f x  f y  f z   world position of the joint (m)
+    /onbeat/joint/rot  s joint  f w  f x  f y  f z   local rotation relative to the parent joint (SMPL rest pose)
+    /onbeat/beat       f time  f bpm  i beat_in_bar  i is_downbeat  f confidence
+                                                sent when the output clock reaches a (predicted) beat, in its
+                                                own bundle: time is the beat's output time, beat_in_bar 0..3
+                                                (0 = downbeat), confidence 0..1
+
+VMC protocol (default 127.0.0.1:39539, the port VSeeFace, Warudo, VNyan, EVMC4U, VMC4UE and VMC4B listen on):
+per frame `/VMC/Ext/OK 1 3 0 1` (loaded, calibrated, normal mode, tracking ok), `/VMC/Ext/T time`,
+`/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw` and one `/VMC/Ext/Bone/Pos "<HumanBodyBones>" px py pz qx qy qz qw`
+per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-handed frame (y up, z forward,
++x = the character's right):
+- onbeat's +x is the dancer's *left*, Unity's +x the avatar's *right*, y and z agree: positions map by the
+  reflection M = diag(-1, 1, 1): (x, y, z) → (-x, y, z).
+- A rotation R becomes M R M. Its axis a maps to M a = (-ax, ay, az) and, a reflection reversing handedness,
+  its angle to -angle; the same rotation is about (ax, -ay, -az) by +angle. So quaternion (w, x, y, z) →
+  Unity (x, -y, -z, w) in VMC's (qx, qy, qz, qw) order. (`tests/test_sinks.py` checks M R M numerically.)
+- Bone rotations in VMC are local rotations relative to a humanoid whose rest pose is the T-pose with all
+  bone frames aligned to the root (a normalised VRM / Unity humanoid). SMPL local rotations are relative to the
+  SMPL rest pose, which is close to a T-pose (arms horizontal, legs straight) with joint frames aligned to the
+  world, so they are sent as they are after the conversion; the small rest-pose differences (SMPL's arms
+  slope a few degrees down) show up as that much offset on the avatar.
+- The root carries the dance's travel: Root/Pos = the pelvis position minus the SMPL rest pelvis height (so the
+  avatar keeps its own hip height and bounces and travels by the dancer's offsets), identity rotation; the
+  Hips bone carries the pelvis orientation. Other bone positions are the SMPL rest offsets (receivers ignore
+  them unless told to use them).
+"""
+import math
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from onbeat.models import rotations as R
+from onbeat.models.errors import OnbeatError
+from onbeat.models.motion import Motion
+from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
+
+DEFAULT_VMC = ("127.0.0.1", 39539)
+DEFAULT_OSC = ("127.0.0.1", 39541)
+MAX_BUNDLE_BYTES = 1500
+
+# SMPL-24 joint → Unity HumanBodyBones (the palms have no humanoid bone).
+VMC_BONES = (
+    ("Pelvis", "Hips"), ("Left_Hip", "LeftUpperLeg"), ("Right_Hip", "RightUpperLeg"), ("Spine1", "Spine"),
+    ("Left_Knee", "LeftLowerLeg"), ("Right_Knee", "RightLowerLeg"), ("Spine2", "Chest"),
+    ("Left_Ankle", "LeftFoot"), ("Right_Ankle", "RightFoot"), ("Spine3", "UpperChest"),
+    ("Left_Foot", "LeftToes"), ("Right_Foot", "RightToes"), ("Neck", "Neck"),
+    ("Left_Collar", "LeftShoulder"), ("Right_Collar", "RightShoulder"), ("Head", "Head"),
+    ("Left_Shoulder", "LeftUpperArm"), ("Right_Shoulder", "RightUpperArm"),
+    ("Left_Elbow", "LeftLowerArm"), ("Right_Elbow", "RightLowerArm"),
+    ("Left_Wrist", "LeftHand"), ("Right_Wrist", "RightHand"),
+)
+_VMC_JOINTS = [JOINT_INDEX[smpl] for smpl, _ in VMC_BONES]
+_REST_POSITIONS = Motion(30, np.zeros((1, 3)), R.quat_identity((1, len(JOINT_NAMES)))).positions()[0]
+REST_PELVIS_HEIGHT = -_REST_POSITIONS[list(FOOT_JOINTS), 1].min()  # pelvis above the lowest foot joint at rest
+
+
+def to_unity_position(p):
+    return np.asarray(p) * np.array([-1.0, 1.0, 1.0])
+
+
+def to_unity_quaternion(q):
+    """onbeat (w, x, y, z) → Unity (x, y, z, w) under the x reflection (see the module docstring)."""
+    q = np.asarray(q)
+    return np.stack([q[..., 1], -q[..., 2], -q[..., 3], q[..., 0]], axis=-1)
+
+
+def parse_target(text, default):
+    """'host:port', ':port' or 'host' → (host, port); OnbeatError naming the text otherwise."""
+    host, _, port = str(text).rpartition(":") if ":" in str(text) else (str(text), "", str(default[1]))
+    try:
+        port = int(port)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise OnbeatError(f"{text!r}: not a host:port target (port must be 1..65535)") from None
+    return host or default[0], port
+
+
+def message(address, *args):
+    builder = OscMessageBuilder(address)
+    for value in args:
+        builder.add_arg(value)
+    return builder.build()
+
+
+def pack_bundles(messages, limit=MAX_BUNDLE_BYTES):
+    """Messages → bundle datagrams of at most `limit` bytes each, in order."""
+    datagrams, builder, size = [], None, 0
+    for msg in messages:
+        need = 4 + msg.size
+        if 16 + need > limit:
+            raise ValueError(f"OSC message {msg.address} is {msg.size} bytes, too big for a {limit}-byte bundle")
+        if builder is None or size + need > limit:
+            if builder is not None:
+                datagrams.append(builder.build().dgram)
+            builder, size = OscBundleBuilder(IMMEDIATELY), 16  # "#bundle\0" + time tag
+        builder.add_content(msg)
+        size += need
+    if builder is not None:
+        datagrams.append(builder.build().dgram)
+    return datagrams
+
+
+class UdpTarget:
+    """A connected UDP socket: the host is resolved once, and a refusing target's ICMP errors come back as
+    ConnectionRefusedError on a later send, which is counted (not raised)."""
+
+    def __init__(self, host, port, name, log=print, warn_interval=5.0):
+        self.name, self.log, self.warn_interval = name, log, warn_interval
+        self.address = f"{host}:{port}"
+        self.sent = self.errors = 0
+        self.last_error = None
+        self._last_warning = -math.inf
+        try:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._sock.connect((host, port))
+        except OSError as e:
+            raise OnbeatError(f"{name} target {self.address}: {e.strerror or e}") from None
+
+    def send(self, datagrams):
+        for datagram in datagrams:
+            try:
+                self._sock.send(datagram)
+                self.sent += 1
+            except OSError as e:
+                self.errors += 1
+                self.last_error = e.strerror or type(e).__name__
+                now = time.monotonic()
+                if now - self._last_warning >= self.warn_interval:
+                    self._last_warning = now
+                    self.log(f"onbeat: warning: {self.name} {self.address}: {self.last_error} "
+                             f"({self.errors} send errors so far); still running")
+
+    @property
+    def status(self):
+        return f"{self.name} {self.address} " + (f"errors {self.errors} ({self.last_error})" if self.errors else "ok")
+
+    def close(self):
+        self._sock.close()
+
+
+class OnbeatOscSink:
+    """The plain onbeat OSC schema (see the module docstring)."""
+
+    def __init__(self, host, port, log=print):
+        self.target = UdpTarget(host, port, "osc", log)
+
+    def send(self, frame):
+        messages = [message("/onbeat/frame", float(frame.time), int(frame.index))]
+        messages += [message("/onbeat/joint/pos", name, *map(float, p)) for name, p in zip(JOINT_NAMES, frame.positions)]
+        messages += [message("/onbeat/joint/rot", name, *map(float, q)) for name, q in zip(JOINT_NAMES, frame.rotations)]
+        self.target.send(pack_bundles(messages))
+
+    def send_beat(self, state):
+        self.target.send(pack_bundles([message("/onbeat/beat", float(state.time), float(state.bpm),
+                                               int(state.bar_position), int(state.is_downbeat),
+                                               float(state.confidence))]))
+
+    @property
+    def status(self):
+        return self.target.status
+
+    def close(self):
+        self.target.close()
+
+
+class VmcSink:
+    """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion)."""
+
+    def __init__(self, host, port, log=print):
+        self.target = UdpTarget(host, port, "vmc", log)
+        self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS])
+
+    def send(self, frame):
+        root = to_unity_position(frame.root_translation - np.array([0.0, REST_PELVIS_HEIGHT, 0.0]))
+        quats = to_unity_quaternion(frame.rotations[_VMC_JOINTS])
+        messages = [message("/VMC/Ext/OK", 1, 3, 0, 1), message("/VMC/Ext/T", float(frame.time)),
+                    message("/VMC/Ext/Root/Pos", "root", *map(float, root), 0.0, 0.0, 0.0, 1.0)]
+        messages += [message("/VMC/Ext/Bone/Pos", bone, *map(float, offset), *map(float, q))
+                     for (_, bone), offset, q in zip(VMC_BONES, self._bone_offsets, quats)]
+        self.target.send(pack_bundles(messages))
+
+    def send_beat(self, state):
+        pass  # VMC has no beat message
+
+    @property
+    def status(self):
+        return self.target.status
+
+    def close(self):
+        self.target.close()
+
+
+class Recorder:
+    """Saves the live session for replay: the shown motion as `path` (.npz, or .bvh) and the analysed audio
+    next to it (.wav).
+
+    The motion is written incrementally, one readable part file (`<name>.partNNN.npz`) per `segment_seconds`,
+    by a writer thread (the output clock never waits for the disk); `close()` joins the parts into `path`.
+    If the disk fills up (any OSError), recording stops with one message, the show goes on, and the parts
+    already written stay readable with `Motion.load`."""
+
+    def __init__(self, path, rate, segment_seconds=30.0, log=print):
+        self.path, self.rate, self.log = Path(path), float(rate), log
+        if self.path.suffix.lower() not in (".npz", ".bvh"):
+            raise OnbeatError(f"{path}: recordings are .npz or .bvh")
+        if not self.path.parent.is_dir():
+            raise OnbeatError(f"{path}: folder {self.path.parent} does not exist")
+        self.audio_path = self.path.with_suffix(".wav")
+        self.segment_frames = max(1, int(round(segment_seconds * self.rate)))
+        self.parts = []
+        self.failed = None  # the message, once recording has stopped
+        self.frames_recorded = 0
+        self._roots, self._rotations = [], []
+        self._audio = None
+        self._lock = threading.Lock()
+        self._writer = None
+
+    def send(self, frame):
+        if self.failed:
+            return
+        self._roots.append(frame.root_translation)
+        self._rotations.append(frame.rotations)
+        if len(self._roots) >= self.segment_frames:
+            self._write_segment()
+
+    def send_beat(self, state):
+        pass
+
+    def send_audio(self, block):
+        if self.failed:
+            return
+        try:
+            if self._audio is None:
+                import soundfile
+                self._audio = soundfile.SoundFile(self.audio_path, "w", samplerate=block.sample_rate,
+                                                  channels=block.samples.shape[1], subtype="PCM_16")
+            self._audio.write(block.samples)
+        except (OSError, RuntimeError) as e:  # soundfile reports a full disk as RuntimeError or LibsndfileError
+            self._fail(self.audio_path, e)
+
+    def _write_segment(self):
+        roots, rotations = np.array(self._roots), np.array(self._rotations)
+        self._roots, self._rotations = [], []
+        part = self.path.with_name(f"{self.path.stem}.part{len(self.parts):03d}.npz")
+        self.parts.append(part)
+        previous = self._writer
+        self._writer = threading.Thread(target=self._save_part, args=(previous, part, roots, rotations),
+                                        name="onbeat-recorder", daemon=True)
+        self._writer.start()
+
+    def _save_part(self, previous, part, roots, rotations):
+        if previous is not None:
+            previous.join()  # parts land in order
+        if self.failed:
+            return
+        try:
+            Motion(self.rate, roots, rotations).save(part)
+            self.frames_recorded += len(roots)
+        except OSError as e:
+            part.unlink(missing_ok=True)
+            self._fail(part, e)
+
+    def _fail(self, where, error):
+        with self._lock:
+            if self.failed:
+                return
+            self.failed = f"recording stopped: {where}: {getattr(error, 'strerror', None) or error}"
+            if self.parts and self.parts[-1] == where:
+                self.parts.pop()
+        self.log(f"onbeat: warning: {self.failed}; live output continues, "
+                 f"{self.frames_recorded / self.rate:.1f} s kept in {self.path.stem}.part*.npz")
+
+    @property
+    def status(self):
+        return f"recorder {self.path.name} " + (self.failed or f"{self.frames_recorded / self.rate:.0f} s")
+
+    def close(self):
+        if self._roots and not self.failed:
+            self._write_segment()
+        if self._writer is not None:
+            self._writer.join()
+        if self._audio is not None:
+            try:
+                self._audio.close()
+            except (OSError, RuntimeError) as e:
+                self._fail(self.audio_path, e)
+        if not self.failed and self.parts:
+            self._join_parts()
+
+    def _join_parts(self):
+        """Join the parts into the final file; on failure the parts stay where they are."""
+        try:
+            parts = [Motion.load(p) for p in self.parts]
+            motion = Motion(self.rate, np.concatenate([m.root_translation for m in parts]),
+                            np.concatenate([m.rotations for m in parts]))
+            if self.path.suffix.lower() == ".bvh":
+                from onbeat.exporters.bvh import write_bvh
+                write_bvh(motion, self.path)
+            else:
+                motion.save(self.path)
+        except OSError as e:
+            self._fail(self.path, e)
+            return
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+        self.log(f"onbeat: recorded {motion.duration:.1f} s to {self.path}"
+                 + (f" and {self.audio_path}" if self._audio is not None else ""))
