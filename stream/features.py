@@ -6,8 +6,9 @@ frame i): its spectrum comes from the last 2048 samples (93 ms) ending at the en
 causal, and its beat columns are evaluated at the row's time i/30 s.
 
 Gain robustness (a mic at -20 dB and a file at 0 dB look alike): levels are in dB relative to a running peak
-level that follows any rise at once and falls by 1 dB/s (`LEVEL_RELEASE_DB_PER_S`), floored at -80 dBFS
-(digital silence stays silent). Onset strength, flux and chroma are level-free ratios.
+level (of the hop RMS) that follows any rise at once and falls by 1 dB/s (`LEVEL_RELEASE_DB_PER_S`), never below
+-50 dBFS (`QUIETEST_PEAK_DB`: faint noise is not boosted to full scale; digital silence gives 0). The beat tracker
+is fed the hops scaled to that level too. Onset strength, flux and chroma are level-free ratios.
 
 | index | name | range | meaning |
 |---|---|---|---|
@@ -48,13 +49,12 @@ AUDIO_COLUMNS = slice(0, FEATURE_NAMES.index("beat_phase_sin"))   # the descript
 BEAT_COLUMNS = slice(AUDIO_COLUMNS.stop, FEATURE_DIM)              # the beat clock's columns
 
 N_FFT = 2048
-FLOOR_DB = -80.0                 # dBFS power: quieter than this is silence, whatever the gain
+QUIETEST_PEAK_DB = -50.0         # dBFS: music peaking below this is treated as quiet, not boosted to full scale
 RANGE_DB = 60.0                  # dynamic range mapped onto 0..1 below the running peak level
 LEVEL_RELEASE_DB_PER_S = 1.0
 ONSET_SCALE_DB = 6.0
 CHROMA_GATE_DB = 50.0            # chroma is zero for hops this far below the peak level
-TRACKER_LEVEL_DB = -20.0         # the beat tracker hears the music with its running peak at this level...
-TRACKER_MAX_GAIN_DB = 40.0       # ...boosted by at most this much, so near-silence is not blown up to music
+TRACKER_LEVEL_DB = -20.0         # the beat tracker hears the music with its running peak at this level
 BEATS_PER_BAR = 4
 EPS = 1e-12
 
@@ -202,7 +202,7 @@ class FeatureExtractor:
         self.release_db = LEVEL_RELEASE_DB_PER_S / FEATURE_FPS
         self.frame = np.zeros(N_FFT)          # the last N_FFT analysis samples
         self.pending = np.zeros(0)            # resampled samples not yet a whole hop
-        self.level_db = FLOOR_DB
+        self.level_db = QUIETEST_PEAK_DB
         self.previous_mel_db = None
         self.previous_magnitude = np.zeros(N_FFT // 2 + 1)
         self.frames = 0
@@ -239,9 +239,9 @@ class FeatureExtractor:
     def _row(self, hop):
         self.frame = np.concatenate([self.frame[HOP:], hop])
         rms_db = _db(np.mean(hop ** 2))
-        self.level_db = max(self.level_db - self.release_db, rms_db, FLOOR_DB)
-        gain_db = min(TRACKER_LEVEL_DB - self.level_db, TRACKER_MAX_GAIN_DB)   # the tracker is gain-robust too
-        state = self.tracker.process((hop * 10.0 ** (gain_db / 20.0)).astype(np.float32))
+        self.level_db = max(self.level_db - self.release_db, rms_db, QUIETEST_PEAK_DB)
+        gain = 10.0 ** ((TRACKER_LEVEL_DB - self.level_db) / 20.0)   # the beat tracker is gain-robust too
+        state = self.tracker.process((hop * gain).astype(np.float32))
         self.states.append(state)
         self.frames += 1
         power = np.abs(np.fft.rfft(self.frame * self.window)) ** 2 * self.power_scale
@@ -256,7 +256,7 @@ class FeatureExtractor:
 
         relative = lambda db: np.clip(1.0 + (db - self.level_db) / RANGE_DB, 0.0, 1.0)
         chroma = self.chroma @ power
-        if rms_db < max(self.level_db - CHROMA_GATE_DB, FLOOR_DB) or chroma.max() <= EPS:
+        if rms_db < self.level_db - CHROMA_GATE_DB or chroma.max() <= EPS:
             chroma = np.zeros(12)
         else:
             chroma = chroma / chroma.max()

@@ -431,7 +431,8 @@ class SyntheticSource(Source):
             loop[at:at + len(sound)] += sound
 
         for i, at in enumerate(beats):
-            add(_decaying("kick" if i % 2 == 0 else "snare", 0.3, self.sample_rate, rng), at)
+            accent = 1.0 if i % 4 == 0 else 0.6     # the downbeat's kick is the loudest hit of the bar
+            add(accent * _decaying("kick" if i % 2 == 0 else "snare", 0.3, self.sample_rate, rng), at)
             if i % 4 == 0:
                 add(_decaying("bass", 4 * beat, self.sample_rate, rng, BASS_LINE_HZ[i // 4 % 4]), at)
         for at in np.round(np.arange(bars * 8) * beat / 2 * self.sample_rate).astype(int):
