@@ -1,0 +1,284 @@
+"""BADM-style choreographer: sliced, bidirectional, autoregressive diffusion over the motion rows (torch).
+
+The dance is cut into slices of S frames (30 fps). One denoiser call sees 3S frames as tokens:
+
+    [ context: clean slice k-1 | noisy slice k (+ its music, + key pose) | noisy slice k+1 (+ its music) ]
+
+and predicts the clean slices k and k+1 (x0-prediction). Slices k and k+1 are denoised in lockstep at staggered
+noise levels (see `badm_sampler`), which is what makes it bidirectional: slice k is generated knowing where
+slice k+1 is heading. A small 1D-conv local decoder over the 3S frames refines the prediction, smoothing the join
+between slice k-1 and k. Beat information (Beat-It) comes in through the music features' beat columns (phase and
+nearest-beat distance); a key pose (a target pose at some frames of slice k, with a mask) can be requested.
+
+Anti-freeze measures in training: noise on the context slice, the context replaced now and then by the model's own
+prediction (scheduled sampling), music dropout, and a beat-alignment term that rewards moving between beats and
+settling on them, relative to the dance's own mean speed (so it cannot be won by standing still).
+
+The exported graph is `step_module()`:
+
+    forward(noisy (B,S,D), t (B,), context (B,S,D), next_noisy (B,S,D), music (B,2S,F), key_pose (B,S,D),
+            key_mask (B,S)) -> (x0 (B,S,D), next_x0 (B,S,D))
+
+poses normalized with `metadata()["pose_mean"/"pose_std"]`, music raw (all zeros = no music), t the lockstep
+position u in [0, 1], all float32. `metadata()` holds everything the runtime needs besides the weights.
+"""
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from onbeat.models import badm_sampler as sampler
+from onbeat.models.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
+from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+
+VERSION = 1
+
+
+@dataclass
+class BADMConfig:
+    slice_frames: int = 8
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    decoder_width: int = 128
+    ddim_steps: int = 4
+    # training
+    next_weight: float = 0.25  # loss share of the (noisier) slice k+1 prediction
+    velocity_weight: float = 1.0
+    contact_weight: float = 0.5
+    beat_weight: float = 0.05
+    context_noise: float = 0.1  # max std (normalized units) of the noise put on the context slice
+    context_dropout: float = 0.05  # context replaced by the mean pose, as at a stream's start
+    scheduled_sampling: float = 0.3  # share of samples whose context is the model's own prediction
+    music_dropout: float = 0.1
+    key_pose_rate: float = 0.2  # share of samples given a key pose
+
+
+PRESETS = {
+    "small": {},
+    "tiny": {"width": 32, "layers": 1, "heads": 2, "decoder_width": 16, "slice_frames": 4},
+}
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with full (bidirectional) attention over the 3S frames."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x):
+        batch, tokens, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(width // self.heads), dim=-1)
+        x = x + self.proj((attention @ v).transpose(1, 2).reshape(batch, tokens, width))
+        return x + self.mlp(self.norm2(x))
+
+
+class Denoiser(nn.Module):
+    """The step the sampler calls; see the module docstring for its inputs and outputs."""
+
+    def __init__(self, cfg, music_mean, music_std):
+        super().__init__()
+        width, frames = cfg.width, cfg.slice_frames
+        self.frames = frames
+        self.register_buffer("music_mean", torch.as_tensor(music_mean, dtype=torch.float32))
+        self.register_buffer("music_std", torch.as_tensor(music_std, dtype=torch.float32))
+        self.pose_in = nn.Linear(POSE_DIM, width)
+        self.music_in = nn.Linear(FEATURE_DIM, width)
+        self.no_music = nn.Parameter(torch.zeros(width))
+        self.key_in = nn.Linear(POSE_DIM + 1, width)
+        self.position = nn.Parameter(0.02 * torch.randn(3 * frames, width))  # role (context/k/k+1) and frame
+        self.time = nn.Sequential(nn.Linear(64, width), nn.GELU(), nn.Linear(width, width))
+        self.blocks = nn.ModuleList(Block(width, cfg.heads) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, POSE_DIM)
+        # Local decoder: a residual 1D conv over context + both predicted slices, smoothing the joins.
+        self.local = nn.Sequential(nn.Conv1d(POSE_DIM, cfg.decoder_width, 5, padding=2), nn.GELU(),
+                                   nn.Conv1d(cfg.decoder_width, POSE_DIM, 5, padding=2))
+        nn.init.zeros_(self.local[-1].weight)
+        nn.init.zeros_(self.local[-1].bias)
+
+    def time_embedding(self, t):
+        half = torch.arange(32, device=t.device, dtype=torch.float32)
+        angles = 1000.0 * t[:, None] * torch.exp(-math.log(10000.0) * half / 32)[None]
+        return self.time(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1))
+
+    def forward(self, noisy, t, context, next_noisy, music, key_pose, key_mask):
+        present = (music.abs().sum(-1, keepdim=True) > 0).to(music.dtype)  # all-zero rows mean no music
+        music_tokens = present * self.music_in((music - self.music_mean) / self.music_std) + (1 - present) * self.no_music
+        key = self.key_in(torch.cat([key_pose * key_mask[..., None], key_mask[..., None]], dim=-1))
+        x = torch.cat([self.pose_in(context),
+                       self.pose_in(noisy) + music_tokens[:, :self.frames] + key,
+                       self.pose_in(next_noisy) + music_tokens[:, self.frames:]], dim=1)
+        x = x + self.position[None] + self.time_embedding(t)[:, None]
+        for block in self.blocks:
+            x = block(x)
+        predicted = self.out(self.norm(x[:, self.frames:]))  # (B, 2S, D)
+        joined = torch.cat([context, predicted], dim=1).transpose(1, 2)
+        predicted = predicted + self.local(joined).transpose(1, 2)[:, self.frames:]
+        return predicted[:, :self.frames], predicted[:, self.frames:]
+
+
+class BADM(nn.Module):
+    """Denoiser + training losses + the normalizer. Build with `from_config(cfg, stats)`."""
+
+    PRESETS = PRESETS
+
+    def __init__(self, cfg, stats):
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = Denoiser(cfg, stats["music_mean"], stats["music_std"])
+        self.register_buffer("pose_mean", torch.as_tensor(stats["pose_mean"], dtype=torch.float32))
+        self.register_buffer("pose_std", torch.as_tensor(stats["pose_std"], dtype=torch.float32))
+        self.register_buffer("offsets", torch.as_tensor(REST_OFFSETS, dtype=torch.float32))
+
+    @classmethod
+    def from_config(cls, cfg, stats):
+        """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays."""
+        names = {f.name for f in fields(BADMConfig)}
+        return cls(BADMConfig(**{k: v for k, v in cfg.items() if k in names}), stats)
+
+    def step_module(self):
+        return self.denoiser
+
+    def metadata(self):
+        return {"model": "badm", "version": VERSION, "fps": FEATURE_FPS, "slice_frames": self.cfg.slice_frames,
+                "pose_dim": POSE_DIM, "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
+                "ddim_steps": self.cfg.ddim_steps, "lockstep_mid": sampler.MID,
+                "pose_mean": self.pose_mean.tolist(), "pose_std": self.pose_std.tolist(),
+                "config": asdict(self.cfg)}
+
+    # --- generation -----------------------------------------------------------------------------------------
+    def denoise_fn(self):
+        """The sampler's numpy `denoise` callable, backed by this torch model."""
+        def denoise(*arrays):
+            with torch.no_grad():
+                x0, next_x0 = self.denoiser(*(torch.from_numpy(np.asarray(a, np.float32)) for a in arrays))
+            return x0.numpy(), next_x0.numpy()
+        return denoise
+
+    def generate(self, music, seed=0, steps=None):
+        """(T, POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows."""
+        self.eval()
+        return sampler.generate(self.denoise_fn(), music, seed, self.cfg.slice_frames, self.pose_mean.numpy(),
+                                self.pose_std.numpy(), steps or self.cfg.ddim_steps)
+
+    # --- training -------------------------------------------------------------------------------------------
+    def loss(self, batch):
+        """batch: motion (B, W, D) raw rows, music (B, W, F) raw, has_music (B,). Returns (loss, logs)."""
+        cfg, frames = self.cfg, self.cfg.slice_frames
+        rows = (batch["motion"] - self.pose_mean) / self.pose_std
+        music = batch["music"] * batch["has_music"][:, None, None]
+        size, window, _ = rows.shape
+        device = rows.device
+        # A random place in each window: pre-context, context (k-1), slice k, slice k+1.
+        start = torch.randint(0, window - 4 * frames + 1, (size,), device=device)
+        index = start[:, None] + torch.arange(4 * frames, device=device)
+        take = lambda x: torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
+        rows4, music4 = take(rows), take(music)
+        pre_context, context, target, target_next = rows4.split(frames, dim=1)
+        slice_music = music4[:, 2 * frames:]
+        dropped = torch.rand(size, device=device) < cfg.music_dropout
+        slice_music = slice_music * (~dropped)[:, None, None]
+
+        context = self.scheduled_context(pre_context, context, music4[:, frames:3 * frames])
+        context = context + cfg.context_noise * torch.rand(size, 1, 1, device=device) * torch.randn_like(context)
+        context = torch.where((torch.rand(size, 1, 1, device=device) < cfg.context_dropout), 0.0, context)
+
+        u = torch.rand(size, device=device)
+        noisy, next_noisy = self.add_noise(target, target_next, u)
+        key_pose, key_mask = self.random_key_pose(target)
+        x0, next_x0 = self.denoiser(noisy, u, context, next_noisy, slice_music, key_pose, key_mask)
+
+        logs = {"x0": F.mse_loss(x0, target), "next": F.mse_loss(next_x0, target_next)}
+        logs["velocity"] = F.mse_loss(torch.diff(torch.cat([context, x0], 1), dim=1),
+                                      torch.diff(torch.cat([context, target], 1), dim=1))
+        raw, raw_target = x0 * self.pose_std + self.pose_mean, target * self.pose_std + self.pose_mean
+        positions = self.positions(raw)
+        logs["contact"] = self.foot_sliding(positions, raw_target[..., CONTACT_SLICE])
+        logs["beat"] = self.beat_alignment(positions, slice_music[:, :frames], batch["has_music"] * (~dropped))
+        loss = (logs["x0"] + cfg.next_weight * logs["next"] + cfg.velocity_weight * logs["velocity"]
+                + cfg.contact_weight * logs["contact"] + cfg.beat_weight * logs["beat"])
+        return loss, {k: float(v.detach()) for k, v in logs.items()}
+
+    def add_noise(self, target, target_next, u):
+        level, next_level = sampler.lockstep_levels(u.detach().cpu().numpy())
+        alpha = torch.as_tensor(sampler.alpha_bar(level), dtype=torch.float32, device=u.device)[:, None, None]
+        alpha_next = torch.as_tensor(sampler.alpha_bar(next_level), dtype=torch.float32, device=u.device)[:, None, None]
+        noisy = alpha.sqrt() * target + (1 - alpha).sqrt() * torch.randn_like(target)
+        return noisy, alpha_next.sqrt() * target_next + (1 - alpha_next).sqrt() * torch.randn_like(target_next)
+
+    def scheduled_context(self, pre_context, context, music):
+        """Scheduled sampling: for a share of samples, the context is what the model itself makes of that slice
+        (one step from its starting noise level) instead of the real one, so it learns to continue its own
+        imperfect output rather than drifting into a frozen pose."""
+        chosen = torch.rand(len(context), device=context.device) < self.cfg.scheduled_sampling
+        if not chosen.any():
+            return context
+        with torch.no_grad():
+            u = torch.ones(len(context), device=context.device)
+            noisy, next_noisy = self.add_noise(context, context, u)
+            zeros = torch.zeros_like(context)
+            own, _ = self.denoiser(noisy, u, pre_context, next_noisy, music, zeros, zeros[..., 0])
+        return torch.where(chosen[:, None, None], own, context)
+
+    def random_key_pose(self, target):
+        size, frames, _ = target.shape
+        mask = torch.zeros(size, frames, device=target.device)
+        chosen = torch.rand(size, device=target.device) < self.cfg.key_pose_rate
+        mask[torch.arange(size), torch.randint(0, frames, (size,))] = chosen.float()
+        return target * mask[..., None], mask
+
+    def positions(self, raw):
+        """(B, T, 24, 3) joint positions of raw rows in the slice's heading frame, root trajectory integrated
+        from the velocities (the heading's turn within a slice is ignored: a slice lasts a fraction of a second)."""
+        size, frames, _ = raw.shape
+        matrices = six_d_to_matrix(raw[..., ROTATION_SLICE].reshape(size, frames, NUM_JOINTS, 6))
+        world_rot, joints = [matrices[:, :, 0]], [torch.zeros(size, frames, 3, device=raw.device)]
+        for j in range(1, NUM_JOINTS):
+            parent = PARENTS[j]
+            joints.append(joints[parent] + world_rot[parent] @ self.offsets[j])
+            world_rot.append(world_rot[parent] @ matrices[:, :, j])
+        zeros = torch.zeros_like(raw[..., 0])
+        ground = torch.cumsum(torch.stack([raw[..., 0], zeros, raw[..., 1]], dim=-1), dim=1) / FEATURE_FPS
+        root = ground + torch.stack([zeros, raw[..., 2], zeros], dim=-1)
+        return torch.stack(joints, dim=2) + root[:, :, None]
+
+    @staticmethod
+    def foot_sliding(positions, contacts):
+        """Mean squared foot speed (m/frame) where the real dance has the foot planted."""
+        feet, contacts = positions[:, :, list(FOOT_JOINTS)], contacts.clamp(0.0, 1.0)
+        speed2 = (torch.diff(feet, dim=1) ** 2).sum(-1)
+        return (speed2 * contacts[:, 1:]).sum() / contacts[:, 1:].sum().clamp(min=1.0) * 100.0
+
+    @staticmethod
+    def beat_alignment(positions, music, has_music):
+        """Beat-It style: mean joint speed near beats divided by the mean joint speed; lower = settling on beats.
+        Beat proximity comes from the beat-phase columns (phase 0 = on a beat)."""
+        if "beat_phase_sin" not in FEATURE_NAMES or not bool(has_music.any()):
+            return positions.new_zeros(())
+        sin, cos = music[..., FEATURE_NAMES.index("beat_phase_sin")], music[..., FEATURE_NAMES.index("beat_phase_cos")]
+        phase = torch.remainder(torch.atan2(sin, cos) / (2 * math.pi), 1.0)
+        distance = torch.minimum(phase, 1 - phase)
+        near = torch.exp(-0.5 * (distance / 0.1) ** 2)[:, 1:] * has_music[:, None]
+        speed = torch.linalg.norm(torch.diff(positions, dim=1), dim=-1).mean(-1)  # (B, T-1)
+        weighted = (near * speed).sum() / near.sum().clamp(min=1e-6)
+        average = (speed * has_music[:, None]).sum() / (has_music.sum() * speed.shape[1]).clamp(min=1e-6)
+        return weighted / (average + 1e-4)
+
+
+def six_d_to_matrix(d6):
+    """Torch twin of `rotations.matrix_from_6d` (Gram-Schmidt), (..., 6) -> (..., 3, 3)."""
+    a, b = d6[..., :3], d6[..., 3:]
+    x = F.normalize(a, dim=-1)
+    y = F.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
+    return torch.stack([x, y, torch.cross(x, y, dim=-1)], dim=-1)

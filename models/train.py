@@ -1,0 +1,294 @@
+"""`onbeat train badm|codes`: the one trainer for every choreographer.
+
+A model kind is a class in `REGISTRY` with `PRESETS` (dict of config dicts), `from_config(cfg, stats)` (stats: the
+dataset's normalizer arrays pose_mean, pose_std, music_mean, music_std) and `loss(batch) -> (loss, logs)` where
+batch = {"motion": (B, W, POSE_DIM) raw rows, "music": (B, W, F) raw, "has_music": (B,)} float32 tensors.
+
+Runs on CPU or CUDA, and on several processes/GPUs/machines under torchrun (DistributedDataParallel, initialised
+from the WORLD_SIZE/RANK/... environment; gloo on CPU, nccl on CUDA; only rank 0 logs and saves). Checkpoints hold
+model, optimiser, step, config, normalizer stats and RNG states, so `--resume` continues exactly.
+"""
+import importlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from onbeat.models.errors import OnbeatError
+
+REGISTRY = {"badm": "onbeat.models.badm:BADM", "codes": "onbeat.models.codes:Codes"}
+
+TRAIN_DEFAULTS = {
+    "batch_size": 64, "lr": 5e-4, "weight_decay": 0.01, "warmup": 200, "steps": 20000, "grad_clip": 1.0,
+    "mirror": 0.5,  # share of windows reflected left <-> right
+    "eval_every": 500, "eval_batches": 16, "save_every": 1000, "log_every": 100,
+}
+CHECKPOINT = "checkpoint.pt"
+
+
+def add_arguments(parser):
+    parser.add_argument("model", choices=sorted(REGISTRY), help="model kind")
+    parser.add_argument("--config", type=Path, help="JSON file of config values (model and training)")
+    parser.add_argument("--preset", default="small", help="named config of the model kind (default: small)")
+    parser.add_argument("--data", type=Path, default=Path("data.npz"), help="dataset from `onbeat dataset build`")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
+    parser.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+
+
+def run(args):
+    cls = model_class(args.model)
+    if args.preset not in cls.PRESETS:
+        raise OnbeatError(f"unknown preset {args.preset!r} for {args.model} (have: {', '.join(cls.PRESETS)})")
+    cfg = {**TRAIN_DEFAULTS, **cls.PRESETS[args.preset], **read_config(args.config)}
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise OnbeatError("--device cuda: no CUDA device is available to torch")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from onbeat.models.dataset import WindowData
+    if not args.data.is_file():
+        raise OnbeatError(f"{args.data}: dataset not found (build it with `onbeat dataset build -o {args.data}`)")
+    data = WindowData.load(args.data)
+    out = args.out or Path("runs") / args.model
+    rank, world = setup_distributed(device)
+    torch.set_num_threads(args.threads or max(1, min(2, (os.cpu_count() or 1) // world)))
+    try:
+        train(args.model, cfg, data, out, seed=args.seed, device=device, resume=args.resume)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def model_class(kind):
+    module, name = REGISTRY[kind].split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as e:
+        raise OnbeatError(f"model {kind!r} is not available ({e})") from None
+
+
+def read_config(path):
+    if path is None:
+        return {}
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise OnbeatError(f"{path}: cannot read JSON config ({e})") from None
+    if not isinstance(cfg, dict):
+        raise OnbeatError(f"{path}: config must be a JSON object")
+    return cfg
+
+
+def setup_distributed(device):
+    """(rank, world size); joins the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    dist = torch.distributed
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    if device == "cuda":
+        torch.cuda.set_device(local_rank())
+    return dist.get_rank(), world
+
+
+class LossModule(nn.Module):
+    """Wraps a model so that forward is its loss: DDP syncs the gradients of what forward computed."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, batch):
+        return self.inner.loss(batch)
+
+
+def batches(data, split, cfg, seed, rank, world, device):
+    """Endless iterator of training batches (tensors on device), sharded across ranks by DistributedSampler."""
+    indices = data.indices(split)
+    if len(indices) == 0:
+        raise OnbeatError(f"the dataset has no {'train' if split == 0 else 'validation'} windows")
+    sampler = DistributedSampler(indices, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    generator = np.random.default_rng(seed + 1000 * rank)
+
+    def collate(chosen):
+        mirrored = generator.random(len(chosen)) < cfg["mirror"]
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.batch(np.array(chosen), mirrored).items()}
+    batch_size = min(cfg["batch_size"], max(1, len(indices) // world))
+    loader = DataLoader(indices, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True)
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            yield {k: v.to(device) for k, v in batch.items()}
+        epoch += 1
+
+
+def validation_loss(model, data, cfg, device):
+    """Mean loss over fixed validation batches, with fixed randomness so values are comparable over time."""
+    indices = data.indices(1)
+    if len(indices) == 0:
+        return float("nan")
+    rng = np.random.default_rng(1234)
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)
+        for _ in range(cfg["eval_batches"]):
+            chosen = rng.choice(indices, size=min(cfg["batch_size"], len(indices)), replace=False)
+            batch = {k: torch.from_numpy(v).to(device) for k, v in data.batch(chosen).items()}
+            total += float(model.loss(batch)[0])
+    model.train()
+    return total / cfg["eval_batches"]
+
+
+def learning_rate(cfg, step):
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < cfg["warmup"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup"]
+    progress = min(1.0, (step - cfg["warmup"]) / max(1, cfg["steps"] - cfg["warmup"]))
+    return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(kind, cfg, data, out, seed=0, device="cpu", resume=False):
+    """Train a model of `kind`; returns the (unwrapped) model. Rank 0 writes <out>/checkpoint.pt and model.pt."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    out = Path(out)
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = model_class(kind).from_config(cfg, data.stats).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    step = 0
+    if resume:
+        state = load_checkpoint(out / CHECKPOINT)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
+    else:
+        random.seed(seed + rank)
+        torch.manual_seed(seed + rank)  # different noise per rank from here on
+    wrapped = LossModule(model)
+    if distributed:
+        wrapped = DistributedDataParallel(wrapped, device_ids=[local_rank()] if device == "cuda" else None)
+    stream = batches(data, 0, cfg, seed + step, rank, world, device)
+    log = Progress(cfg["steps"], step, enabled=rank == 0)
+    started = time.time()
+    model.train()
+    while step < cfg["steps"]:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        loss, logs = wrapped(next(stream))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        optimizer.step()
+        step += 1
+        log.update(step, float(loss.detach()), logs)
+        last = step == cfg["steps"]
+        if rank == 0 and (step % cfg["eval_every"] == 0 or last):
+            log.message(f"step {step}: validation loss {validation_loss(model, data, cfg, device):.4f}")
+        if step % cfg["save_every"] == 0 or last:
+            rng_states = gather(rng_state(), distributed, world)
+            if rank == 0:
+                save_checkpoint(out, kind, model, optimizer, step, cfg, data.stats, rng_states, time.time() - started)
+    log.close()
+    return model
+
+
+def local_rank():
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def gather(value, distributed, world):
+    """Every rank's `value` (a picklable object), on every rank."""
+    if not distributed:
+        return [value]
+    values = [None] * world
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
+def rng_state():
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(out, kind, model, optimizer, step, cfg, stats, rng_states, seconds):
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {"kind": kind, "model": model.state_dict(), "config": cfg, "step": step,
+               "stats": {k: np.asarray(v) for k, v in stats.items()}, "train_seconds": seconds}
+    temporary = out / (CHECKPOINT + ".tmp")
+    torch.save({**weights, "optimizer": optimizer.state_dict(), "rng": rng_states}, temporary)
+    os.replace(temporary, out / CHECKPOINT)  # never leave a half-written checkpoint behind
+    torch.save(weights, out / "model.pt")
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise OnbeatError(f"{path}: no checkpoint to resume from") from None
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise OnbeatError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+
+
+def load_model(path):
+    """A trained model, in eval mode, from a checkpoint.pt or model.pt."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "kind" not in state or state["kind"] not in REGISTRY:
+        raise OnbeatError(f"{path}: not an onbeat model checkpoint")
+    model = model_class(state["kind"]).from_config(state["config"], state["stats"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+class Progress:
+    """A tqdm bar on a terminal, plain log lines otherwise (CI logs, nohup)."""
+
+    def __init__(self, total, start, enabled):
+        self.enabled, self.total, self.every = enabled, total, max(1, total // 100)
+        self.bar = None
+        self.started, self.first = time.time(), start
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+
+    def update(self, step, loss, logs):
+        if not self.enabled:
+            return
+        details = " ".join(f"{k} {v:.3f}" for k, v in logs.items())
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix_str(f"loss {loss:.4f} {details}")
+        elif step % self.every == 0:
+            rate = (step - self.first) / max(1e-9, time.time() - self.started)
+            print(f"step {step}/{self.total}: loss {loss:.4f} {details} ({rate:.1f} steps/s)", flush=True)
+
+    def message(self, text):
+        if not self.enabled:
+            return
+        (self.bar.write if self.bar is not None else print)(text)
+        sys.stdout.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
