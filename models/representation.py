@@ -23,7 +23,7 @@ import numpy as np
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, MIRROR_INDEX, NUM_JOINTS
+from onbeat.models.skeleton import FOOT_JOINTS, MIRROR_INDEX, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 ROOT_DIMS = 3
 ROTATION_SLICE = slice(ROOT_DIMS, ROOT_DIMS + 6 * NUM_JOINTS)
@@ -69,8 +69,28 @@ def root_state(motion):
     return RootState(motion.root_translation[-1].copy(), float(heading_angles(motion.rotations[-1, 0])))
 
 
+def canonical(motion):
+    """The same dance on the canonical skeleton (`skeleton.REST_OFFSETS`): rotations kept, root translation scaled
+    by the ratio of rest hip heights, so a tall dancer's pelvis height and stride shrink with their legs."""
+    if np.allclose(motion.offsets, REST_OFFSETS):
+        return motion
+    scale = _rest_hip_height(REST_OFFSETS) / _rest_hip_height(motion.offsets)
+    return Motion(motion.fps, motion.root_translation * scale, motion.rotations)
+
+
+def _rest_hip_height(offsets):
+    """Height of the pelvis above the lowest foot joint in the rest pose."""
+    heights = np.zeros(NUM_JOINTS)
+    for j, p in enumerate(PARENTS):
+        if p >= 0:
+            heights[j] = heights[p] + offsets[j][1]
+    return -heights[list(FOOT_JOINTS)].min()
+
+
 def encode(motion):
-    """(T, POSE_DIM) float32 rows of `motion` (at its own fps; the datasets resample to 30 fps first)."""
+    """(T, POSE_DIM) float32 rows of `motion` (at its own fps; the datasets resample to 30 fps first), taken
+    onto the canonical skeleton first (see `canonical`)."""
+    motion = canonical(motion)
     start = start_state(motion)
     root_q = motion.rotations[:, 0]
     heading = heading_angles(root_q)

@@ -74,3 +74,9 @@ def test_normalizer_and_bad_shapes():
     assert np.abs(normalized.mean(0)).max() < 1e-3
     with pytest.raises(OnbeatError, match="151"):
         decode(np.zeros((4, 10)), 30.0)
+
+
+def test_a_taller_skeleton_is_scaled_onto_the_canonical_one():
+    motion = turning_dance()
+    tall = Motion(motion.fps, motion.root_translation * 1.25, motion.rotations, motion.offsets * 1.25)
+    np.testing.assert_allclose(encode(tall), encode(motion), atol=1e-5)
