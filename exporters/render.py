@@ -42,7 +42,7 @@ class Camera:
 
 
 def follow_target(root, fps, seconds=1.0):
-    """Where the camera looks: the root's ground position averaged over about a second, at chest height."""
+    """Where the camera looks: the root's ground position averaged over about a second, at hip height."""
     window = max(1, int(round(seconds * fps)) | 1)
     padded = np.pad(root[:, [0, 2]], ((window // 2, window // 2), (0, 0)), mode="edge")
     kernel = np.ones(window) / window
