@@ -9,6 +9,7 @@ joint's translation from its parent and replace its OFFSET in that frame (how Bl
 Lengths stay in the file's units (usually centimetres).
 """
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class _Hierarchy:
 
 def _read_motion(path, lines, motion_line, num_channels):
     """The `Frames:` and `Frame Time:` lines and the (T, num_channels) block of values below them."""
-    header = [(i, line) for i, line in enumerate(lines[motion_line + 1:], motion_line + 1) if line.strip()][:2]
+    header = list(islice(((i, line) for i, line in enumerate(lines[motion_line + 1:], motion_line + 1) if line.strip()), 2))
     if len(header) < 2 or not header[0][1].strip().startswith("Frames:") \
             or not header[1][1].strip().startswith("Frame Time:"):
         raise OnbeatError(f"{path}: line {motion_line + 2}: expected 'Frames:' and 'Frame Time:' after MOTION")
