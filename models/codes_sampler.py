@@ -1,0 +1,81 @@
+"""Streaming sampling of the codes choreographer, in numpy: the one loop both torch generation and the ONNX runtime
+use (they differ only in the two callables they pass; see `onbeat.models.codes` for the graphs):
+
+    gpt_step(prev_up (1,) int64, prev_down (1,) int64, music (1, rate, F) float32, kv float32, pos (1,) int64)
+        -> (logits_up (1, K), logits_down (1, K), kv)
+    decode(codes_up (1, C) int64, codes_down (1, C) int64) -> (1, rate, POSE_DIM) raw rows of the last code
+
+Each step turns `rate` music rows (raw features, all zeros = no music) into `rate` motion rows. Codes are drawn with
+temperature and top-k, and a loop guard lowers the logit of every code by `repeat_penalty` per time it was drawn in
+the last `repeat_window` steps, so the dance neither loops on a few codes nor freezes on one.
+"""
+import numpy as np
+
+
+def sample_code(logits, rng, temperature=1.0, top_k=0, recent=(), repeat_penalty=0.0):
+    """One code index from (K,) logits."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if repeat_penalty and len(recent):
+        logits = logits - repeat_penalty * np.bincount(np.asarray(recent), minlength=len(logits))
+    logits = logits / max(temperature, 1e-6)
+    if 0 < top_k < len(logits):
+        cutoff = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits >= cutoff, logits, -np.inf)
+    probabilities = np.exp(logits - logits.max())
+    return int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
+
+
+class CodesStream:
+    """One dance in progress: the KV cache, the step number and the codes drawn so far (as many as needed)."""
+
+    def __init__(self, gpt_step, decode, metadata, seed=None, **sampling):
+        self.gpt_step, self.decode = gpt_step, decode
+        self.meta = metadata
+        self.rate = int(metadata["rate"])
+        settings = {**metadata["sampling"], **{k: v for k, v in sampling.items() if v is not None}}
+        unknown = set(settings) - {"temperature", "top_k", "repeat_window", "repeat_penalty"}
+        if unknown:
+            raise TypeError(f"unknown sampling settings: {', '.join(sorted(unknown))}")
+        self.sampling = settings
+        self.reset(seed)
+
+    def reset(self, seed=None):
+        m = self.meta
+        self.kv = np.zeros((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]), np.float32)
+        self.pos = 0
+        self.codes = {"up": [], "down": []}
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, music):
+        """(rate, F) raw music rows -> (rate, POSE_DIM) raw motion rows."""
+        start = self.meta["start_token"]
+        previous = [np.array([self.codes[h][-1] if self.codes[h] else start], np.int64) for h in ("up", "down")]
+        music = np.asarray(music, np.float32)[None]
+        logits_up, logits_down, self.kv = self.gpt_step(*previous, music, self.kv, np.array([self.pos], np.int64))
+        self.pos += 1
+        window, penalty = int(self.sampling["repeat_window"]), self.sampling["repeat_penalty"]
+        for half, logits in (("up", logits_up), ("down", logits_down)):
+            drawn = self.codes[half]
+            drawn.append(sample_code(logits[0], self.rng, self.sampling["temperature"], int(self.sampling["top_k"]),
+                                     drawn[-window:] if window > 0 else (), penalty))
+            del drawn[:-max(window, self.meta["decode_context"])]
+        return self.decode(*(self._decoder_context(h) for h in ("up", "down")))[0]
+
+    def _decoder_context(self, half):
+        """(1, C) the last C codes; at a stream's start the first code is repeated to fill the window."""
+        recent = self.codes[half][-self.meta["decode_context"]:]
+        padded = [recent[0]] * (self.meta["decode_context"] - len(recent)) + recent
+        return np.array([padded], np.int64)
+
+    def next_rows(self, music):
+        """(n * rate, F) raw music rows -> (n * rate, POSE_DIM) raw motion rows."""
+        if len(music) % self.rate:
+            raise ValueError(f"music rows must be a multiple of {self.rate}, got {len(music)}")
+        return np.concatenate([self.step(music[i:i + self.rate]) for i in range(0, len(music), self.rate)])
+
+
+def generate(gpt_step, decode, metadata, music, seed=0, **sampling):
+    """(T', POSE_DIM) raw rows for (T, F) raw music rows; T' = T rounded down to whole code steps."""
+    stream = CodesStream(gpt_step, decode, metadata, seed, **sampling)
+    usable = len(music) // stream.rate * stream.rate
+    return stream.next_rows(np.asarray(music)[:usable])
