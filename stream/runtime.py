@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from onbeat.models import badm_sampler, codes_sampler
 from onbeat.models.errors import OnbeatError
+from onbeat.models.representation import decode, root_state
 from onbeat.models.skeleton import JOINT_NAMES
-from onbeat.stream.features import FEATURE_NAMES
+from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 
 FORMAT_VERSION = 1  # bump when the meaning of an exported graph's inputs/outputs changes
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # the default exported models, shipped as package data
+DEFAULT_MODELS = {"badm": "badm.onnx", "codes": "codes.onnx"}
 
 # Metadata keys stored as plain strings; every other key holds JSON (the model's own `metadata()` entries).
 PLAIN_KEYS = ("onbeat_format_version", "onbeat_kind", "feature_names", "joint_names", "checkpoint_sha256")
@@ -121,3 +124,114 @@ class OnnxStep:
         feed = {name: np.ascontiguousarray(values[name], dtype=dtype) for name, dtype in self.inputs}
         outputs = self.session.run(None, feed)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+def codes_graph_paths(path):
+    """{graph kind: file} of an exported codes model: `codes.onnx` (or either of its files) names the pair
+    `codes.gpt.onnx` + `codes.decoder.onnx`."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".gpt.onnx", ".decoder.onnx", ".onnx"):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return {f"codes.{part}": path.with_name(f"{name}.{part}.onnx") for part in ("gpt", "decoder")}
+
+
+def load_choreographer(path, threads=2, device="auto", seed=None):
+    """A choreographer from exported ONNX: a BADM file, or a codes pair named by `codes_graph_paths`."""
+    path, codes = Path(path), codes_graph_paths(path)
+    one_file = path.is_file() and not path.name.endswith((".gpt.onnx", ".decoder.onnx"))
+    if one_file or not any(p.is_file() for p in codes.values()):
+        step = OnnxStep(path, "badm", threads, device)  # a missing file is reported under the name given
+        return BadmChoreographer(step, step.metadata, seed)
+    gpt_step, decoder = (OnnxStep(p, kind, threads, device) for kind, p in codes.items())
+    return CodesChoreographer(gpt_step, decoder, gpt_step.metadata, seed)
+
+
+def load_default_choreographer(name="badm", threads=2, device="auto", seed=None):
+    """The shipped model `name` ('badm' or 'codes'), exported in `stream/assets/`."""
+    if name not in DEFAULT_MODELS:
+        raise OnbeatError(f"unknown model {name!r}: choose one of {', '.join(DEFAULT_MODELS)}")
+    return load_choreographer(ASSETS / DEFAULT_MODELS[name], threads, device, seed)
+
+
+# --- choreographers ----------------------------------------------------------------------------------------------
+
+class ModelChoreographer:
+    """The Choreographer interface (`fps`, `slice_frames`, `next_slice`, `reset`, `set_quality`) around a model's
+    numpy sampler. Subclasses produce raw motion rows (`next_rows`); this class decodes them into Motions that
+    continue one another (root position and heading carried across slices)."""
+
+    fps = FEATURE_FPS
+
+    def __init__(self, slice_frames, seed=None):
+        self.slice_frames = slice_frames
+        self.seed = seed  # None: every reset starts a different dance
+        self.reset()
+
+    def reset(self):
+        self._root = None
+        self.restart()
+
+    def set_quality(self, level):
+        """Do `level` (0..1] of the model's full work per slice; the live engine lowers it when it falls behind."""
+
+    def next_slice(self, music, energy=1.0, key_pose=None):
+        """The Motion of the next `slice_frames` frames for `music` (slice_frames rows, or more: the rows after the
+        slice are used as lookahead where the model has one)."""
+        music = np.asarray(music, dtype=np.float32)
+        if music.ndim != 2 or music.shape[1] != FEATURE_DIM or len(music) < self.slice_frames:
+            raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
+                              f"{music.shape}")
+        rows = self.next_rows(music)
+        motion = decode(rows, self.fps, self._root)
+        self._root = root_state(motion)
+        return motion
+
+
+class BadmChoreographer(ModelChoreographer):
+    """BADM's sliced lockstep diffusion (`onbeat.models.badm_sampler`) around a `denoise` callable; degrades by
+    taking fewer DDIM steps."""
+
+    def __init__(self, denoise, metadata, seed=None):
+        self.denoise = denoise
+        self.full_steps = self.steps = int(metadata["ddim_steps"])
+        self.pose_mean = np.asarray(metadata["pose_mean"], np.float32)
+        self.pose_std = np.asarray(metadata["pose_std"], np.float32)
+        super().__init__(int(metadata["slice_frames"]), seed)
+
+    def restart(self):
+        self.state = badm_sampler.StreamState.start(self.slice_frames, len(self.pose_mean), self.seed)
+
+    def set_quality(self, level):
+        self.steps = max(1, round(self.full_steps * level))
+
+    def next_rows(self, music):
+        frames = self.slice_frames
+        # The sampler looks one slice ahead; without given lookahead rows the last row is held.
+        lookahead = music[frames:2 * frames]
+        music = np.concatenate([music[:frames], lookahead, np.repeat(music[-1:], frames - len(lookahead), 0)])
+        clean = badm_sampler.sample_slice(self.denoise, self.state, music, self.steps)
+        return clean * self.pose_std + self.pose_mean
+
+
+class CodesChoreographer(ModelChoreographer):
+    """Bailando-style codes + GPT (`onbeat.models.codes_sampler`) around `gpt_step` and `decode` callables. A slice
+    is the whole number of code steps closest to SLICE_FRAMES; every step costs the same, so there is nothing to
+    degrade."""
+
+    SLICE_FRAMES = 8  # like BADM's slices: short enough to follow the music, long enough to amortise a call
+
+    def __init__(self, gpt_step, decode, metadata, seed=None):
+        self.stream = codes_sampler.CodesStream(gpt_step, decode, metadata, seed)
+        rate = self.stream.rate
+        super().__init__(rate * max(1, round(self.SLICE_FRAMES / rate)), seed)
+
+    def restart(self):
+        self.stream.reset(self.seed)
+
+    def next_rows(self, music):
+        return self.stream.next_rows(music[:self.slice_frames])
