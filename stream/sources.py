@@ -13,9 +13,11 @@ and `.close()`. Block times are stream seconds of the block's first sample (0 = 
 - `SyntheticSource`: a deterministic drum pattern at a chosen BPM, the default on a machine with no sound card;
   `beat_times()` gives its ground-truth beats.
 """
+import atexit
 import logging
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +98,7 @@ def describe_devices(sd, kind="input"):
 
 
 def find_device(sd, device, kind="input"):
-    """Device index for None (the default), an index, or a case-insensitive name substring."""
+    """Device index for None (the default), an index, or a case-insensitive substring of "name (host API)"."""
     key = f"max_{kind}_channels"
     devices = sd.query_devices()
     available = f"available {kind} devices: {describe_devices(sd, kind)}"
@@ -113,7 +115,9 @@ def find_device(sd, device, kind="input"):
         if 0 <= device < len(devices) and devices[device][key] > 0:
             return device
         raise OnbeatError(f"audio device {device} is not an {kind} device; {available}")
-    matches = [i for i, d in enumerate(devices) if device.lower() in d["name"].lower() and d[key] > 0]
+    apis = sd.query_hostapis()   # the name may also pick a host API: "JACK" finds the JACK server's ports
+    matches = [i for i, d in enumerate(devices)
+               if device.lower() in f"{d['name']} ({apis[d['hostapi']]['name']})".lower() and d[key] > 0]
     if not matches:
         raise OnbeatError(f"no audio {kind} device matches '{device}'; {available}")
     return matches[0]
@@ -242,13 +246,29 @@ class DeviceSource(Source):
 
     def close(self):
         self.closing = True
-        if self.stream is not None:
-            try:
-                self.stream.abort()
-                self.stream.close()
-            except Exception:  # closing a stream whose device vanished: nothing left to release
-                pass
-            self.stream = None
+        if self.stream is None:
+            return
+        stream, self.stream = self.stream, None
+        if not self.lost:
+            _close_stream(stream)
+            return
+        # PortAudio can block for good closing a stream whose device or JACK server vanished: try it on the
+        # side, and give up after a moment rather than freeze the show
+        closer = threading.Thread(target=_close_stream, args=(stream,), daemon=True)
+        closer.start()
+        closer.join(timeout=1.0)
+        if closer.is_alive():
+            # PortAudio's exit handler would block the same way (a JACK client of a dead server): skip it
+            atexit.unregister(getattr(self.sd, "_exit_handler", lambda: None))
+            log.warning("%s: the lost stream could not be closed; PortAudio is left to the OS at exit", self.device_name)
+
+
+def _close_stream(stream):
+    try:
+        stream.abort()
+        stream.close()
+    except Exception:  # the device is gone: nothing left to release
+        pass
 
 
 # --- files -------------------------------------------------------------------------------------------------

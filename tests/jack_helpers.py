@@ -1,0 +1,132 @@
+"""A private JACK server for tests that capture real audio through sounddevice/PortAudio.
+
+`jack_server` (a pytest fixture) starts `jackd` with the dummy backend under a unique server name, in its own
+process group, and kills it at teardown. PortAudio picks the JACK server when it initialises (reading
+JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `python tests/jack_helpers.py MODE`,
+with MODE one of
+  capture SECONDS OUT.npy   capture from the JACK device into OUT.npy, print a JSON summary
+  until-lost                capture until the source reports the device lost, print a JSON summary
+  missing                   open a device that does not exist, print the error
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+SAMPLE_RATE = 48000
+HERE = Path(__file__).resolve()
+
+
+class JackServer:
+    def __init__(self):
+        self.name = f"onbeat-test-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
+        self.clients = []
+        self.jackd = self.spawn(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy",
+                                 "-r", str(SAMPLE_RATE), "-p", "256"])
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True).returncode:
+            if time.monotonic() > deadline or self.jackd.poll() is not None:
+                self.stop()
+                pytest.skip("jackd did not start (dummy backend)")
+            time.sleep(0.1)
+
+    def spawn(self, command):
+        """Start a process in its own process group, talking to this server."""
+        process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.clients.append(process)
+        return process
+
+    def ports(self):
+        listing = subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True, text=True)
+        return listing.stdout.split("\n")
+
+    def wait_for_port(self, predicate, timeout=10.0):
+        """The first port name for which `predicate` holds, waiting for it to appear."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [port for port in self.ports() if port and predicate(port)]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no matching JACK port appeared; ports: {self.ports()}")
+
+    def connect(self, source, destination):
+        subprocess.run(["jack_connect", "-s", self.name, source, destination], env=self.env, check=True)
+
+    def run_capture(self, *args):
+        """Start `python jack_helpers.py args...` against this server (returns the Popen)."""
+        process = subprocess.Popen([sys.executable, str(HERE), *map(str, args)], env=self.env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.clients.append(process)   # killed at teardown if a test fails before it ends
+        return process
+
+    def kill(self, process):
+        """Stop one process group: SIGTERM, then SIGKILL if it lingers."""
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def stop(self):
+        for process in reversed(self.clients):
+            self.kill(process)
+
+
+@pytest.fixture
+def jack_server():
+    if not (shutil.which("jackd") and shutil.which("jack_lsp") and shutil.which("jack_metro")):
+        pytest.skip("jackd/jack-tools not installed (apt-get install jackd2 jack-tools)")
+    server = JackServer()
+    yield server
+    server.stop()
+
+
+# --- the capture side (a separate process, so PortAudio sees the server) -----------------------------------
+
+def _summary(source, frames):
+    return {"sample_rate": source.sample_rate, "frames": frames, "lost": source.lost, "message": source.message,
+            "xruns": source.xruns, "dropped": source.ring.dropped, "device": source.device_name}
+
+
+def main(mode, *args):
+    import numpy as np
+
+    from onbeat.models.errors import OnbeatError
+    from onbeat.stream.sources import DeviceSource
+
+    if mode == "missing":
+        try:
+            DeviceSource(device="no such device")
+        except OnbeatError as e:
+            print(e)
+        return
+    with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1, block=256) as source:
+        print("capturing", flush=True)   # the test connects its ports or kills the server now
+        captured, frames = [], 0
+        deadline = time.monotonic() + 15   # a hung source must not hang the test
+        for block in source.blocks():
+            captured.append(block.samples)
+            frames += len(block.samples)
+            if mode == "capture" and frames >= float(args[0]) * source.sample_rate:
+                break
+            if time.monotonic() > deadline:
+                break
+        if mode == "capture":
+            np.save(args[1], np.concatenate(captured)[:, 0])
+        print(json.dumps(_summary(source, frames)), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
