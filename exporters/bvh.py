@@ -9,7 +9,6 @@ import numpy as np
 
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion
 from onbeat.models.skeleton import JOINT_NAMES, PARENTS
 
 CENTIMETRES = 100.0
@@ -58,17 +57,6 @@ def _triple(xyz):
     return " ".join(f"{v:.6f}" for v in xyz)
 
 
-def load_motion_input(path):
-    """Any motion a user can name (onbeat .npz, .bvh, a data set sequence) as an SMPL-24 Motion."""
-    try:
-        from onbeat.models.importers import load_motion
-    except ImportError as e:  # a checkout without the importers: onbeat's own .npz needs only the core
-        if str(path).endswith(".npz"):
-            return Motion.load(path)
-        raise OnbeatError(f"{path}: only onbeat .npz motions can be read here ({e})") from None
-    return load_motion(path)
-
-
 def add_arguments(parser):
     parser.add_argument("input", help="onbeat motion .npz, a .bvh file, or a data set sequence")
     parser.add_argument("-o", "--output", required=True, help="BVH file to write")
@@ -76,9 +64,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    motion = load_motion_input(args.input)
-    if args.fps:
-        motion = motion.resample(args.fps)
+    from onbeat.models.importers import load_motion
+    motion = load_motion(args.input, args.fps)
     write_bvh(motion, args.output)
     print(f"wrote {args.output}: {motion.num_frames} frames at {motion.fps:g} fps, SMPL-24 skeleton in centimetres")
     return 0

@@ -174,12 +174,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    from onbeat.exporters.bvh import load_motion_input
+    from onbeat.models.importers import load_motion
     from onbeat.models.skeleton import JOINT_NAMES, PARENTS
 
-    motion = load_motion_input(args.input)
-    if args.fps:
-        motion = motion.resample(args.fps)
+    motion = load_motion(args.input, args.fps)
     first = int(round(max(args.start, 0.0) * motion.fps))
     last = motion.num_frames if args.seconds is None else first + max(1, int(round(args.seconds * motion.fps)))
     if first >= motion.num_frames:

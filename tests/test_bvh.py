@@ -190,3 +190,9 @@ def test_export_bvh_command_reports_a_bad_input(tmp_path, capsys):
     assert main(["export-bvh", str(tmp_path / "broken.npz"), "-o", str(tmp_path / "out.bvh")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("onbeat: error:") and "broken.npz" in error and not (tmp_path / "out.bvh").exists()
+
+
+def test_export_bvh_command_retargets_a_real_file(data_dir, tmp_path):
+    assert main(["export-bvh", str(data_dir / "bvh" / "elena.bvh"), "-o", str(tmp_path / "out.bvh")]) == 0
+    bvh = read_bvh(tmp_path / "out.bvh")
+    assert sorted(bvh.names) == sorted(JOINT_NAMES) and bvh.fps == 30.0 and bvh.num_frames == 668
