@@ -84,6 +84,17 @@ def ground(motion):
     return Motion(motion.fps, root, motion.rotations, motion.offsets)
 
 
+def track_floor(motion, seconds=2.0):
+    """Remove slow vertical drift: the floor under a dancer who always keeps a foot down (ballroom) is the low
+    end (10th percentile) of the lowest foot over a few seconds, smoothed; the root follows it down or up."""
+    from scipy.ndimage import gaussian_filter1d, percentile_filter
+    lowest = motion.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
+    window = max(3, int(seconds * motion.fps))
+    floor = gaussian_filter1d(percentile_filter(lowest, 10, size=window, mode="nearest"), window / 4, mode="nearest")
+    root = motion.root_translation - floor[:, None] * _Y
+    return Motion(motion.fps, root, motion.rotations, motion.offsets)
+
+
 def _finish(motion, fps=TARGET_FPS):
     """Common last steps of every importer: continuous quaternions, grounded, resampled."""
     motion = Motion(motion.fps, motion.root_translation, R.quat_make_continuous(motion.rotations), motion.offsets)
@@ -319,7 +330,8 @@ def load_ballroom(root, name, fps=TARGET_FPS, with_error=False):
     targets, head_left, head_right = ballroom_targets(points, center)
     motion = solve_points(targets, head_left, head_right, float(meta.get("fps", 25)))
     audio = root / "audio" / f"{name}.ogg"
-    seq = Sequence(name, "ballroom", meta.get("style", ""), _finish(motion, fps),
+    # The recordings' vertical drifts by up to 40 cm over a dance; ballroom dancers never leave the floor.
+    seq = Sequence(name, "ballroom", meta.get("style", ""), _finish(track_floor(motion), fps),
                    audio if meta.get("audio") and audio.is_file() else None, name, bool(meta.get("suspect", False)))
     return (seq, point_errors(motion, targets, head_left, head_right)) if with_error else seq
 
