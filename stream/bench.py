@@ -1,0 +1,188 @@
+"""`onbeat bench live` and `onbeat bench soak`: the live engine measured from the outside.
+
+Both run the full pipeline (synthetic drum source → features and beat tracking → choreographer → output
+scheduler → VMC + onbeat OSC over UDP) into a real OSC receiver in another process, which stamps every
+datagram's arrival time on the wall clock.
+- live: frames sent/received, gaps, output rate, inter-frame jitter of the arrivals (p50/p99/max), late and
+  dropped frames, and the beat events' arrival times against the synthetic track's true beats after lock.
+- soak: a long run; frames sent/received, late frames, max jitter, and resident memory at start and end.
+"""
+import multiprocessing
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onbeat.models.errors import OnbeatError
+from onbeat.stream.dashboard import plain_line, snapshot
+
+
+def add_arguments(parser):
+    if parser.prog.split()[-1] == "soak":
+        parser.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
+    else:
+        parser.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    parser.add_argument("--bpm", type=float, default=120.0, help="tempo of the synthetic track (default 120)")
+    parser.add_argument("--model", default="default", help="'default', 'groove', 'badm', 'codes' or an .onnx path")
+    parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
+
+
+# --- the receiver ------------------------------------------------------------------------------------------------
+
+def _receive(ready, results, stop):
+    """Receiver process: records (arrival wall time, values) of frame and beat messages until `stop` is set."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+    frames, beats, counts = [], [], {"vmc": 0, "datagrams": 0}
+    dispatcher = Dispatcher()
+    dispatcher.map("/onbeat/frame", lambda _, t, index: frames.append((time.time(), t, index)))
+    dispatcher.map("/onbeat/beat", lambda _, t, bpm, *rest: beats.append((time.time(), t, bpm)))
+    dispatcher.map("/VMC/Ext/T", lambda *_: counts.__setitem__("vmc", counts["vmc"] + 1))
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # no drops if we are descheduled
+    server.timeout = 0.1
+    ready.put(server.server_address[1])
+    while not stop.is_set():
+        server.handle_request()
+    server.server_close()
+    results.put({"frames": np.array(frames, dtype=np.float64).reshape(-1, 3),
+                 "beats": np.array(beats, dtype=np.float64).reshape(-1, 3), "vmc_frames": counts["vmc"]})
+
+
+class OscReceiver:
+    """A python-osc server in another process; `stop()` returns what it received."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
+        ready, self._results, self._stop = context.Queue(), context.Queue(), context.Event()
+        self._process = context.Process(target=_receive, args=(ready, self._results, self._stop), daemon=True)
+        self._process.start()
+        self.port = ready.get(timeout=30)
+
+    def stop(self):
+        time.sleep(0.2)  # let the last datagrams arrive
+        self._stop.set()
+        results = self._results.get(timeout=30)
+        self._process.join(timeout=10)
+        return results
+
+
+# --- measurements --------------------------------------------------------------------------------------------------
+
+def frame_report(frames, rate):
+    """Counts and jitter of received /onbeat/frame messages: jitter = arrival interval - 1/rate (ms)."""
+    if len(frames) < 2:
+        return {"received": len(frames), "missing": 0, "rate": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+    arrival, index = frames[:, 0], frames[:, 2].astype(int)
+    order = np.argsort(index)
+    deviation = 1000.0 * np.abs(np.diff(arrival[order]) / np.maximum(np.diff(index[order]), 1) - 1.0 / rate)
+    return {"received": len(frames), "missing": int(index.max() - index.min() + 1 - len(np.unique(index))),
+            "rate": (len(frames) - 1) / max(arrival.max() - arrival.min(), 1e-9),
+            "p50": float(np.percentile(deviation, 50)), "p99": float(np.percentile(deviation, 99)),
+            "max": float(deviation.max())}
+
+
+def beat_errors(arrival_times, true_beats):
+    """Signed error (ms) of each beat event against the nearest true beat."""
+    true_beats = np.asarray(true_beats)
+    nearest = true_beats[np.abs(true_beats[None, :] - np.asarray(arrival_times)[:, None]).argmin(axis=1)]
+    return 1000.0 * (np.asarray(arrival_times) - nearest)
+
+
+def rss_mb():
+    """Resident memory of this process (MB): psutil when installed, else /proc/self/status."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss / 2 ** 20
+    except ImportError:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+
+def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None):
+    """Run the full pipeline for `seconds` into a receiver process; (engine, source, received, started_wall)."""
+    from onbeat.stream.engine import Engine
+    from onbeat.stream.play import load_choreographers, log
+    from onbeat.stream.sinks import OnbeatOscSink, VmcSink
+    from onbeat.stream.sources import SyntheticSource
+    choreographers = load_choreographers(model)
+    receiver = OscReceiver()
+    sinks = [OnbeatOscSink("127.0.0.1", receiver.port, log=log), VmcSink("127.0.0.1", receiver.port, log=log)]
+    source = SyntheticSource(bpm=bpm)
+    engine = Engine(source, choreographers, sinks, rate=rate, log=log)
+    reporter = threading.Thread(target=progress, args=(engine,), daemon=True) if progress else None
+    try:
+        if reporter:
+            reporter.start()
+        engine.run(seconds)
+    finally:
+        received = receiver.stop()
+        for sink in sinks:
+            sink.close()
+    return engine, source, received
+
+
+def run(args):
+    if args._words == ("bench", "soak"):
+        return soak(args)
+    if not args.seconds > 2:
+        raise OnbeatError(f"--seconds {args.seconds}: run at least 3 seconds")
+    engine, source, received = run_pipeline(args.seconds, args.bpm, args.model, args.rate)
+    stats = engine.stats
+    report = frame_report(received["frames"], args.rate)
+    print(f"model: {engine.controls.model}   generation {np.median(stats.generation_ms):.1f} ms per "
+          f"{engine.choreographers[engine.controls.model].slice_frames}-frame slice (median)")
+    print(f"frames: sent {stats.frames}, received {report['received']} (+{received['vmc_frames']} VMC), "
+          f"missing {report['missing']}, rate {report['rate']:.2f} Hz")
+    print(f"inter-frame jitter at the receiver: p50 {report['p50']:.2f} ms, p99 {report['p99']:.2f} ms, "
+          f"max {report['max']:.2f} ms")
+    print(f"output clock: late {stats.late}, dropped {stats.dropped}, held {stats.held}, "
+          f"send lateness p99 {stats.jitter_ms(99):.2f} ms, max {1000 * stats.max_jitter:.2f} ms")
+    beats = received["beats"]
+    if len(beats) == 0:
+        print("beat events: none received (the beat tracker never locked)")
+        return 1
+    lock = beats[0, 1]
+    arrivals = beats[:, 0] - engine.started_wall
+    after_lock = arrivals[beats[:, 1] >= lock + 2.0]
+    errors = beat_errors(after_lock, source.beat_times(args.seconds + 1.0))
+    if len(errors) == 0:
+        print(f"beat events: {len(beats)}, first at {lock:.2f} s; too few after lock to score")
+        return 1
+    within = np.mean(np.abs(errors) <= 50.0)
+    print(f"beat events: {len(beats)}, first at {lock:.2f} s; from 2 s after lock: {len(errors)} events, "
+          f"arrival - true beat: median {np.median(errors):+.1f} ms, p95 |err| {np.percentile(np.abs(errors), 95):.1f} "
+          f"ms, max |err| {np.abs(errors).max():.1f} ms, within ±50 ms: {100 * within:.0f}%")
+    return 0
+
+
+def soak(args):
+    if not args.minutes > 0:
+        raise OnbeatError(f"--minutes {args.minutes}: must be positive")
+    rss = {"start": rss_mb()}
+
+    def progress(engine):
+        while not engine.running:
+            time.sleep(0.1)
+        while engine.running:
+            time.sleep(min(60.0, args.minutes * 60 / 2))
+            rss.setdefault("after_1_min", rss_mb())
+            print(plain_line(snapshot(engine)) + f" rss={rss_mb():.1f}MB", flush=True)
+
+    engine, _, received = run_pipeline(args.minutes * 60, args.bpm, args.model, args.rate, progress)
+    stats = engine.stats
+    report = frame_report(received["frames"], args.rate)
+    rss["end"] = rss_mb()
+    print(f"soak {args.minutes:g} min: frames sent {stats.frames}, received {report['received']}, missing "
+          f"{report['missing']}, late {stats.late}, dropped {stats.dropped}, held {stats.held}, bad slices "
+          f"{stats.bad_slices}, max send lateness {1000 * stats.max_jitter:.2f} ms, receiver jitter p99 "
+          f"{report['p99']:.2f} ms max {report['max']:.2f} ms")
+    print(f"RSS: start {rss['start']:.1f} MB, after 1 min {rss.get('after_1_min', float('nan')):.1f} MB, "
+          f"end {rss['end']:.1f} MB (growth {rss['end'] - rss['start']:+.1f} MB)")
+    return 0

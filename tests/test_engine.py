@@ -1,0 +1,228 @@
+"""The live engine: output clock (fake clock), slow and broken models, silence, beat events, mirroring."""
+import threading
+import time
+
+import numpy as np
+
+from onbeat.models import rotations as R
+from onbeat.stream.engine import Engine, FrameQueue, forward_kinematics, mirror_pose
+from onbeat.stream.groove import GrooveChoreographer
+from onbeat.stream.sources import AudioBlock, SyntheticSource
+
+RATE = 60.0
+
+
+class Collect:
+    """A sink that keeps everything, with the clock time of each send."""
+
+    def __init__(self, clock=time.perf_counter, on_send=None):
+        self.clock, self.on_send = clock, on_send
+        self.frames, self.sent_at, self.beats, self.beats_at = [], [], [], []
+
+    def send(self, frame):
+        self.frames.append(frame)
+        self.sent_at.append(self.clock())
+        if self.on_send:
+            self.on_send(frame)
+
+    def send_beat(self, state):
+        self.beats.append(state)
+        self.beats_at.append(self.clock())
+
+    def close(self):
+        pass
+
+
+class FakeClock:
+    """Virtual time: `sleep` jumps ahead, and every reading advances it by a tick (time passes while spinning)."""
+
+    def __init__(self, tick=1e-5):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += max(seconds, 0.0)
+
+
+class QuietSource:
+    """No audio until closed (the fake-clock test exercises the output clock alone)."""
+    sample_rate, channels = 22050, 1
+
+    def __init__(self):
+        self.closed = threading.Event()
+
+    def blocks(self):
+        self.closed.wait()
+        yield from ()
+
+    def close(self):
+        self.closed.set()
+
+
+def test_output_clock_keeps_absolute_deadlines_and_skips_instead_of_bunching():
+    clock = FakeClock()
+    period = 1.0 / RATE
+
+    def stall(frame):  # one send takes 3.5 frame periods
+        if frame.index == 30:
+            clock.sleep(3.5 * period)
+
+    sink = Collect(clock, stall)
+    engine = Engine(QuietSource(), {}, [sink], rate=RATE, clock=clock, sleep=clock.sleep, log=lambda _: None)
+    stats = engine.run(seconds=1.0)
+    indices = [f.index for f in sink.frames]
+    assert indices == list(range(31)) + list(range(33, 60))  # frames 31 and 32 were missed, not sent late in a bunch
+    assert stats.dropped == 2 and stats.late == 1 and stats.frames == 58
+    assert np.allclose([f.time for f in sink.frames], np.array(indices) / RATE, rtol=0, atol=1e-12)
+    lateness = np.array(sink.sent_at) - engine._t0 - np.array(indices) / RATE
+    assert lateness.min() >= 0.0  # never early
+    on_time = np.delete(lateness, indices.index(33))
+    assert on_time.max() < 1e-3
+    assert np.diff(sink.sent_at).min() > 0.4 * period  # never bunched
+
+
+def test_frame_queue_slerps_between_model_frames():
+    queue = FrameQueue(fps=30)
+    groove = GrooveChoreographer().next_slice(np.zeros((8, 28), np.float32))
+    queue.push(1.0, groove, jump=True)
+    root, rotations, jumped = queue.sample(1.0 + 0.5 / 30)
+    assert jumped
+    assert np.allclose(rotations, R.quat_slerp(groove.rotations[0], groove.rotations[1], 0.5))
+    assert np.allclose(root, groove.root_translation[:2].mean(axis=0))
+    assert queue.sample(0.9) is None
+    assert not queue.sample(1.0 + 2 / 30)[2]  # the jump is reported once
+    assert queue.sample(1.0 + 8.5 / 30) is None  # past the last frame: the engine holds the pose
+
+
+class SlowOnce(GrooveChoreographer):
+    """A model whose `slow_call`-th slice takes 5x the slice's duration; records the qualities asked for."""
+
+    def __init__(self, slow_call=2):
+        super().__init__()
+        self.calls, self.slow_call, self.qualities = 0, slow_call, []
+
+    def next_slice(self, music, energy=1.0, key_pose=None):
+        self.calls += 1
+        if self.calls == self.slow_call:
+            time.sleep(5 * self.slice_frames / self.fps)
+        return super().next_slice(music, energy, key_pose)
+
+    def set_quality(self, level):
+        self.qualities.append(level)
+
+
+def run_engine(choreographer, seconds, source=None, on_send=None):
+    sink = Collect(on_send=on_send)
+    engine = Engine(source or SyntheticSource(bpm=120), {"default": choreographer}, [sink], rate=RATE,
+                    log=lambda _: None)
+    stats = engine.run(seconds)
+    return engine, stats, sink
+
+
+def test_slow_model_degrades_but_the_output_clock_holds():
+    model = SlowOnce()
+    engine, stats, sink = run_engine(model, 7.0)
+    indices = np.array([f.index for f in sink.frames])
+    assert model.calls > 10
+    assert len(indices) + stats.dropped == 7 * RATE and np.all(np.diff(indices) >= 1)
+    assert stats.held > 0  # the pose was held while the model was stuck...
+    assert np.diff(sink.sent_at).max() < 0.1  # ...and frames kept coming at the output rate
+    assert min(model.qualities) < 1.0 and model.qualities[-1] == 1.0 and engine.quality == 0  # degraded, recovered
+    print(f"late {stats.late}, dropped {stats.dropped}, held {stats.held}, p99 lateness {stats.jitter_ms(99):.2f} ms")
+
+
+class BreaksSometimes(GrooveChoreographer):
+    """Slices 3-5 come back with NaN rotations, slice 6 raises; counts resets."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def reset(self):
+        self.resets = getattr(self, "resets", -1) + 1  # the constructor's own reset does not count
+        super().reset()
+
+    def next_slice(self, music, energy=1.0, key_pose=None):
+        self.calls += 1
+        motion = super().next_slice(music, energy, key_pose)
+        if 3 <= self.calls <= 5:
+            motion.rotations[2:, 5] = np.nan
+        if self.calls == 6:
+            raise FloatingPointError("overflow in the denoiser")
+        return motion
+
+
+def test_nan_from_the_model_holds_the_last_good_pose():
+    model = BreaksSometimes()
+    engine, stats, sink = run_engine(model, 5.0)
+    rotations = np.array([f.rotations for f in sink.frames])
+    assert np.isfinite(rotations).all() and np.isfinite([f.positions for f in sink.frames]).all()
+    assert stats.bad_slices == 4 and model.resets == 4  # reset after each bad slice
+    assert model.calls > 8  # it went on generating afterwards
+    unchanged = np.all(np.isclose(rotations[1:], rotations[:-1]), axis=(1, 2))
+    longest_hold = max(len(run) for run in "".join("1" if u else "0" for u in unchanged).split("0"))
+    assert longest_hold >= 3 * 8 * 2 - 4  # three bad slices of 8 model frames = 48 output frames on one pose
+    assert len(sink.frames) + stats.dropped == 5 * RATE
+
+
+def test_beat_events_land_on_the_true_beats():
+    source = SyntheticSource(bpm=120)
+    engine, stats, sink = run_engine(GrooveChoreographer(), 8.0, source)
+    true_beats = source.beat_times(9.0)
+    sent = np.array(sink.beats_at) - engine._t0
+    stamped = np.array([b.time for b in sink.beats])
+    late = sent >= 3.0  # after lock
+    assert late.sum() >= 8
+    error_ms = 1000 * (sent[late] - true_beats[np.abs(true_beats[None] - sent[late, None]).argmin(1)])
+    print("beat event error (ms):", np.round(error_ms, 1))
+    assert np.mean(np.abs(error_ms) <= 50) >= 0.9
+    assert np.all(np.abs(stamped[late] - sent[late]) < 0.05)
+    assert all(b.is_downbeat == (b.bar_position == 0) for b in sink.beats)
+
+
+class GappedSource(SyntheticSource):
+    """The synthetic track with digital silence between `gap` seconds."""
+
+    def __init__(self, gap):
+        super().__init__(bpm=120)
+        self.gap = gap
+
+    def blocks(self):
+        for block in super().blocks():
+            if self.gap[0] <= block.time < self.gap[1]:
+                block = AudioBlock(np.zeros_like(block.samples), block.time, block.sample_rate)
+            yield block
+
+
+def test_silence_goes_idle_and_music_brings_the_dance_back():
+    modes = []
+    engine_box = []
+    source = GappedSource((3.5, 7.0))
+    sink_hook = lambda frame: modes.append((frame.time, engine_box[0].silent))  # noqa: E731
+    sink = Collect(on_send=sink_hook)
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE, log=lambda _: None)
+    engine_box.append(engine)
+    engine.run(10.0)
+    silent_at = lambda t: next(s for time_, s in modes if time_ >= t)  # noqa: E731
+    assert not silent_at(3.3)
+    assert silent_at(6.9)
+    assert not silent_at(9.8)
+    beats_in_silence = [b for b in sink.beats if 6.0 <= b.time < 7.0]
+    assert not beats_in_silence
+
+
+def test_mirror_swaps_sides_and_reflects_positions():
+    rotations = R.quat_normalize(np.random.default_rng(3).normal(size=(24, 4)))
+    root = np.array([0.3, 0.9, 0.1])
+    m_root, m_rot = mirror_pose(root, rotations)
+    from onbeat.models.skeleton import MIRROR_INDEX, REST_OFFSETS
+    # The SMPL rest offsets are nearly but not exactly symmetric: compare with mirrored offsets.
+    mirrored_offsets = REST_OFFSETS[list(MIRROR_INDEX)] * np.array([-1.0, 1.0, 1.0])
+    positions = forward_kinematics(m_root, m_rot, mirrored_offsets)
+    expected = forward_kinematics(root, rotations)[list(MIRROR_INDEX)] * np.array([-1.0, 1.0, 1.0])
+    assert np.allclose(positions, expected)
+    back_root, back_rot = mirror_pose(m_root, m_rot)
+    assert np.allclose(back_root, root) and np.allclose(back_rot, rotations)
