@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 BLOCK = 1024            # frames per block a source yields by default (23 ms at 44.1 kHz)
 CLIP_LEVEL = 0.999      # a sample this loud counts as clipped
 LOST_AFTER_S = 2.0      # a running stream that delivers nothing for this long is treated as lost
+POLL_S = 0.005          # how often an idle DeviceSource.blocks() looks at its ring buffer
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,13 @@ class RingBuffer:
 class DeviceSource(Source):
     """Live input from a PortAudio device, selected by index, name substring, or None for the default.
 
-    `sample_rate=None` takes the device's default rate; a rate the device refuses falls back to its default,
+    `block` is the callback size in frames (0: the host's choice). `sample_rate=None` takes the device's default rate; a rate the device refuses falls back to its default,
     with a warning in `.message`. Counters: `.xruns` (PortAudio status flags), `.ring.dropped` (frames lost
     because the reader fell behind), `.clipped` (samples at full scale). `.lost` is set when the device goes
     away; `blocks()` then ends and `.reopen()` may be tried.
     """
 
-    def __init__(self, device=None, sample_rate=None, channels=1, block=BLOCK, buffer_s=2.0):
+    def __init__(self, device=None, sample_rate=None, channels=1, block=0, buffer_s=2.0):
         self.sd = import_sounddevice()
         self.device = find_device(self.sd, device, "input")
         info = self.sd.query_devices(self.device)
@@ -226,7 +227,6 @@ class DeviceSource(Source):
 
     def blocks(self):
         last_data = time.monotonic()
-        poll = self.block / self.sample_rate / 4
         while True:
             samples = self.ring.read_available()
             if len(samples):
@@ -242,7 +242,7 @@ class DeviceSource(Source):
                 self.message = f"audio input '{self.device_name}' stopped delivering audio (unplugged or server gone)"
                 log.warning(self.message)
                 return
-            time.sleep(poll)
+            time.sleep(POLL_S)
 
     def close(self):
         self.closing = True
@@ -368,6 +368,7 @@ class FileSource(Source):
         self.reader = open_audio(self.path)
         self.sample_rate, self.channels = int(self.reader.samplerate), int(self.reader.channels)
         self.block, self.realtime = block, realtime
+        self.message = ""   # why the file is not heard, when it is not
         self.output = self._open_output(output_device) if play else None
 
     @property
@@ -379,16 +380,19 @@ class FileSource(Source):
         try:
             sd = import_sounddevice()
             index = find_device(sd, device, "output")
+            # blocksize 0 = the host's own: PortAudio's JACK backend corrupts memory on blocking writes with
+            # another size
             stream = sd.OutputStream(device=index, samplerate=self.sample_rate, channels=self.channels,
-                                     dtype="float32", blocksize=self.block)
+                                     dtype="float32")
             stream.start()
             return stream
         except OnbeatError as e:
             if device is not None:
                 raise
-            log.warning("%s: playing silently: %s", self.path, e)
-        except Exception as e:
-            log.warning("%s: playing silently: cannot open the output device (%s)", self.path, e)
+            self.message = f"{self.path}: playing silently: {e}"
+        except Exception as e:  # PortAudio errors are untyped
+            self.message = f"{self.path}: playing silently: cannot open the output device ({e})"
+        log.warning(self.message)
         return None
 
     def blocks(self):

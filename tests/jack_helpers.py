@@ -6,7 +6,8 @@ JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `pyt
 with MODE one of
   capture SECONDS OUT.npy   capture from the JACK device into OUT.npy, print a JSON summary
   until-lost                capture until the source reports the device lost, print a JSON summary
-  missing                   open a device that does not exist, print the error
+  play FILE                 play FILE to the JACK outputs, print a JSON summary
+  probe                     print the error for a missing device, then open JACK at 44.1 kHz in stereo
 """
 import json
 import os
@@ -96,7 +97,7 @@ def jack_server():
 # --- the capture side (a separate process, so PortAudio sees the server) -----------------------------------
 
 def _summary(source, frames):
-    return {"sample_rate": source.sample_rate, "frames": frames, "lost": source.lost, "message": source.message,
+    return {"channels": source.channels, "sample_rate": source.sample_rate, "frames": frames, "lost": source.lost, "message": source.message,
             "xruns": source.xruns, "dropped": source.ring.dropped, "device": source.device_name}
 
 
@@ -104,15 +105,25 @@ def main(mode, *args):
     import numpy as np
 
     from onbeat.models.errors import OnbeatError
-    from onbeat.stream.sources import DeviceSource
+    from onbeat.stream.sources import DeviceSource, FileSource
 
-    if mode == "missing":
+    if mode == "probe":   # a device that does not exist, then a rate the server does not run at, in stereo
         try:
             DeviceSource(device="no such device")
         except OnbeatError as e:
             print(e)
+        with DeviceSource(device="JACK", sample_rate=44100, channels=2) as source:
+            block = next(source.blocks())
+            print(json.dumps({**_summary(source, len(block.samples)), "channels": block.samples.shape[1]}))
         return
-    with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1, block=256) as source:
+    if mode == "play":      # play a file to the JACK outputs: the output stream sets the pace
+        started = time.monotonic()
+        with FileSource(args[0], play=True, output_device="JACK") as source:
+            frames = sum(len(block.samples) for block in source.blocks())
+            print(json.dumps({"playing": source.playing, "message": source.message, "frames": frames,
+                              "seconds": time.monotonic() - started}))
+        return
+    with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
         print("capturing", flush=True)   # the test connects its ports or kills the server now
         captured, frames = [], 0
         deadline = time.monotonic() + 15   # a hung source must not hang the test

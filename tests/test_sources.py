@@ -11,7 +11,9 @@ import soundfile
 
 from jack_helpers import SAMPLE_RATE, jack_server  # noqa: F401  (a fixture)
 from onbeat.models.errors import OnbeatError
-from onbeat.stream.sources import DeviceSource, FileSource, RingBuffer, SyntheticSource, read_audio
+from onbeat.stream.sources import (
+    DeviceSource, FileSource, RingBuffer, SyntheticSource, import_sounddevice, read_audio,
+)
 
 
 def collect(source):
@@ -175,11 +177,36 @@ def test_jack_capture_hears_a_120_bpm_metronome(jack_server, tmp_path):
     np.testing.assert_allclose(np.diff(clicks), 0.5, atol=0.03)
 
 
-def test_jack_device_listing_in_errors(jack_server):
-    capture = jack_server.run_capture("missing")
+def test_jack_device_errors_and_fallbacks(jack_server):
+    capture = jack_server.run_capture("probe")
     out, err = capture.communicate(timeout=30)
-    assert "no audio input device matches 'no such device'" in out
-    assert "system (JACK Audio Connection Kit, 2 ch)" in out
+    assert capture.returncode == 0, err
+    error, summary = out.strip().splitlines()[-2:]
+    assert "no audio input device matches 'no such device'" in error
+    assert "system (JACK Audio Connection Kit, 2 ch)" in error
+    summary = json.loads(summary)
+    assert summary["sample_rate"] == SAMPLE_RATE and "44100 Hz not supported" in summary["message"]
+    assert summary["channels"] == 2
+
+
+def test_file_playback_is_paced_by_the_output_device(jack_server, tmp_path):
+    path = tmp_path / "second.wav"
+    soundfile.write(path, 0.1 * np.ones(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    player = jack_server.run_capture("play", path)
+    out, err = player.communicate(timeout=30)
+    assert player.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["playing"] and summary["frames"] == SAMPLE_RATE
+    assert 0.7 < summary["seconds"] < 2.0
+
+
+def test_file_plays_silently_without_an_output_device(tmp_path):
+    if any(device["max_output_channels"] > 0 for device in import_sounddevice().query_devices()):
+        pytest.skip("this machine has an output device")
+    soundfile.write(tmp_path / "a.wav", np.zeros(1000, dtype=np.float32), 44100)
+    source = FileSource(tmp_path / "a.wav", play=True, realtime=False)
+    assert not source.playing and "playing silently" in source.message
+    assert len(collect(source)[1]) == 1000
 
 
 def test_jack_server_killed_mid_capture_ends_the_source_cleanly(jack_server):
