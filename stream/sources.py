@@ -125,44 +125,46 @@ def find_device(sd, device, kind="input"):
 
 
 class RingBuffer:
-    """Single-producer/single-consumer ring of float32 frames. The producer (the audio callback) only copies;
-    read and write counters only grow, so each side owns one counter and needs no lock."""
+    """Single-producer/single-consumer ring of float32 frames. The producer (the audio callback) only copies
+    and bumps its counter, never blocks and never allocates; when the consumer falls a whole ring behind, the
+    oldest frames are overwritten (live audio wants the newest sound) and the consumer counts them as dropped."""
 
     def __init__(self, frames, channels):
         self.data = np.zeros((frames, channels), dtype=np.float32)
         self.size = frames
-        self.written = 0    # frames ever written (producer's counter)
-        self.read = 0       # frames ever read (consumer's counter)
-        self.dropped = 0    # frames lost because the consumer fell behind
+        self.written = 0    # frames ever written (only the producer changes it)
+        self.read = 0       # frames ever read (only the consumer changes it)
+        self.dropped = 0    # frames overwritten before they were read
 
     def write(self, frames):
-        n = len(frames)
-        free = self.size - (self.written - self.read)
-        if n > free:        # overrun: keep what fits, count the rest, never block the audio thread
-            self.dropped += n - free
-            n = free
-        start = self.written % self.size
+        total = len(frames)
+        frames = frames[-self.size:]            # a write longer than the ring keeps its end
+        n, start = len(frames), (self.written + total - len(frames)) % self.size
         first = min(n, self.size - start)
         self.data[start:start + first] = frames[:first]
-        self.data[:n - first] = frames[first:n]
-        self.written += n
+        self.data[:n - first] = frames[first:]
+        self.written += total
 
     def read_available(self):
-        """A copy of everything written and not yet read."""
-        n = self.written - self.read
-        start = self.read % self.size
-        out = np.concatenate([self.data[start:start + n], self.data[:max(0, start + n - self.size)]])
-        self.read += n
-        return out
+        """(stream position of the first frame, a copy of the frames written and not yet read)."""
+        end = self.written
+        begin = max(self.read, end - self.size)
+        self.dropped += begin - self.read
+        start, n = begin % self.size, end - begin
+        frames = np.concatenate([self.data[start:start + n], self.data[:max(0, start + n - self.size)]])
+        self.read = end
+        return begin, frames
 
 
 class DeviceSource(Source):
     """Live input from a PortAudio device, selected by index, name substring, or None for the default.
 
-    `block` is the callback size in frames (0: the host's choice). `sample_rate=None` takes the device's default rate; a rate the device refuses falls back to its default,
-    with a warning in `.message`. Counters: `.xruns` (PortAudio status flags), `.ring.dropped` (frames lost
-    because the reader fell behind), `.clipped` (samples at full scale). `.lost` is set when the device goes
-    away; `blocks()` then ends and `.reopen()` may be tried.
+    `block` is the callback size in frames (0: the host's choice). `sample_rate=None` takes the device's
+    default rate; a rate the device refuses falls back to its default, with a warning in `.message`. Counters:
+    `.xruns` (PortAudio status flags), `.ring.dropped` (frames lost because the reader fell `buffer_s` behind),
+    `.clipped` (samples at full scale). Block times count every frame the device delivered, dropped ones too.
+    `.lost` is set when the device goes away; `blocks()` then ends, and `.reopen()` may be tried (block times
+    go on from where they stopped).
     """
 
     def __init__(self, device=None, sample_rate=None, channels=1, block=0, buffer_s=2.0):
@@ -177,7 +179,6 @@ class DeviceSource(Source):
         self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
         self.xruns = 0
         self.clipped = 0
-        self.frames_read = 0
         self.lost = False
         self.stream = None
         self._open()
@@ -228,12 +229,11 @@ class DeviceSource(Source):
     def blocks(self):
         last_data = time.monotonic()
         while True:
-            samples = self.ring.read_available()
+            position, samples = self.ring.read_available()
             if len(samples):
                 last_data = time.monotonic()
                 self.clipped += int(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL))
-                yield AudioBlock(samples, self.frames_read / self.sample_rate, self.sample_rate)
-                self.frames_read += len(samples)
+                yield AudioBlock(samples, position / self.sample_rate, self.sample_rate)
                 continue
             if self.closing:
                 return

@@ -1,8 +1,10 @@
 """Audio sources: synthetic drums, files of every format, bad files, the device ring buffer, and real capture
 through sounddevice from a private JACK server."""
+import builtins
 import json
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -146,15 +148,34 @@ def test_unknown_output_device_is_an_error(tmp_path):
 
 # --- device ---------------------------------------------------------------------------------------------------
 
-def test_ring_buffer_wraps_and_counts_overruns():
+def test_ring_buffer_wraps_and_keeps_the_newest_frames():
     ring = RingBuffer(10, 1)
-    data = np.arange(25, dtype=np.float32)[:, None]
+    data = np.arange(40, dtype=np.float32)[:, None]
     ring.write(data[:7])
-    np.testing.assert_array_equal(ring.read_available(), data[:7])
+    position, frames = ring.read_available()
+    assert position == 0 and np.array_equal(frames, data[:7])
     ring.write(data[7:14])   # wraps around the end
-    ring.write(data[14:25])  # only 3 of 11 fit
-    np.testing.assert_array_equal(ring.read_available(), data[7:17])
-    assert ring.dropped == 8 and len(ring.read_available()) == 0
+    ring.write(data[14:25])  # the reader fell behind: 15..24 survive
+    position, frames = ring.read_available()
+    assert position == 15 and np.array_equal(frames, data[15:25]) and ring.dropped == 8
+    ring.write(data[25:40])  # more than the ring in one write
+    position, frames = ring.read_available()
+    assert position == 30 and np.array_equal(frames, data[30:40]) and ring.dropped == 13
+    assert len(ring.read_available()[1]) == 0
+
+
+def test_missing_portaudio_is_explained(monkeypatch):
+    real_import = builtins.__import__
+
+    def import_without_portaudio(name, *args, **kwargs):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")   # what sounddevice raises without libportaudio2
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(builtins, "__import__", import_without_portaudio)
+    with pytest.raises(OnbeatError, match=r"PortAudio library not found \(install libportaudio2\)"):
+        DeviceSource()
 
 
 def test_unknown_input_device_lists_the_available_ones():
