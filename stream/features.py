@@ -95,15 +95,19 @@ class Resampler:
         received = self.buffer_start + len(self.buffer)
         end = (received * self.up - 1 - self.half) // self.down + 1   # outputs whose newest input has arrived
         k = np.arange(self.produced, max(end, self.produced))
-        position = k * self.down + self.half
-        newest, phase = position // self.up, position % self.up
-        index = newest[:, None] - np.arange(self.per_phase)[None, :] - self.buffer_start
-        out = (self.buffer[index] * self.phases[phase]).sum(axis=1)
+        out = np.concatenate([self._filter(part) for part in np.array_split(k, len(k) // 8192 + 1)])
         self.produced += len(k)
         keep_from = (self.produced * self.down + self.half) // self.up - (self.per_phase - 1)
         self.buffer = self.buffer[keep_from - self.buffer_start:]
         self.buffer_start = keep_from
         return out
+
+    def _filter(self, k):
+        """Output samples `k` (absolute indices) from the buffered input."""
+        position = k * self.down + self.half
+        newest, phase = position // self.up, position % self.up
+        index = newest[:, None] - np.arange(self.per_phase)[None, :] - self.buffer_start
+        return (self.buffer[index] * self.phases[phase]).sum(axis=1)
 
     def input_for(self, outputs):
         """Input samples needed (beyond those given) to produce `outputs` more output samples."""
@@ -237,6 +241,7 @@ class FeatureExtractor:
         return rows[:missing]
 
     def _row(self, hop):
+        """The feature row of one hop of analysis-rate samples."""
         self.frame = np.concatenate([self.frame[HOP:], hop])
         rms_db = _db(np.mean(hop ** 2))
         self.level_db = max(self.level_db - self.release_db, rms_db, QUIETEST_PEAK_DB)
@@ -244,24 +249,28 @@ class FeatureExtractor:
         state = self.tracker.process((hop * gain).astype(np.float32))
         self.states.append(state)
         self.frames += 1
+        beats = beat_columns(state, [row_time(state)])[0]
+        return np.concatenate([self._describe(rms_db), beats])
+
+    def _describe(self, rms_db):
+        """The audio columns (0-22) of the current frame."""
         power = np.abs(np.fft.rfft(self.frame * self.window)) ** 2 * self.power_scale
         magnitude = np.sqrt(power)
-
         mel_db = np.maximum(_db(self.mel40 @ power), self.level_db - RANGE_DB)
         previous = mel_db if self.previous_mel_db is None else self.previous_mel_db
         onset = 1.0 - np.exp(-np.mean(np.maximum(mel_db - previous, 0.0)) / ONSET_SCALE_DB)
-        self.previous_mel_db = mel_db
         flux = np.sum(np.maximum(magnitude - self.previous_magnitude, 0.0)) / (np.sum(magnitude) + EPS)
-        self.previous_magnitude = magnitude
-
-        relative = lambda db: np.clip(1.0 + (db - self.level_db) / RANGE_DB, 0.0, 1.0)
+        self.previous_mel_db, self.previous_magnitude = mel_db, magnitude
         chroma = self.chroma @ power
         if rms_db < self.level_db - CHROMA_GATE_DB or chroma.max() <= EPS:
             chroma = np.zeros(12)
         else:
             chroma = chroma / chroma.max()
-        beats = beat_columns(state, [row_time(state)])[0]
-        return np.concatenate([[onset, relative(rms_db), flux], relative(_db(self.mel8 @ power)), chroma, beats])
+        return np.concatenate([[onset, self._relative(rms_db), flux], self._relative(_db(self.mel8 @ power)), chroma])
+
+    def _relative(self, db):
+        """dB -> 0..1: RANGE_DB below the running peak level .. at it."""
+        return np.clip(1.0 + (db - self.level_db) / RANGE_DB, 0.0, 1.0)
 
 
 def extract_file(path):
