@@ -7,7 +7,8 @@ frame count does not match the song) keep zero music and `has_music = 0`: models
 and treat them as music dropped out.
 
 The train/validation split is by take (Motorica's `_00`/`_01` phases of one take stay together), deterministic
-for a seed, and puts at least one take of every (source, style) with music into validation.
+for a seed, and puts at least one take of every (source, style) with music into validation (so a style with a
+single take, like the ballroom set's one tango with music, is held out entirely: it tests unseen music).
 
 The file holds the concatenated frames once plus a (sequence, start) index of windows, not copies of windows.
 """
@@ -102,10 +103,9 @@ def split_groups(tracks, val_fraction, seed):
     held_out = set()
     for kind in sorted(by_kind):
         groups = sorted(by_kind[kind])
-        count = int(round(val_fraction * len(groups)))
-        if kind[1] and len(groups) > 1:
-            count = max(count, 1)  # every music style is represented in validation
-        count = min(count, len(groups) - 1)
+        count = min(int(round(val_fraction * len(groups))), len(groups) - 1)
+        if kind[1]:
+            count = max(count, 1)  # every music style is in validation (a style with a single take only there)
         held_out.update(rng.choice(groups, size=count, replace=False).tolist() if count > 0 else [])
     return held_out
 

@@ -25,6 +25,7 @@ def fake_sequences():
 
     seqs = [Sequence(f"DANCE_{style}_{n}", "ballroom", style, motion(75, 25.0), f"/audio/{style}_{n}.ogg", None, False)
             for style in ("waltz", "tango") for n in range(3)]
+    seqs.append(Sequence("DANCE_rumba_0", "ballroom", "rumba", motion(75, 25.0), "/audio/rumba_0.ogg", None, False))
     seqs += [Sequence(f"take{n}_{phase}", "motorica", "krump", motion(70), None, f"take{n}", False)
              for n in range(3) for phase in ("00", "01")]
     seqs.append(Sequence("olivia", "bvh", "", motion(65), None, None, False))
@@ -54,7 +55,8 @@ def test_build_aligns_music_and_splits_by_take(fake_data, tmp_path):
         groups.setdefault(group, set()).add(split)
     assert all(len(s) == 1 for s in groups.values())  # the two phases of a take share a split
     val = arrays["seq_split"] == 1
-    assert {"waltz", "tango"} <= set(arrays["seq_style"][val & arrays["seq_has_music"]])
+    assert {"waltz", "tango", "rumba"} <= set(arrays["seq_style"][val & arrays["seq_has_music"]])
+    assert {"waltz", "tango"} <= set(arrays["seq_style"][~val])  # a style with several takes is also trained on
     assert set(arrays["seq_split"][~val]) == {0} and 0 < val.sum() < len(tracks)
 
     batch = data.batch(data.indices(1))
