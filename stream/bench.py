@@ -78,7 +78,7 @@ def frame_report(frames, rate):
     arrival, index = frames[:, 0], frames[:, 2].astype(int)
     order = np.argsort(index)
     deviation = 1000.0 * np.abs(np.diff(arrival[order]) / np.maximum(np.diff(index[order]), 1) - 1.0 / rate)
-    return {"received": len(frames), "missing": int(index.max() - index.min() + 1 - len(np.unique(index))),
+    return {"received": len(frames), "missing": int(index.max() + 1 - len(np.unique(index))),  # indices start at 0
             "rate": (len(frames) - 1) / max(arrival.max() - arrival.min(), 1e-9),
             "p50": float(np.percentile(deviation, 50)), "p99": float(np.percentile(deviation, 99)),
             "max": float(deviation.max())}

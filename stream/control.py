@@ -12,6 +12,7 @@ and counted in `Controls.malformed`; nothing a sender does can stop the show.
 The server is python-osc's blocking UDP server run on its own thread: it handles datagrams one at a time in
 arrival order (the threading server spawned a thread per datagram and lost bundles under bursts).
 """
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -120,6 +121,11 @@ class _CountingDispatcher(Dispatcher):
 
 
 class _Server(BlockingOSCUDPServer):
+    def server_bind(self):
+        # A deep receive buffer rides out bursts (a fader sweep) while this thread waits for the GIL.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        super().server_bind()
+
     def verify_request(self, request, client_address):
         return True  # let junk reach the dispatcher, which counts it
 

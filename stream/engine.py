@@ -146,6 +146,7 @@ class Engine:
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
+        self._key_pose_asked = None  # output time of the first slice that could have shown the key pose
 
     # --- time ---------------------------------------------------------------------------------------------
     def now(self):
@@ -218,7 +219,7 @@ class Engine:
     def _queue_slice(self, choreographer, start, jump):
         # The slice's music and the next slice's as lookahead (a choreographer uses what it needs of it).
         music = self._music_for(start, 2 * choreographer.slice_frames)
-        key_pose = self.controls.take_key_pose() if self._downbeat_within(start, choreographer) else None
+        key_pose = self._key_pose_for(start, choreographer)
         began = self.clock()
         try:
             motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
@@ -260,16 +261,21 @@ class Engine:
         first = int(round((start - row_time) * FEATURE_FPS))  # future frame j is at row_time + j / fps
         return np.asarray(self.ear.future(row, beat, max(frames, first + frames - 1))[-frames:], np.float32)
 
-    def _downbeat_within(self, start, choreographer):
-        """Whether a predicted downbeat falls inside the slice starting at `start` (a key pose goes there)."""
+    def _key_pose_for(self, start, choreographer):
+        """The requested key pose if this slice holds the next predicted downbeat (or a bar has gone by without
+        one: the downbeat guess can be wrong), else None."""
+        if self.controls.key_pose is None:
+            return None
         beat = self.beat
         if beat is None or not len(beat.next_beats):
-            return True  # no beat clock: strike the pose now
+            return self.controls.take_key_pose()  # no beat clock: strike the pose now
+        self._key_pose_asked = self._key_pose_asked if self._key_pose_asked is not None else start
         end = start + choreographer.slice_frames / choreographer.fps
-        for k, t in enumerate(beat.next_beats):
-            if start <= t < end and (beat.bar_position + 1 + k) % 4 == 0:
-                return True
-        return False
+        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % 4 == 0 for k, t in enumerate(beat.next_beats))
+        if downbeat or start - self._key_pose_asked > 4 * 60.0 / max(beat.bpm, 1.0):
+            self._key_pose_asked = None
+            return self.controls.take_key_pose()
+        return None
 
     def _degrade(self):
         if self.quality + 1 < len(QUALITY_LEVELS):

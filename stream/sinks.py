@@ -235,10 +235,10 @@ class Recorder:
 
     The motion is written incrementally, one readable part file (`<name>.partNNN.npz`) per `segment_seconds`,
     by a writer thread (the output clock never waits for the disk); `close()` joins the parts into `path`.
-    If the disk fills up (any OSError), recording stops with one message, the show goes on, and the parts
-    already written stay readable with `Motion.load`."""
+    If the disk fills up (any OSError), recording stops with one message, the show goes on, the frames still
+    in memory are saved as a last part if they fit, and the parts stay readable with `Motion.load`."""
 
-    def __init__(self, path, rate, segment_seconds=30.0, log=print):
+    def __init__(self, path, rate, segment_seconds=5.0, log=print):
         self.path, self.rate, self.log = Path(path), float(rate), log
         if self.path.suffix.lower() not in (".npz", ".bvh"):
             raise OnbeatError(f"{path}: recordings are .npz or .bvh")
@@ -256,6 +256,8 @@ class Recorder:
 
     def send(self, frame):
         if self.failed:
+            if self._roots:
+                self._write_segment(last=True)  # best effort: what was in memory when the disk filled up
             return
         self._roots.append(frame.root_translation)
         self._rotations.append(frame.rotations)
@@ -277,37 +279,37 @@ class Recorder:
         except (OSError, RuntimeError) as e:  # soundfile reports a full disk as RuntimeError or LibsndfileError
             self._fail(self.audio_path, e)
 
-    def _write_segment(self):
+    def _write_segment(self, last=False):
         roots, rotations = np.array(self._roots), np.array(self._rotations)
         self._roots, self._rotations = [], []
         part = self.path.with_name(f"{self.path.stem}.part{len(self.parts):03d}.npz")
         self.parts.append(part)
         previous = self._writer
-        self._writer = threading.Thread(target=self._save_part, args=(previous, part, roots, rotations),
+        self._writer = threading.Thread(target=self._save_part, args=(previous, part, roots, rotations, last),
                                         name="onbeat-recorder", daemon=True)
         self._writer.start()
 
-    def _save_part(self, previous, part, roots, rotations):
+    def _save_part(self, previous, part, roots, rotations, last):
         if previous is not None:
             previous.join()  # parts land in order
-        if self.failed:
+        if self.failed and not last:
+            self.parts.remove(part)
             return
         try:
             Motion(self.rate, roots, rotations).save(part)
             self.frames_recorded += len(roots)
         except OSError as e:
             part.unlink(missing_ok=True)
-            self._fail(part, e)
+            self.parts.remove(part)
+            if not last:
+                self._fail(part, e)
 
     def _fail(self, where, error):
         with self._lock:
             if self.failed:
                 return
             self.failed = f"recording stopped: {where}: {getattr(error, 'strerror', None) or error}"
-            if self.parts and self.parts[-1] == where:
-                self.parts.pop()
-        self.log(f"onbeat: warning: {self.failed}; live output continues, "
-                 f"{self.frames_recorded / self.rate:.1f} s kept in {self.path.stem}.part*.npz")
+        self.log(f"onbeat: warning: {self.failed}; live output continues")
 
     @property
     def status(self):
@@ -325,6 +327,9 @@ class Recorder:
                 self._fail(self.audio_path, e)
         if not self.failed and self.parts:
             self._join_parts()
+        elif self.failed:
+            self.log(f"onbeat: {self.frames_recorded / self.rate:.1f} s of the dance kept in "
+                     f"{', '.join(p.name for p in self.parts) or 'no file'} (each readable on its own)")
 
     def _join_parts(self):
         """Join the parts into the final file; on failure the parts stay where they are."""
@@ -337,8 +342,9 @@ class Recorder:
                 write_bvh(motion, self.path)
             else:
                 motion.save(self.path)
-        except OSError as e:
+        except (OSError, OnbeatError) as e:
             self._fail(self.path, e)
+            self.log(f"onbeat: the parts of the recording are kept: {', '.join(p.name for p in self.parts)}")
             return
         for part in self.parts:
             part.unlink(missing_ok=True)
