@@ -19,8 +19,9 @@ Exported graphs (the numpy loop around them is `codes_sampler`, shared by torch 
                         -> logits_up (B, codebook), logits_down (B, codebook), kv (same shape as the input kv)
         prev_* = the previous step's codes (= codebook size, the start token, at pos 0); pos = the step number
         (0, 1, 2, ... without bound); music all zeros = no music.
-    decoder_module():   forward(codes_up (B, decode_context) int64, codes_down (B, decode_context) int64)
-                        -> pose (B, rate, POSE_DIM) float32 raw rows (not normalized): the frames of the last code.
+    decoder_module():   forward(codes_up (B, decode_window) int64, codes_down (B, decode_window) int64)
+                        -> pose (B, slice_codes * rate, POSE_DIM) float32 raw rows (not normalized): the frames of
+                        the last `slice_codes` codes; decode_window = decode_context + slice_codes - 1.
 
 `metadata()` holds everything else the runtime needs (fps, rate, codebook sizes, cache shape, feature names...).
 Training has two stages on the shared trainer's windows (`loss(batch)`): stage "vq" trains the VQ-VAE, stage "gpt"
@@ -60,17 +61,18 @@ class CodesConfig:
     stage: str = "vq"  # "vq": train the VQ-VAE; "gpt": train the GPT on the frozen VQ-VAE of vq_checkpoint
     vq_checkpoint: str = ""
     rate: int = 4  # frames per code (temporal downsampling, a power of 2)
-    width: int = 128  # conv channels
+    width: int = 64  # conv channels
     code_dim: int = 64
     codebook_size: int = 256  # per body half
     ema_decay: float = 0.99
     commitment: float = 0.25
     velocity_weight: float = 1.0
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
-    embd: int = 192
+    embd: int = 128
     context: int = 24  # code steps the GPT attends to (= KV cache slots): 24 x 4 frames = 3.2 s
-    decode_context: int = 12  # codes the streaming decoder sees (>= its receptive field)
+    decode_context: int = 8  # codes of context the streaming decoder needs (its receptive field at rate 4, tested)
+    slice_codes: int = 2  # codes decoded per decoder call (a streaming slice: slice_codes * rate frames)
     dropout: float = 0.1
     music_dropout: float = 0.1
     # sampling defaults (stored in the metadata; the runtime may override them)
@@ -82,8 +84,7 @@ class CodesConfig:
 
 PRESETS = {
     "small": {},
-    "tiny": {"width": 16, "code_dim": 8, "codebook_size": 16, "layers": 1, "heads": 2, "embd": 16, "context": 6,
-             "decode_context": 12},
+    "tiny": {"width": 16, "code_dim": 8, "codebook_size": 16, "layers": 1, "heads": 2, "embd": 16, "context": 6},
 }
 
 
@@ -363,9 +364,10 @@ class Codes(nn.Module):
     def metadata(self):
         cfg = self.cfg
         return {"model": "codes", "version": VERSION, "fps": FEATURE_FPS, "rate": cfg.rate,
-                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.rate, "codebook_size": cfg.codebook_size,
+                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.rate * cfg.slice_codes, "codebook_size": cfg.codebook_size,
                 "start_token": cfg.codebook_size, "layers": cfg.layers, "heads": cfg.heads, "context": cfg.context,
-                "head_dim": cfg.embd // cfg.heads, "decode_context": cfg.decode_context, "pose_dim": POSE_DIM,
+                "head_dim": cfg.embd // cfg.heads, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
+                "decode_window": cfg.decode_context + cfg.slice_codes - 1, "pose_dim": POSE_DIM,
                 "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
                 "sampling": {"temperature": cfg.temperature, "top_k": cfg.top_k, "repeat_window": cfg.repeat_window,
                              "repeat_penalty": cfg.repeat_penalty},
@@ -430,7 +432,7 @@ class Codes(nn.Module):
         return StreamDecoder(self)
 
     def decoder_example_inputs(self):
-        codes = torch.zeros(1, self.cfg.decode_context, dtype=torch.long)
+        codes = torch.zeros(1, self.cfg.decode_context + self.cfg.slice_codes - 1, dtype=torch.long)
         return {"codes_up": codes, "codes_down": codes.clone()}
 
     def sampler_callables(self):
@@ -450,7 +452,7 @@ class Codes(nn.Module):
         return gpt_step, decode
 
     def generate(self, music, seed=0, **sampling):
-        """(T', POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows (T' = T rounded down to codes)."""
+        """(T', POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows (T' = T rounded down to slices)."""
         self.eval()
         gpt_step, decode = self.sampler_callables()
         return sampler.generate(gpt_step, decode, self.metadata(), music, seed=seed, **sampling)
@@ -468,15 +470,15 @@ class GPTStep(nn.Module):
 
 
 class StreamDecoder(nn.Module):
-    """The exported decoder: the raw rows of the last code's frames, from the last `decode_context` codes."""
+    """The exported decoder: the raw rows of the last `slice_codes` codes' frames (see the module docstring)."""
 
     def __init__(self, model):
         super().__init__()
-        self.vq, self.rate = model.vq, model.cfg.rate
+        self.vq, self.frames = model.vq, model.cfg.rate * model.cfg.slice_codes
         self.pose_mean, self.pose_std = model.pose_mean, model.pose_std
 
     def forward(self, codes_up, codes_down):
-        rows = self.vq.decode(codes_up, codes_down)[:, -self.rate:]
+        rows = self.vq.decode(codes_up, codes_down)[:, -self.frames:]
         return rows * self.pose_std + self.pose_mean
 
 

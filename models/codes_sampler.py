@@ -3,9 +3,11 @@ use (they differ only in the two callables they pass; see `onbeat.models.codes` 
 
     gpt_step(prev_up (1,) int64, prev_down (1,) int64, music (1, rate, F) float32, kv float32, pos (1,) int64)
         -> (logits_up (1, K), logits_down (1, K), kv)
-    decode(codes_up (1, C) int64, codes_down (1, C) int64) -> (1, rate, POSE_DIM) raw rows of the last code
+    decode(codes_up (1, W) int64, codes_down (1, W) int64) -> (1, slice_frames, POSE_DIM) raw rows
+        of the last `slice_codes` codes (W = `decode_window` codes: those plus the decoder's context)
 
-Each step turns `rate` music rows (raw features, all zeros = no music) into `rate` motion rows. Codes are drawn with
+Each slice turns `slice_frames` = slice_codes x rate music rows (raw features, all zeros = no music) into as many
+motion rows: one GPT step per code, then one decoder call. Codes are drawn with
 temperature and top-k, and a loop guard lowers the logit of every code by `repeat_penalty` per time it was drawn in
 the last `repeat_window` steps, so the dance neither loops on a few codes nor freezes on one.
 """
@@ -31,7 +33,7 @@ class CodesStream:
     def __init__(self, gpt_step, decode, metadata, seed=None, **sampling):
         self.gpt_step, self.decode = gpt_step, decode
         self.meta = metadata
-        self.rate = int(metadata["rate"])
+        self.rate, self.slice_frames = int(metadata["rate"]), int(metadata["slice_frames"])
         settings = {**metadata["sampling"], **{k: v for k, v in sampling.items() if v is not None}}
         unknown = set(settings) - {"temperature", "top_k", "repeat_window", "repeat_penalty"}
         if unknown:
@@ -46,36 +48,44 @@ class CodesStream:
         self.codes = {"up": [], "down": []}
         self.rng = np.random.default_rng(seed)
 
-    def step(self, music):
-        """(rate, F) raw music rows -> (rate, POSE_DIM) raw motion rows."""
+    def next_slice(self, music):
+        """(slice_frames, F) raw music rows -> (slice_frames, POSE_DIM) raw motion rows."""
+        music = np.asarray(music, np.float32)
+        if music.shape != (self.slice_frames, music.shape[-1]):
+            raise ValueError(f"music must have {self.slice_frames} rows, got {music.shape}")
+        for code_step in range(0, self.slice_frames, self.rate):
+            self._draw(music[code_step:code_step + self.rate])
+        return self.decode(*(self._decoder_window(h) for h in ("up", "down")))[0]
+
+    def _draw(self, music):
+        """One GPT step: the next upper and lower codes for `rate` music rows."""
         start = self.meta["start_token"]
         previous = [np.array([self.codes[h][-1] if self.codes[h] else start], np.int64) for h in ("up", "down")]
-        music = np.asarray(music, np.float32)[None]
-        logits_up, logits_down, self.kv = self.gpt_step(*previous, music, self.kv, np.array([self.pos], np.int64))
+        logits_up, logits_down, self.kv = self.gpt_step(*previous, music[None], self.kv, np.array([self.pos], np.int64))
         self.pos += 1
         window, penalty = int(self.sampling["repeat_window"]), self.sampling["repeat_penalty"]
         for half, logits in (("up", logits_up), ("down", logits_down)):
             drawn = self.codes[half]
             drawn.append(sample_code(logits[0], self.rng, self.sampling["temperature"], int(self.sampling["top_k"]),
                                      drawn[-window:] if window > 0 else (), penalty))
-            del drawn[:-max(window, self.meta["decode_context"])]
-        return self.decode(*(self._decoder_context(h) for h in ("up", "down")))[0]
+            del drawn[:-max(window, self.meta["decode_window"])]
 
-    def _decoder_context(self, half):
-        """(1, C) the last C codes; at a stream's start the first code is repeated to fill the window."""
-        recent = self.codes[half][-self.meta["decode_context"]:]
-        padded = [recent[0]] * (self.meta["decode_context"] - len(recent)) + recent
+    def _decoder_window(self, half):
+        """(1, W) the last W codes; at a stream's start the first code is repeated to fill the window."""
+        recent = self.codes[half][-self.meta["decode_window"]:]
+        padded = [recent[0]] * (self.meta["decode_window"] - len(recent)) + recent
         return np.array([padded], np.int64)
 
     def next_rows(self, music):
-        """(n * rate, F) raw music rows -> (n * rate, POSE_DIM) raw motion rows."""
-        if len(music) % self.rate:
-            raise ValueError(f"music rows must be a multiple of {self.rate}, got {len(music)}")
-        return np.concatenate([self.step(music[i:i + self.rate]) for i in range(0, len(music), self.rate)])
+        """(n * slice_frames, F) raw music rows -> as many raw motion rows."""
+        size = self.slice_frames
+        if len(music) % size:
+            raise ValueError(f"music rows must be a multiple of {size}, got {len(music)}")
+        return np.concatenate([self.next_slice(music[i:i + size]) for i in range(0, len(music), size)])
 
 
 def generate(gpt_step, decode, metadata, music, seed=0, **sampling):
-    """(T', POSE_DIM) raw rows for (T, F) raw music rows; T' = T rounded down to whole code steps."""
+    """(T', POSE_DIM) raw rows for (T, F) raw music rows; T' = T rounded down to whole slices."""
     stream = CodesStream(gpt_step, decode, metadata, seed, **sampling)
-    usable = len(music) // stream.rate * stream.rate
+    usable = len(music) // stream.slice_frames * stream.slice_frames
     return stream.next_rows(np.asarray(music)[:usable])

@@ -92,14 +92,14 @@ def test_gpt_step_with_ring_cache_matches_teacher_forcing_beyond_the_context():
 def test_streaming_decoder_matches_whole_sequence_decoding():
     model = tiny().eval()
     cfg = model.cfg
-    steps, context = 30, cfg.decode_context
+    steps, window, frames = 30, cfg.decode_context + cfg.slice_codes - 1, cfg.rate * cfg.slice_codes
     up, down = (torch.randint(0, cfg.codebook_size, (1, steps)) for _ in range(2))
     decoder = model.decoder_module()
     with torch.no_grad():
         whole = model.vq.decode(up, down) * model.pose_std + model.pose_mean
-        for t in range(context - 1, steps):
-            frames = decoder(up[:, t - context + 1:t + 1], down[:, t - context + 1:t + 1])
-            assert torch.allclose(frames[0], whole[0, cfg.rate * t:cfg.rate * (t + 1)], atol=1e-5)
+        for end in range(window, steps + 1):
+            rows = decoder(up[:, end - window:end], down[:, end - window:end])
+            assert torch.allclose(rows[0], whole[0, cfg.rate * end - frames:cfg.rate * end], atol=1e-5)
 
 
 def test_sample_code_respects_top_k_temperature_and_loop_guard():
@@ -115,15 +115,16 @@ def test_sample_code_respects_top_k_temperature_and_loop_guard():
 
 def test_generate_streams_whole_code_steps_deterministically():
     model = tiny()
-    music = np.random.default_rng(0).normal(size=(50, FEATURE_DIM)).astype(np.float32)
+    music = np.random.default_rng(0).normal(size=(52, FEATURE_DIM)).astype(np.float32)
     rows = model.generate(music, seed=3)
+    assert model.metadata()["slice_frames"] == 8
     assert rows.shape == (48, POSE_DIM) and np.isfinite(rows).all()
     assert np.array_equal(rows, model.generate(music, seed=3))
     assert not np.array_equal(rows, model.generate(music, seed=4))
     # the sampler's stream gives the same rows slice by slice
     gpt_step, decode = model.sampler_callables()
     stream = codes_sampler.CodesStream(gpt_step, decode, model.metadata(), seed=3)
-    sliced = np.concatenate([stream.next_rows(music[i:i + 8]) for i in range(0, 48, 8)])
+    sliced = np.concatenate([stream.next_slice(music[i:i + 8]) for i in range(0, 48, 8)])
     assert np.allclose(sliced, rows)
 
 
@@ -136,7 +137,8 @@ def test_metadata_is_json_and_describes_the_graphs():
     assert meta["start_token"] == meta["codebook_size"] and meta["rate"] == model.cfg.rate
     with torch.no_grad():
         pose = model.decoder_module()(**model.decoder_example_inputs())
-    assert tuple(pose.shape) == (1, meta["rate"], meta["pose_dim"])
+    assert tuple(pose.shape) == (1, meta["slice_frames"], meta["pose_dim"])
+    assert meta["slice_frames"] == meta["rate"] * meta["slice_codes"]
 
 
 def test_checkpoint_round_trip_and_gpt_stage_freezes_the_vq(tmp_path):
