@@ -7,6 +7,7 @@ import pytest
 
 from onbeat.exporters.bvh import write_bvh
 from onbeat.models import importers as I
+from onbeat.models.importers import ballroom, motorica, retarget
 from onbeat.models import rotations as R
 from onbeat.models.bvh import read_bvh
 from onbeat.models.errors import OnbeatError
@@ -61,7 +62,7 @@ def test_point_ik_reproduces_points_of_a_known_skeleton():
                                           "Right_Foot", "Left_Wrist", "Right_Wrist", "Left_Palm", "Right_Palm")]
     motion.rotations[:, rest_like] = R.quat_identity((motion.num_frames, len(rest_like)))
     pos = motion.positions()
-    targets = {name: pos[:, JOINT_INDEX[name]] for name in I.BALLROOM_POINTS}
+    targets = {name: pos[:, JOINT_INDEX[name]] for name in ballroom.BALLROOM_POINTS}
     left, right = head_points(motion)
     solved = I.solve_points(targets, left, right, motion.fps)
     assert I.point_errors(solved, targets, left, right).max() < 1e-3
@@ -71,26 +72,26 @@ def test_point_ik_reproduces_points_of_a_known_skeleton():
 
 
 @pytest.fixture(scope="module")
-def ballroom(data_dir):
+def ballroom_dir(data_dir):
     return data_dir / "ballroom"
 
 
-def test_ballroom_ik_error_is_small(ballroom):
+def test_ballroom_ik_error_is_small(ballroom_dir):
     """The IK error of a sample of sequences (every style); all 45: see the report of `ik_error_report`."""
-    names = I.ballroom_names(ballroom)
+    names = I.ballroom_names(ballroom_dir)
     sample = [n for style in "CRTW" for n in [x for x in names if x.startswith(f"DANCE_{style}_")][:2]]
-    errors = np.concatenate([I.load_ballroom(ballroom, n, with_error=True)[1].ravel() for n in sample])
+    errors = np.concatenate([I.load_ballroom(ballroom_dir, n, with_error=True)[1].ravel() for n in sample])
     assert errors.mean() < 0.03, errors.mean()
     assert np.percentile(errors, 50) < 0.02
 
 
-def test_every_ballroom_sequence_loads(ballroom):
-    info = json.loads((ballroom / "motion.json").read_text())
-    names = I.ballroom_names(ballroom)
+def test_every_ballroom_sequence_loads(ballroom_dir):
+    info = json.loads((ballroom_dir / "motion.json").read_text())
+    names = I.ballroom_names(ballroom_dir)
     assert len(names) == 45
     total = 0.0
     for name in names:
-        seq = I.load_ballroom(ballroom, name)
+        seq = I.load_ballroom(ballroom_dir, name)
         assert plausible(seq.motion) == [], name
         assert seq.style == info[name]["style"] and seq.suspect == info[name]["suspect"]
         assert (seq.audio_path is not None) == info[name]["audio"]
@@ -138,7 +139,7 @@ def test_real_bvh_files_map_and_retarget(data_dir, name):
 def test_every_bvh_file_loads_at_30_fps(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("bvh",)))
     assert len(seqs) == 10 and all(s.motion.fps == 30 for s in seqs)
-    assert {s.take for s in seqs if s.name in I.PERFUME_FILES} == {"perfume"}
+    assert {s.take for s in seqs if s.name in retarget.PERFUME_FILES} == {"perfume"}
     assert all(plausible(s.motion) == [] for s in seqs), [(s.name, plausible(s.motion)) for s in seqs]
 
 
@@ -188,7 +189,7 @@ def test_bvh_with_unknown_joints_names_the_missing_ones(tmp_path):
 
 
 def test_unit_scale_detection():
-    assert I._unit_scale(1.5) == 1.0 and I._unit_scale(150.0) == 0.01 and I._unit_scale(1500.0) == 0.001
+    assert retarget._unit_scale(1.5) == 1.0 and retarget._unit_scale(150.0) == 0.01 and retarget._unit_scale(1500.0) == 0.001
 
 
 # --- Motorica -------------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_heading_integration_follows_pymo():
     # Walking forward (+z in the heading frame) one unit per frame, turning left by 90 degrees at frame 2:
     # then the steps go along +x (a +y rotation takes +z to +x).
     d_yaw = np.array([0.0, 0.0, np.pi / 2, 0.0])
-    yaw, path = I._integrate_heading(d_yaw, np.zeros(4), np.ones(4))
+    yaw, path = motorica._integrate_heading(d_yaw, np.zeros(4), np.ones(4))
     assert np.allclose(yaw, [0, 0, np.pi / 2, np.pi / 2])
     assert np.allclose(path, [[0, 0, 0], [0, 0, 1], [1, 0, 1], [2, 0, 1]])
 
@@ -214,7 +215,7 @@ def test_every_motorica_file_loads_with_its_take(data_dir):
 
 
 def motorica_table(frames=5):
-    columns = [f"{j}_{c}" for j in I.MOTORICA_JOINTS for c in ("alpha", "beta", "gamma")] + list(I.MOTORICA_ROOT)
+    columns = [f"{j}_{c}" for j in motorica.MOTORICA_JOINTS for c in ("alpha", "beta", "gamma")] + list(motorica.MOTORICA_ROOT)
     table = pd.DataFrame(np.zeros((frames, len(columns))), columns=columns)
     table["Hips_Yposition"] = 90.0
     return table
