@@ -71,10 +71,11 @@ class Pacer:
         self.start = None
 
     def wait(self, frames_done):
-        """Block until `frames_done` frames' worth of time has passed since the first call."""
+        """Block until `frames_done` frames' worth of time has passed since the first call (which may come
+        mid-stream: a file whose output device failed goes on at real-time pace from there)."""
         now = time.monotonic()
         if self.start is None:
-            self.start = now
+            self.start = now - frames_done / self.sample_rate
         delay = self.start + frames_done / self.sample_rate - now
         if delay > 0:
             time.sleep(delay)
@@ -400,11 +401,21 @@ class FileSource(Source):
         frames = 0
         while (samples := _read(self.reader, self.path, self.block)) is not None:
             if self.output is not None:
-                self.output.write(samples)  # blocks while the device's buffer is full: the device clock paces us
-            elif self.realtime:
+                self._play(samples)
+            if self.output is None and self.realtime:
                 pacer.wait(frames)
             yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
             frames += len(samples)
+
+    def _play(self, samples):
+        """Write to the output; blocks while the device's buffer is full, so the device clock paces the
+        analysis. A device that fails mid-file (unplugged) leaves the rest to be analysed silently."""
+        try:
+            self.output.write(samples)
+        except Exception as e:  # PortAudio errors are untyped
+            self.message = f"{self.path}: playing silently: the output device failed ({e})"
+            log.warning(self.message)
+            self.output = None
 
     def close(self):
         if self.output is not None:
