@@ -195,7 +195,9 @@ def test_jack_capture_hears_a_120_bpm_metronome(jack_server, tmp_path):
     assert summary["sample_rate"] == SAMPLE_RATE and not summary["lost"]
     clicks = onsets(np.load(tmp_path / "captured.npy"), SAMPLE_RATE)
     assert len(clicks) >= 4
-    np.testing.assert_allclose(np.diff(clicks), 0.5, atol=0.03)
+    # an xrun on a busy machine can cost a few 256-frame periods, hence the loose bound per interval
+    assert np.median(np.diff(clicks)) == pytest.approx(0.5, abs=0.01)
+    np.testing.assert_allclose(np.diff(clicks), 0.5, atol=0.05)
 
 
 def test_jack_device_errors_and_fallbacks(jack_server):
