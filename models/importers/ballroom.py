@@ -243,3 +243,11 @@ def load_ballroom(root, name, fps=TARGET_FPS, with_error=False):
     seq = Sequence(name, "ballroom", meta.get("style", ""), finish(track_floor(motion), fps),
                    audio if meta.get("audio") and audio.is_file() else None, name, bool(meta.get("suspect", False)))
     return (seq, point_errors(motion, targets, head_left, head_right)) if with_error else seq
+
+
+def ik_error_report(root, names=None):
+    """IK error of FK(solved) against the points over `names` (default: every sequence): mean, 95th percentile
+    and maximum in centimetres, over all frames and mapped joints (the 15 of `BALLROOM_POINTS` and the head)."""
+    errors = np.concatenate([load_ballroom(root, name, with_error=True)[1].ravel()
+                             for name in (names or ballroom_names(root))]) * 100
+    return dict(mean=float(errors.mean()), p95=float(np.percentile(errors, 95)), max=float(errors.max()))

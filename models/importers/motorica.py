@@ -30,6 +30,7 @@ MOTORICA_STYLES = {"gKR": "krump", "gLH": "hiphop", "gLO": "locking", "gPO": "po
                    "gCH": "charleston", "gTP": "tap", "gCA": "casual"}
 MOTORICA_FPS = 30
 MOTORICA_CM = 0.01
+ANKLE_HEIGHT = 0.08  # m, ankle joint above the floor when standing: SMPL's leg plus this is the standing hip height
 
 
 def motorica_take(path):
@@ -71,7 +72,7 @@ def motorica_motion(frame, path="Motorica"):
     rotations[:, 0] = R.quat_multiply(heading, rotations[:, 0])
     root = ground_path + height[:, None] * MOTORICA_CM * Y_AXIS
     # Bone lengths: SMPL's, scaled so the standing hip height (95th percentile) matches the dancer's.
-    scale = np.percentile(height * MOTORICA_CM, 95) / (SMPL_REST[0, 1] - SMPL_REST[_J["Left_Ankle"], 1] + 0.08)
+    scale = np.percentile(height * MOTORICA_CM, 95) / (SMPL_REST[0, 1] - SMPL_REST[_J["Left_Ankle"], 1] + ANKLE_HEIGHT)
     return Motion(MOTORICA_FPS, root, rotations, REST_OFFSETS * scale)
 
 
