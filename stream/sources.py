@@ -277,13 +277,13 @@ def _close_stream(stream):
 class FfmpegReader:
     """Decodes a file ffmpeg understands to float32 through a pipe; the `read`/`close` subset of SoundFile."""
 
-    def __init__(self, path):
+    def __init__(self, path, reason):
         probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
                                 "stream=sample_rate,channels", "-of", "csv=p=0", str(path)],
                                capture_output=True, text=True)
         fields = probe.stdout.strip().split(",")
         if probe.returncode or len(fields) != 2:
-            raise OnbeatError(f"{path}: not an audio file ffmpeg can read") from None
+            raise OnbeatError(f"{path}: cannot read audio ({reason})") from None
         self.samplerate, self.channels = int(fields[0]), int(fields[1])
         self.process = subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -300,43 +300,23 @@ class FfmpegReader:
 
 def open_audio(path):
     """A reader with `.samplerate`, `.channels`, `.read(frames, dtype, always_2d)`, `.close()` for `path`:
-    libsndfile when it knows the format, else ffmpeg. Missing, empty or unreadable files raise OnbeatError."""
+    libsndfile when it knows the format (wav, flac, ogg, mp3, ...), else ffmpeg (m4a, aac, opus, ...).
+    Missing, empty or unreadable files raise OnbeatError."""
     path = Path(path)
     if not path.is_file():
         raise OnbeatError(f"{path}: no such audio file")
     try:
         reader = soundfile.SoundFile(str(path))
-        if reader.frames == 0:
-            reader.close()
-            raise OnbeatError(f"{path}: the file contains no audio")
-        return reader
     except (soundfile.LibsndfileError, RuntimeError) as e:
         reason = str(e).split(":")[-1].strip() or "unreadable"
-    if shutil.which("ffmpeg") and path.stat().st_size > 0:
-        reader = FfmpegReader(path)
+        if not shutil.which("ffmpeg") or path.stat().st_size == 0:
+            raise OnbeatError(f"{path}: cannot read audio ({reason})") from None
         log.info("%s: libsndfile cannot read it, decoding with ffmpeg", path)
-        first = reader.read(1)
-        if len(first) == 0:
-            reader.close()
-            raise OnbeatError(f"{path}: cannot read audio ({reason})")
-        return _Prepend(reader, first)
-    raise OnbeatError(f"{path}: cannot read audio ({reason})")
-
-
-class _Prepend:
-    """A reader with some already-read frames put back in front (so ffmpeg's output can be checked first)."""
-
-    def __init__(self, reader, frames):
-        self.reader, self.pending = reader, frames
-        self.samplerate, self.channels = reader.samplerate, reader.channels
-
-    def read(self, frames, dtype="float32", always_2d=True):
-        head, self.pending = self.pending[:frames], self.pending[frames:]
-        rest = self.reader.read(frames - len(head)) if frames > len(head) else head[:0]
-        return np.concatenate([head, rest])
-
-    def close(self):
-        self.reader.close()
+        return FfmpegReader(path, reason)
+    if reader.frames == 0:
+        reader.close()
+        raise OnbeatError(f"{path}: the file contains no audio")
+    return reader
 
 
 def read_audio(path):
@@ -348,6 +328,8 @@ def read_audio(path):
             chunks.append(chunk)
     finally:
         reader.close()
+    if not chunks:
+        raise OnbeatError(f"{path}: the file contains no audio")
     return np.concatenate(chunks), reader.samplerate
 
 
