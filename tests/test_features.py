@@ -4,8 +4,9 @@ import pytest
 import soundfile
 from scipy.signal import resample_poly
 
+from onbeat.stream.beats import BeatState
 from onbeat.stream.features import (
-    AUDIO_COLUMNS, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, FeatureExtractor, Resampler, extract_file,
+    AUDIO_COLUMNS, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, FeatureExtractor, Resampler, beat_columns, extract_file,
     future_features,
 )
 from onbeat.stream.sources import SyntheticSource, read_audio
@@ -116,6 +117,18 @@ def test_future_features_hold_the_sound_and_continue_the_beat_clock():
     assert np.abs(ahead[:10, PHASE_COS:] - later[:10, PHASE_COS:]).max() < 0.15
     for beat in source.beat_times(8.9)[-2:]:        # the true beats in the predicted second land on beats
         assert ahead[int(round(beat * FEATURE_FPS)) - len(rows), BEAT_DISTANCE] < 0.15
+
+
+def test_beat_columns_definition():
+    state = BeatState(time=1.1, bpm=120.0, phase=0.2, bar_position=3, is_beat=False, is_downbeat=False,
+                      confidence=1.0, next_beats=np.array([1.5, 2.0, 2.5, 3.0]), last_beat=1.0)
+    columns = beat_columns(state, [1.0, 1.25, 1.5, 1.625, 3.75])
+    phase = np.arctan2(columns[:, 0], columns[:, 1]) / (2 * np.pi) % 1.0
+    np.testing.assert_allclose(phase, [0.0, 0.5, 0.0, 0.25, 0.5], atol=1e-9)
+    np.testing.assert_allclose(columns[:, 2], [0.0, 1.0, 0.0, 0.5, 1.0], atol=1e-9)   # distance / half a beat
+    bar = np.arctan2(columns[:, 3], columns[:, 4]) / (2 * np.pi) % 1.0
+    # the beat at 1.0 is the 4th of its bar, so 1.5 is a downbeat; beyond the predictions the period goes on
+    np.testing.assert_allclose(bar, [0.75, 0.875, 0.0, 0.0625, 0.125], atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["silence", "clipping", "nan", "stereo-noise"])
