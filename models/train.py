@@ -146,7 +146,8 @@ def validation_loss(model, data, cfg, device):
     rng = np.random.default_rng(1234)
     model.eval()
     total = 0.0
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(1234)
         for _ in range(cfg["eval_batches"]):
             chosen = rng.choice(indices, size=min(cfg["batch_size"], len(indices)), replace=False)
