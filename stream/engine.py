@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from onbeat.models import rotations as R
+from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
 from onbeat.models.skeleton import MIRROR_INDEX, PARENTS, REST_OFFSETS
 from onbeat.stream.control import Controls
@@ -136,6 +137,8 @@ class Engine:
         self.quality = 0
         self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
         self._quiet_since, self._peak_rms = 0.0, 1e-4
+        self._offset, self._resync = 0.0, False  # output time minus the source's stream time (grows on reconnect)
+        self._fed = 0.0  # seconds of audio fed to the ear
         self._last_good = None  # (root, rotations) of the last finite frame generated
         self._active, self._need_jump = None, True
         self._stop = threading.Event()
@@ -166,20 +169,52 @@ class Engine:
 
     # --- analysis thread ----------------------------------------------------------------------------------
     def _analyse(self):
-        for block in self.source.blocks():
-            if self._stop.is_set():
+        while True:
+            for block in self.source.blocks():
+                if self._stop.is_set():
+                    break
+                self._analyse_block(block)
+            if self._stop.is_set() or not getattr(self.source, "lost", False):
                 break
-            # A source faster than real time (a file read without playing) is paced to the output clock.
-            ahead = block.time - self.now()
-            if ahead > 0.05:
-                self._stop.wait(ahead)
-            for sink in self.sinks:
-                if hasattr(sink, "send_audio"):
-                    sink.send_audio(block)
-            rows, states = self.ear.process(block)
-            if len(rows):
-                self._take_analysis(rows[-1], states[-1])
+            self._reconnect()
         self._analysis_done = True
+
+    def _analyse_block(self, block):
+        # Stream time as the extractor counts it (the samples it was fed), which its beat times are in.
+        stream_time = self._fed
+        self._fed += len(block.samples) / block.sample_rate
+        if self._resync:  # first block after the input came back: the stream lags the output clock
+            self._resync = False
+            self._offset = max(self._offset, self.now() - self._fed)
+        # A source faster than real time (a file read without playing) is paced to the output clock.
+        ahead = stream_time + self._offset - self.now()
+        if ahead > 0.05:
+            self._stop.wait(ahead)
+        for sink in self.sinks:
+            if hasattr(sink, "send_audio"):
+                sink.send_audio(block)
+        rows, states = self.ear.process(block)
+        if len(rows):
+            state = states[-1]
+            if self._offset:  # stream time → output time
+                state = replace(state, time=state.time + self._offset, next_beats=state.next_beats + self._offset,
+                                last_beat=state.last_beat + self._offset)
+            self._take_analysis(rows[-1], state)
+
+    def _reconnect(self):
+        """The input device went away: dance the idle (the output never stops) and reopen it every second."""
+        self._warn(f"audio input lost: {getattr(self.source, 'message', '') or 'no more audio'}; dancing the idle "
+                   "and retrying")
+        with self._state_lock:
+            self.silent, self.beat = True, None
+        while not self._stop.wait(1.0):
+            try:
+                self.source.reopen()
+            except OnbeatError:
+                continue
+            self.log("onbeat: audio input is back")
+            self._resync = True
+            return
 
     def _take_analysis(self, row, state):
         rms = float(row[RMS_COLUMN])
@@ -385,9 +420,11 @@ class Engine:
         if beat is None or beat.confidence < 0.2 or self.silent:
             return after
         period = 60.0 / max(beat.bpm, 1.0)
-        for k, beat_time in enumerate(beat.next_beats):
-            if beat_time > t:
-                break
+        # The analysis runs up to a block ahead of the output clock: a beat it has just passed is no longer
+        # among `next_beats` but is its `last_beat`.
+        for k, beat_time in enumerate([beat.last_beat, *beat.next_beats], start=-1):
+            if not beat_time <= t:  # also skips NaN (no beat yet)
+                continue
             if beat_time > after + 0.5 * period:
                 bar_position = (beat.bar_position + 1 + k) % 4
                 event = replace(beat, time=float(beat_time), phase=0.0, bar_position=bar_position, is_beat=True,

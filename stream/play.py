@@ -83,6 +83,13 @@ def load_choreographers(model):
     """{name: Choreographer} for `--model`; empty means the groove alone."""
     if model == "groove":
         return {}
+    try:
+        import onnxruntime  # noqa: F401 - only to say clearly when it is missing
+    except ImportError:
+        if model != "default":
+            raise OnbeatError(f"--model {model}: onnxruntime is not installed (pip install onbeat[cpu])") from None
+        log("onbeat: onnxruntime is not installed; dancing with the built-in groove")
+        return {}
     from onbeat.stream import runtime
     if model == "default":
         try:

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from onbeat.models import rotations as R
+from onbeat.models.errors import OnbeatError
 from onbeat.stream.engine import Engine, FrameQueue, forward_kinematics, mirror_pose
 from onbeat.stream.groove import GrooveChoreographer
 from onbeat.stream.sources import AudioBlock, SyntheticSource
@@ -210,7 +211,7 @@ def test_silence_goes_idle_and_music_brings_the_dance_back():
     assert not silent_at(3.3)
     assert silent_at(6.9)
     assert not silent_at(9.8)
-    beats_in_silence = [b for b in sink.beats if 6.0 <= b.time < 7.0]
+    beats_in_silence = [b for b in sink.beats if 6.0 <= b.time < 6.9]  # the music is back at 7.0, on a beat
     assert not beats_in_silence
 
 
@@ -226,3 +227,40 @@ def test_mirror_swaps_sides_and_reflects_positions():
     assert np.allclose(positions, expected)
     back_root, back_rot = mirror_pose(m_root, m_rot)
     assert np.allclose(back_root, root) and np.allclose(back_rot, rotations)
+
+
+class Unplugged(SyntheticSource):
+    """Delivers `first` seconds, then is lost; the first reopen fails, the second works, and the stream goes on
+    from where it stopped (like DeviceSource after a JACK restart)."""
+
+    def __init__(self, first):
+        super().__init__(bpm=120)
+        self.first, self.lost, self.reopens, self._gone = first, False, 0, False
+
+    def blocks(self):
+        for block in super().blocks():
+            if not self._gone and block.time >= self.first:
+                self._gone = self.lost = True
+                return
+            yield block
+
+    def reopen(self):
+        self.reopens += 1
+        if self.reopens == 1:
+            raise OnbeatError("audio input 'synthetic' is not there")
+        self.lost = False
+
+
+def test_lost_input_dances_the_idle_and_comes_back():
+    source = Unplugged(first=2.5)
+    modes = []
+    sink = Collect(on_send=lambda frame: modes.append((frame.time, engine.silent)))
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE, log=lambda _: None)
+    stats = engine.run(8.0)
+    assert source.reopens == 2
+    assert len(sink.frames) + stats.dropped == 8 * RATE  # the output never stopped
+    silent_at = lambda t: next(s for time_, s in modes if time_ >= t)  # noqa: E731
+    assert not silent_at(2.4) and silent_at(3.0) and not silent_at(7.9)
+    # After the gap, beat events follow the music again, on the true beats shifted by the outage.
+    beats = np.array([b.time for b in sink.beats if b.time > 6.0])
+    assert len(beats) >= 3 and np.allclose(np.diff(beats), 0.5, atol=0.03)
