@@ -31,7 +31,10 @@ def run(args):
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.check:
+        import torch
+
         from onbeat.exporters.parity import check_parity
+        torch.set_num_threads(1)  # batch-1 steps: a second thread only adds waiting, badly so on a busy machine
         check_parity(args.model, checkpoint, args.output, report=print)
     return 0
 

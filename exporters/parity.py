@@ -64,7 +64,7 @@ def random_inputs(name, metadata, seed=0):
         kv = 0.5 * rng.standard_normal((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]))
         return (codes(1), codes(1), rng.random((1, m["rate"], FEATURE_DIM)).astype(np.float32),
                 kv.astype(np.float32), np.array([2 * m["context"] + 3], np.int64))
-    return codes(1, m["decode_context"]), codes(1, m["decode_context"])
+    return codes(1, m["decode_window"]), codes(1, m["decode_window"])
 
 
 def max_difference(a, b):
@@ -96,15 +96,16 @@ def rollout_parity(kind, reference, candidate, metadata, seconds=ROLLOUT_SECONDS
                           rollout(kind, candidate, metadata, music, seed))
 
 
-def check_parity(kind, checkpoint, output, report=print, tolerance=TOLERANCE):
-    """Compare the torch model in `checkpoint` with its export at `output`; raise OnbeatError above `tolerance`."""
+def check_parity(kind, checkpoint, output, report=print, tolerance=TOLERANCE, seconds=ROLLOUT_SECONDS):
+    """Compare the torch model in `checkpoint` with its export at `output` (one step of each graph, a `seconds`
+    rollout); raise OnbeatError above `tolerance`."""
     from onbeat.exporters.onnx_export import load_model
 
     model = load_model(kind, checkpoint)
     reference, candidate = torch_steps(kind, model), onnx_steps(kind, output)
     metadata = candidate[next(iter(candidate))].metadata
     results = {f"{name} step": value for name, value in step_parity(kind, reference, candidate, metadata).items()}
-    results[f"{kind} {ROLLOUT_SECONDS:g} s rollout"] = rollout_parity(kind, reference, candidate, metadata)
+    results[f"{kind} {seconds:g} s rollout"] = rollout_parity(kind, reference, candidate, metadata, seconds)
     for what, value in results.items():
         report(f"parity {what}: max abs difference {value:.2e} ({'ok' if value <= tolerance else 'TOO LARGE'})")
     worst = max(results, key=results.get)

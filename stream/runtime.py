@@ -219,19 +219,15 @@ class BadmChoreographer(ModelChoreographer):
 
 
 class CodesChoreographer(ModelChoreographer):
-    """Bailando-style codes + GPT (`onbeat.models.codes_sampler`) around `gpt_step` and `decode` callables. A slice
-    is the whole number of code steps closest to SLICE_FRAMES; every step costs the same, so there is nothing to
-    degrade."""
-
-    SLICE_FRAMES = 8  # like BADM's slices: short enough to follow the music, long enough to amortise a call
+    """Bailando-style codes + GPT (`onbeat.models.codes_sampler`) around `gpt_step` and `decode` callables. Every
+    code step costs the same, so there is nothing to degrade."""
 
     def __init__(self, gpt_step, decode, metadata, seed=None):
         self.stream = codes_sampler.CodesStream(gpt_step, decode, metadata, seed)
-        rate = self.stream.rate
-        super().__init__(rate * max(1, round(self.SLICE_FRAMES / rate)), seed)
+        super().__init__(self.stream.slice_frames, seed)
 
     def restart(self):
         self.stream.reset(self.seed)
 
     def next_rows(self, music):
-        return self.stream.next_rows(music[:self.slice_frames])
+        return self.stream.next_slice(music[:self.slice_frames])

@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 
-from onbeat.exporters import onnx_export
+from onbeat.exporters import onnx_export, parity
 from onbeat.models.errors import OnbeatError
 from onbeat.stream import runtime
 from onbeat.stream.cli import main
@@ -22,6 +22,15 @@ class TinyDenoiser(torch.nn.Module):
     def forward(self, noisy, t, music):
         h = self.conv(noisy.transpose(1, 2)).transpose(1, 2)
         return h * self.step_scale(t)[:, None] + music.mean(-1, keepdim=True)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Batch-1 steps of tiny models: a second thread only adds waiting on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_inputs():
@@ -64,3 +73,70 @@ def test_codes_writes_two_graphs_beside_the_output(tmp_path):
 def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
     assert main(["export", "badm", "--checkpoint", str(tmp_path / "none.pt"), "-o", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip() == f"onbeat: error: {tmp_path / 'none.pt'}: no such checkpoint"
+
+
+# --- the real models (tiny presets: same graphs, seconds to export) ----------------------------------------------
+
+def save_tiny_checkpoint(kind, folder):
+    """A freshly initialised tiny model of `kind`, saved the way `onbeat train` saves it."""
+    from onbeat.models import train
+    from onbeat.models.representation import POSE_DIM
+    from onbeat.stream.features import FEATURE_DIM
+
+    rng = np.random.default_rng(1)
+    stats = {"music_mean": rng.random(FEATURE_DIM), "music_std": 1 + rng.random(FEATURE_DIM),
+             "pose_mean": 0.1 * rng.standard_normal(POSE_DIM), "pose_std": 1 + rng.random(POSE_DIM)}
+    torch.manual_seed(0)
+    cfg = {"preset": "tiny", **train.model_class(kind).PRESETS["tiny"]}
+    model = train.model_class(kind).from_config(cfg, stats)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train.save_checkpoint(folder, kind, model, optimizer, 0, cfg, stats, [train.rng_state()], 0.0)
+    return folder / "model.pt"
+
+
+@pytest.fixture(scope="module", params=["badm", "codes"])
+def exported(request, tmp_path_factory):
+    """(kind, checkpoint, output) of a tiny model exported by `onbeat export`."""
+    kind, folder = request.param, tmp_path_factory.mktemp(request.param)
+    checkpoint = save_tiny_checkpoint(kind, folder)
+    assert main(["export", kind, "--checkpoint", str(checkpoint), "-o", str(folder / f"{kind}.onnx")]) == 0
+    return kind, checkpoint, folder / f"{kind}.onnx"
+
+
+def test_exported_files_are_valid_onnx_with_the_runtime_metadata(exported):
+    kind, checkpoint, output = exported
+    for name, path in onnx_export.graph_paths(kind, output).items():
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert model.opset_import[0].version >= 17
+        step = runtime.OnnxStep(path, name, threads=1)
+        meta = step.metadata
+        assert meta["onbeat_kind"] == name and meta["checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
+        assert meta["fps"] == 30 and meta["pose_dim"] == 151 and meta["slice_frames"] > 0
+        assert len(meta["pose_mean"] if kind == "badm" else meta["sampling"]) > 0
+        assert (meta["ddim_steps"] if kind == "badm" else meta["code_rate"]) > 0
+
+
+def test_torch_and_onnxruntime_agree_on_a_step_and_a_20_second_rollout(exported):
+    kind, checkpoint, output = exported
+    results = parity.check_parity(kind, checkpoint, output, report=lambda line: None)
+    assert any("20 s rollout" in what for what in results)
+    assert max(results.values()) <= parity.TOLERANCE
+
+
+def test_parity_catches_a_different_model(exported, tmp_path):
+    """The check can fail: another model's export (other weights) against this checkpoint."""
+    kind, checkpoint, output = exported
+    state = torch.load(checkpoint, weights_only=False)
+    state["model"] = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+                      for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(OnbeatError, match="differs from torch"):
+        parity.check_parity(kind, tmp_path / "other.pt", output, report=lambda line: None, seconds=2.0)
+
+
+def test_exporting_the_wrong_kind_is_one_error(exported, tmp_path):
+    kind, checkpoint, _ = exported
+    other = "codes" if kind == "badm" else "badm"
+    with pytest.raises(OnbeatError, match=f"a {kind} checkpoint, not {other}"):
+        onnx_export.export(other, checkpoint, tmp_path / "x.onnx")
