@@ -67,6 +67,7 @@ class CodesConfig:
     ema_decay: float = 0.99
     commitment: float = 0.25
     velocity_weight: float = 1.0
+    vq_window: int = 120  # frames of each training window the VQ-VAE stage reconstructs (a random crop)
     layers: int = 3
     heads: int = 4
     embd: int = 128
@@ -382,7 +383,11 @@ class Codes(nn.Module):
         return self.vq_loss(batch) if self.cfg.stage == "vq" else self.gpt_loss(batch)
 
     def vq_loss(self, batch):
-        rows = self.normalize(self._whole_codes(batch["motion"]))
+        motion = batch["motion"]
+        if motion.shape[1] > self.cfg.vq_window:
+            start = int(torch.randint(0, motion.shape[1] - self.cfg.vq_window + 1, ()))
+            motion = motion[:, start:start + self.cfg.vq_window]
+        rows = self.normalize(self._whole_codes(motion))
         rebuilt, commitment, usage = self.vq(rows)
         reconstruction = F.smooth_l1_loss(rebuilt, rows)
         velocity = F.smooth_l1_loss(rebuilt.diff(dim=1), rows.diff(dim=1))

@@ -14,6 +14,8 @@ speed smoothing sigma = 5 frames). Our motion is 30 fps, so the FID features and
 (linear interpolation, `at_protocol_rate`) and then use the published constants unchanged: BAS sigma stays
 3 frames = 0.05 s. PFC follows EDGE, which already works at 30 fps.
 """
+import warnings
+
 import numpy as np
 from scipy import linalg
 from scipy.ndimage import gaussian_filter1d
@@ -174,22 +176,27 @@ def dance_features(positions, fps, segment_seconds=SEGMENT_SECONDS):
 
 
 def normalize(reference, other):
-    """Both feature sets scaled by the reference's mean and std (Bailando `normalize`)."""
+    """Both feature sets scaled by the reference's mean and std (Bailando `normalize`). Dimensions that are constant
+    in the reference (a relation that never holds in a small validation set) are dropped: dividing by their ~0 std
+    would let them dominate every distance."""
     mean, std = reference.mean(0), reference.std(0)
-    return (reference - mean) / (std + 1e-10), (other - mean) / (std + 1e-10)
+    varying = std > 1e-6
+    return ((reference - mean) / np.where(varying, std, 1))[:, varying], ((other - mean) / np.where(varying, std, 1))[:, varying]
 
 
 def fid(features_a, features_b):
     """Frechet distance between Gaussians fitted to two feature sets (N, D) (Bailando `calc_fid`)."""
     mu1, mu2 = features_a.mean(0), features_b.mean(0)
     sigma1, sigma2 = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # few samples: singular covariances are expected
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(sigma1)) * 1e-5
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     covmean = covmean.real
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return max(0.0, float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)))
 
 
 def diversity(features):

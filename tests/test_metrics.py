@@ -46,6 +46,9 @@ def test_normalize_uses_reference_statistics():
     ref_n, other_n = metrics.normalize(reference, reference + 2)
     assert np.allclose(ref_n.mean(0), 0, atol=1e-9) and np.allclose(ref_n.std(0), 1)
     assert np.allclose(other_n - ref_n, 2 / reference.std(0))
+    reference[:, 1] = 7.0  # constant in the reference: dropped
+    ref_n, other_n = metrics.normalize(reference, rng.normal(size=(10, 4)))
+    assert ref_n.shape == (500, 3) and other_n.shape == (10, 3)
 
 
 def test_kinetic_features_of_constant_velocity():
