@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from onbeat.models import badm_sampler, codes_sampler
+from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
-from onbeat.models.representation import decode, root_state
-from onbeat.models.skeleton import JOINT_NAMES
+from onbeat.models.representation import ROTATION_SLICE, decode, root_state
+from onbeat.models.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.stream.groove import KEY_POSES
 
 FORMAT_VERSION = 1  # bump when the meaning of an exported graph's inputs/outputs changes
 ASSETS = Path(__file__).resolve().parent / "assets"  # the default exported models, shipped as package data
@@ -162,10 +164,11 @@ def load_default_choreographer(name="badm", threads=2, device="auto", seed=None)
 
 class ModelChoreographer:
     """The Choreographer interface (`fps`, `slice_frames`, `next_slice`, `reset`, `set_quality`) around a model's
-    numpy sampler. Subclasses produce raw motion rows (`next_rows`); this class decodes them into Motions that
-    continue one another (root position and heading carried across slices)."""
+    numpy sampler. Subclasses produce raw motion rows (`next_rows`); this class applies the energy control and
+    decodes the rows into Motions that continue one another (root position and heading carried across slices)."""
 
     fps = FEATURE_FPS
+    ENERGY_SECONDS = 1.0  # time constant of the running mean pose the energy control scales motion around
 
     def __init__(self, slice_frames, seed=None):
         self.slice_frames = slice_frames
@@ -174,6 +177,7 @@ class ModelChoreographer:
 
     def reset(self):
         self._root = None
+        self._mean_row = None
         self.restart()
 
     def set_quality(self, level):
@@ -181,15 +185,50 @@ class ModelChoreographer:
 
     def next_slice(self, music, energy=1.0, key_pose=None):
         """The Motion of the next `slice_frames` frames for `music` (slice_frames rows, or more: the rows after the
-        slice are used as lookahead where the model has one)."""
+        slice are used as lookahead where the model has one). `key_pose`: a name of `groove.KEY_POSES`, struck on
+        the slice's downbeat by the models that take key poses."""
         music = np.asarray(music, dtype=np.float32)
         if music.ndim != 2 or music.shape[1] != FEATURE_DIM or len(music) < self.slice_frames:
             raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
                               f"{music.shape}")
-        rows = self.next_rows(music)
+        rows = self._with_energy(self.next_rows(music, key_pose), energy)
         motion = decode(rows, self.fps, self._root)
         self._root = root_state(motion)
         return motion
+
+    def _with_energy(self, rows, energy):
+        """energy 1 leaves the dance as the model made it; below 1 calms it (height and joint rotations drawn
+        towards the running mean pose, root speed scaled), above 1 exaggerates it. The model's state is untouched."""
+        alpha = 1.0 - np.exp(-1.0 / (self.ENERGY_SECONDS * self.fps))
+        means = np.empty_like(rows)
+        for i, row in enumerate(rows):
+            self._mean_row = row.copy() if self._mean_row is None else self._mean_row + alpha * (row - self._mean_row)
+            means[i] = self._mean_row
+        energy = float(np.clip(energy, 0.0, 2.0))
+        if energy == 1.0:
+            return rows
+        out = rows.copy()
+        out[:, :2] *= energy  # ground velocity
+        pose = slice(2, ROTATION_SLICE.stop)  # height and joint rotations
+        out[:, pose] = means[:, pose] + energy * (rows[:, pose] - means[:, pose])
+        return out
+
+
+def key_pose_row(name, base_row):
+    """`base_row` (raw) with the joints of the named key pose (`groove.KEY_POSES`) set to its rotations."""
+    row = np.array(base_row, dtype=np.float32)
+    six_d = row[ROTATION_SLICE].reshape(NUM_JOINTS, 6)
+    for joint, (axis, degrees) in KEY_POSES[name].items():
+        six_d[JOINT_INDEX[joint]] = R.quat_to_6d(R.quat_from_axis_angle(np.radians(degrees) * axis))
+    row[ROTATION_SLICE] = six_d.reshape(-1)
+    return row
+
+
+def downbeat_frame(music):
+    """The frame of `music` where the bar phase wraps (the downbeat), else the middle one."""
+    bar = np.arctan2(music[:, FEATURE_NAMES.index("bar_phase_sin")], music[:, FEATURE_NAMES.index("bar_phase_cos")])
+    wraps = np.flatnonzero(np.diff(np.mod(bar, 2 * np.pi)) < -np.pi) + 1
+    return int(wraps[0]) if len(wraps) else len(music) // 2
 
 
 class BadmChoreographer(ModelChoreographer):
@@ -209,13 +248,26 @@ class BadmChoreographer(ModelChoreographer):
     def set_quality(self, level):
         self.steps = max(1, round(self.full_steps * level))
 
-    def next_rows(self, music):
+    def next_rows(self, music, key_pose=None):
         frames = self.slice_frames
         # The sampler looks one slice ahead; without given lookahead rows the last row is held.
         lookahead = music[frames:2 * frames]
         music = np.concatenate([music[:frames], lookahead, np.repeat(music[-1:], frames - len(lookahead), 0)])
-        clean = badm_sampler.sample_slice(self.denoise, self.state, music, self.steps)
+        key, mask = self._key_inputs(key_pose, music[:frames])
+        clean = badm_sampler.sample_slice(self.denoise, self.state, music, self.steps, key, mask)
         return clean * self.pose_std + self.pose_mean
+
+    def _key_inputs(self, name, music):
+        """(key_pose (S, D) normalized, key_mask (S,)) asking for the named pose on the slice's downbeat."""
+        if name not in KEY_POSES:
+            return None, None
+        previous = self.state.context[-1] * self.pose_std + self.pose_mean  # the pose the dance is in now
+        frame = downbeat_frame(music)
+        key = np.zeros_like(self.state.context)
+        key[frame] = (key_pose_row(name, previous) - self.pose_mean) / self.pose_std
+        mask = np.zeros(len(key), np.float32)
+        mask[frame] = 1.0
+        return key, mask
 
 
 class CodesChoreographer(ModelChoreographer):
@@ -229,5 +281,5 @@ class CodesChoreographer(ModelChoreographer):
     def restart(self):
         self.stream.reset(self.seed)
 
-    def next_rows(self, music):
+    def next_rows(self, music, key_pose=None):  # the GPT has no key-pose input
         return self.stream.next_slice(music[:self.slice_frames])
