@@ -165,14 +165,15 @@ def run(args):
 def soak(args):
     if not args.minutes > 0:
         raise OnbeatError(f"--minutes {args.minutes}: must be positive")
-    rss = {"start": rss_mb()}
+    rss = {"before": rss_mb()}
 
     def progress(engine):
         while not engine.running:
             time.sleep(0.1)
+        time.sleep(min(10.0, args.minutes * 60 / 4))  # warmed up: every buffer and window allocated
+        rss["start"] = rss_mb()
         while engine.running:
             time.sleep(min(60.0, args.minutes * 60 / 2))
-            rss.setdefault("after_1_min", rss_mb())
             print(plain_line(snapshot(engine)) + f" rss={rss_mb():.1f}MB", flush=True)
 
     engine, _, received = run_pipeline(args.minutes * 60, args.bpm, args.model, args.rate, progress)
@@ -183,6 +184,7 @@ def soak(args):
           f"{report['missing']}, late {stats.late}, dropped {stats.dropped}, held {stats.held}, bad slices "
           f"{stats.bad_slices}, max send lateness {1000 * stats.max_jitter:.2f} ms, receiver jitter p99 "
           f"{report['p99']:.2f} ms max {report['max']:.2f} ms")
-    print(f"RSS: start {rss['start']:.1f} MB, after 1 min {rss.get('after_1_min', float('nan')):.1f} MB, "
-          f"end {rss['end']:.1f} MB (growth {rss['end'] - rss['start']:+.1f} MB)")
+    start = rss.get("start", rss["before"])
+    print(f"RSS: before start {rss['before']:.1f} MB, after warm-up {start:.1f} MB, end {rss['end']:.1f} MB "
+          f"(growth {rss['end'] - start:+.1f} MB)")
     return 0

@@ -12,8 +12,8 @@ Three threads share a little state:
   spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
-Output time 0 is the engine start; source times map onto it one to one (the sources start with the engine).
-Predicted beats are sent to sinks as beat events when the output clock reaches them.
+Output time 0 is the engine start; the source's stream time maps onto it by the smallest delivery lag seen
+(sources must be real-time). Predicted beats are sent to sinks as beat events when the output clock reaches them.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
 """
 import math
@@ -137,7 +137,7 @@ class Engine:
         self.quality = 0
         self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
         self._quiet_since, self._peak_rms = 0.0, 1e-4
-        self._offset, self._resync = 0.0, False  # output time minus the source's stream time (grows on reconnect)
+        self._offset = None  # output time minus the source's stream time (see _analyse_block)
         self._fed = 0.0  # seconds of audio fed to the ear
         self._last_good = None  # (root, rotations) of the last finite frame generated
         self._active, self._need_jump = None, True
@@ -182,23 +182,21 @@ class Engine:
     def _analyse_block(self, block):
         # Stream time as the extractor counts it (the samples it was fed), which its beat times are in.
         stream_time = self._fed
-        self._fed += len(block.samples) / block.sample_rate
-        if self._resync:  # first block after the input came back: the stream lags the output clock
-            self._resync = False
-            self._offset = max(self._offset, self.now() - self._fed)
-        # A source faster than real time (a file read without playing) is paced to the output clock.
-        ahead = stream_time + self._offset - self.now()
-        if ahead > 0.05:
-            self._stop.wait(ahead)
+        duration = len(block.samples) / block.sample_rate
+        self._fed += duration
+        # Output time = stream time + offset, the offset being the smallest lag seen between a block's start and
+        # its arrival (the block delivered soonest): a backlog (audio buffered before the engine started, or
+        # after a reconnect) does not delay the beats. It may creep up 1 ms/s to follow clock drift.
+        lag = self.now() - stream_time
+        self._offset = lag if self._offset is None else min(lag, self._offset + 0.001 * duration)
         for sink in self.sinks:
             if hasattr(sink, "send_audio"):
                 sink.send_audio(block)
         rows, states = self.ear.process(block)
         if len(rows):
-            state = states[-1]
-            if self._offset:  # stream time → output time
-                state = replace(state, time=state.time + self._offset, next_beats=state.next_beats + self._offset,
-                                last_beat=state.last_beat + self._offset)
+            state, offset = states[-1], self._offset  # stream time → output time
+            state = replace(state, time=state.time + offset, next_beats=state.next_beats + offset,
+                            last_beat=state.last_beat + offset)
             self._take_analysis(rows[-1], state)
 
     def _reconnect(self):
@@ -213,13 +211,14 @@ class Engine:
             except OnbeatError:
                 continue
             self.log("onbeat: audio input is back")
-            self._resync = True
+            self._offset = None  # the stream now lags the output clock by the outage: measure it again
             return
 
     def _take_analysis(self, row, state):
         rms = float(row[RMS_COLUMN])
         self._peak_rms = max(rms, self._peak_rms * 0.999, 1e-4)
-        quiet = rms < 0.05 * self._peak_rms or state.confidence < 0.2
+        # Quiet, or sound without any pulse (room noise); music with a weak beat still counts as music.
+        quiet = rms < 0.05 * self._peak_rms or state.confidence < 0.1
         with self._state_lock:
             self._row, self._row_time, self.beat = np.asarray(row, np.float32), row_time(state), state
             if not quiet:

@@ -169,10 +169,25 @@ def test_nan_from_the_model_holds_the_last_good_pose():
     assert len(sink.frames) + stats.dropped == 5 * RATE
 
 
-def test_beat_events_land_on_the_true_beats():
-    source = SyntheticSource(bpm=120)
-    engine, stats, sink = run_engine(GrooveChoreographer(), 8.0, source)
-    true_beats = source.beat_times(9.0)
+class Backlogged(SyntheticSource):
+    """The synthetic track as if its device had been opened `backlog` s before the engine started: that much
+    audio is waiting at once, then blocks come in real time."""
+
+    def __init__(self, backlog):
+        super().__init__(bpm=120, realtime=False)
+        self.backlog = backlog
+
+    def blocks(self):
+        start = time.monotonic()
+        for block in super().blocks():
+            time.sleep(max(0.0, start + block.time - self.backlog - time.monotonic()))
+            yield block
+
+
+def test_beat_events_land_on_the_true_beats_even_after_a_backlog():
+    source = Backlogged(backlog=0.7)
+    engine, stats, sink = run_engine(GrooveChoreographer(), 7.0, source)
+    true_beats = source.beat_times(9.0) - source.backlog  # on the output clock
     sent = np.array(sink.beats_at) - engine._t0
     stamped = np.array([b.time for b in sink.beats])
     late = sent >= 3.0  # after lock
