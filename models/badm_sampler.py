@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onbeat.models.representation import CONTACT_SLICE
+
 MID = 0.5  # noise level where slice k+1 is handed over to become slice k
 COSINE_OFFSET = 0.008  # Nichol & Dhariwal's cosine schedule
 
@@ -74,9 +76,21 @@ def sample_slice(denoise, state, music, steps=4, key_pose=None, key_mask=None):
         current = ddim_move(current, x0[0], alpha_bar(level), alpha_bar(level_after)).astype(np.float32)
         following = ddim_move(following, next_x0[0], alpha_bar(next_level),
                               alpha_bar(next_level_after)).astype(np.float32)
-    clean = x0[0].astype(np.float32)  # at u = 0 the current slice's level is 0: the prediction itself
+    clean = smooth_join(state.context, x0[0].astype(np.float32))
     state.context, state.next_noisy = clean, following
     return clean
+
+
+def smooth_join(context, clean):
+    """Inertialization: the new slice's first frame is pulled onto the constant-velocity continuation of the
+    context, and the correction fades out over the slice (a raised cosine), so slices join without a visible jump
+    even where the half-denoised carried slice disagreed with how the previous slice finally came out. Contact
+    columns are labels, not trajectories: they are left alone."""
+    frames = len(clean)
+    offset = 2 * context[-1] - context[-2] - clean[0]
+    offset[CONTACT_SLICE] = 0
+    fade = 0.5 * (1 + np.cos(np.pi * np.arange(frames) / frames))
+    return (clean + fade[:, None] * offset).astype(np.float32)
 
 
 def generate(denoise, music, seed, slice_frames, pose_mean, pose_std, steps=4):

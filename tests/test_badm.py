@@ -7,7 +7,7 @@ import torch
 from onbeat.models import badm_sampler as sampler
 from onbeat.models.badm import BADM
 from onbeat.models.motion import Motion
-from onbeat.models.representation import POSE_DIM, decode, encode
+from onbeat.models.representation import CONTACT_SLICE, POSE_DIM, decode, encode
 from onbeat.models.skeleton import NUM_JOINTS
 from onbeat.stream.features import FEATURE_DIM, FEATURE_NAMES
 
@@ -55,24 +55,52 @@ def test_every_conditioning_input_changes_the_prediction():
 
 
 def test_sampler_with_an_oracle_denoiser_lands_on_the_oracle_pose():
-    target = np.random.default_rng(0).standard_normal((S, POSE_DIM)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    start, velocity = rng.standard_normal(POSE_DIM), 0.1 * rng.standard_normal(POSE_DIM)
+    target = (start + np.arange(1, S + 1)[:, None] * velocity).astype(np.float32)  # continues the context below
     calls = []
 
     def oracle(noisy, t, context, next_noisy, music, key_pose, key_mask):
         calls.append(float(t[0]))
         return target[None], target[None]
     state = sampler.StreamState.start(S, POSE_DIM, seed=0)
+    state.context = (start + np.arange(-S + 1, 1)[:, None] * velocity).astype(np.float32)
     first = sampler.sample_slice(oracle, state, np.zeros((2 * S, FEATURE_DIM)), steps=4)
-    np.testing.assert_allclose(first, target, atol=1e-6)
+    np.testing.assert_allclose(first, target, atol=1e-5)
     assert calls == [1.0, 0.75, 0.5, 0.25]
     np.testing.assert_array_equal(state.context, first)
     # The next slice is handed over half-denoised: at level MID around the oracle's prediction.
-    residual = (state.next_noisy - np.sqrt(sampler.alpha_bar(sampler.MID)) * target) / np.sqrt(1 - sampler.alpha_bar(sampler.MID))
+    alpha = sampler.alpha_bar(sampler.MID)
+    residual = (state.next_noisy - np.sqrt(alpha) * target) / np.sqrt(1 - alpha)
     assert 0.8 < residual.std() < 1.2
+
+
+def test_generate_is_the_slice_loop_on_padded_music_denormalized():
+    music = np.random.default_rng(1).standard_normal((10, FEATURE_DIM)).astype(np.float32)
+    seen = []
+
+    def denoise(noisy, t, context, next_noisy, music_rows, key_pose, key_mask):
+        seen.append(music_rows[0])
+        return np.tanh(noisy + context), np.tanh(next_noisy)
     mean, std = np.full(POSE_DIM, 2.0), np.full(POSE_DIM, 3.0)
-    dance = sampler.generate(oracle, np.zeros((10, FEATURE_DIM)), 0, S, mean, std, steps=2)
+    dance = sampler.generate(denoise, music, 7, S, mean, std, steps=2)
+    state = sampler.StreamState.start(S, POSE_DIM, 7)
+    padded = np.concatenate([music, np.repeat(music[-1:], 2, axis=0)])
+    by_hand = [sampler.sample_slice(denoise, state, padded[k * S:(k + 2) * S], 2) for k in range(3)]
     assert dance.shape == (10, POSE_DIM)
-    np.testing.assert_allclose(dance[:S], target * 3 + 2, atol=1e-5)
+    np.testing.assert_allclose(dance, np.concatenate(by_hand)[:10] * 3 + 2, atol=1e-5)
+    np.testing.assert_array_equal(seen[-1][-1], music[-1])  # the look-ahead past the end holds the last row
+
+
+def test_join_smoothing_removes_the_jump_and_fades_out():
+    context = np.tile(np.linspace(0, 1, S)[:, None], (1, POSE_DIM)).astype(np.float32)
+    jumped = np.full((S, POSE_DIM), 5.0, np.float32)
+    smoothed = sampler.smooth_join(context, jumped)
+    expected_first = 2 * context[-1] - context[-2]
+    np.testing.assert_allclose(smoothed[0, :CONTACT_SLICE.start], expected_first[:CONTACT_SLICE.start], atol=1e-6)
+    np.testing.assert_array_equal(smoothed[:, CONTACT_SLICE], jumped[:, CONTACT_SLICE])
+    steps = np.abs(np.diff(smoothed[:, 0]))
+    assert steps.max() < 5.0 / 2 and abs(smoothed[-1, 0] - 5.0) < abs(smoothed[0, 0] - 5.0)
 
 
 def test_sampler_imports_no_torch():
