@@ -24,12 +24,9 @@ from onbeat.stream.features import ANALYSIS_RATE, HOP
 
 SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 ms
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
-MEL_BANDS = 40
+MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
 BEATS_PER_BAR = 4
-# A novelty frame peaks when an onset reaches the middle of the analysis window, not its end: beat times
-# are the frame's end time minus this delay.
-ONSET_DELAY_S = 0.5 * WINDOW / ANALYSIS_RATE
 
 
 @dataclass(frozen=True)
@@ -49,12 +46,15 @@ class BeatState:
 class OnsetEnvelope:
     """Log-mel superflux novelty (positive spectral change, vibrato-robust) per sub-hop, built on aubio."""
 
-    def __init__(self, sample_rate, sub_hop, window=WINDOW, bands=MEL_BANDS, lag=2, compression=1000.0):
+    def __init__(self, sample_rate, sub_hop, window=WINDOW, bands=MEL_BANDS, lag=3, compression=1000.0,
+                 low_weight=0.0):
         self.sub_hop = sub_hop
+        # a novelty frame peaks when an onset reaches the middle of the window, not its end
+        self.delay_s = 0.5 * window / sample_rate
         self.pvoc = aubio.pvoc(window, sub_hop)
         self.filterbank = aubio.filterbank(bands, window)
         self.filterbank.set_mel_coeffs(float(sample_rate), 30.0, min(11000.0, sample_rate / 2))
-        self.compression = compression
+        self.compression, self.low_weight = compression, low_weight
         self.history = np.zeros((lag, bands), dtype=np.float32)  # the last `lag` log-mel frames
 
     def process(self, samples):
@@ -66,7 +66,8 @@ class OnsetEnvelope:
         rise = np.maximum(log_mel - reference, 0.0)
         self.history = np.roll(self.history, -1, axis=0)
         self.history[-1] = log_mel
-        return float(rise.sum()), float(rise[:LOW_BANDS].sum())
+        low = float(rise[:LOW_BANDS].sum())
+        return float(rise.sum()) + self.low_weight * low, low
 
 
 def _log_gaussian(lags, centre, tightness):
@@ -77,41 +78,50 @@ def _log_gaussian(lags, centre, tightness):
 class BeatClock:
     """Tempo and beat phase from a stream of novelty values at `fps` frames per second."""
 
-    def __init__(self, fps, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=120.0, prior_octaves=0.7,
-                 alpha=0.9, tightness=5.0, tempo_change_octaves=0.08):
+    def __init__(self, fps, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0, prior_octaves=1.0,
+                 alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4, tempo_at_prediction=True,
+                 change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2):
         self.fps = fps
         self.size = int(round(history_s * fps))
         self.novelty = np.zeros(self.size)
         self.score = np.zeros(self.size)        # causal cumulative beat score
-        self.alpha, self.tightness = alpha, tightness
-        # tempo candidates (log spaced) and their periods in frames
+        self.alpha, self.tightness, self.harmonics = alpha, tightness, harmonics
+        self.tempo_at_prediction = tempo_at_prediction
+        # tempo candidates (log spaced), their periods in frames, the prior and the drift between updates
         self.tempi = np.geomspace(min_bpm, max_bpm, 80)
         self.periods = 60.0 * fps / self.tempi
         self.prior = np.exp(-0.5 * (np.log2(self.tempi / prior_bpm) / prior_octaves) ** 2)
-        steps = np.log2(self.tempi[:, None] / self.tempi[None, :])
-        self.transition = np.exp(-0.5 * (steps / tempo_change_octaves) ** 2)
+        self.drift = np.exp(-0.5 * (np.log2(self.tempi[:, None] / self.tempi[None, :]) / tempo_drift_octaves) ** 2)
         self.tempo_belief = self.prior / self.prior.sum()
+        # tempo change detector: the last ~1.5 s alone, strongly periodic at a new tempo for a few updates
+        age = np.arange(self.size)[::-1] / fps
+        self.recent = np.exp(-age / change_memory_s)
+        self.recent_lag_gain = np.exp(np.arange(self.size) / fps / change_memory_s)
+        self.change_strength, self.change_ratio, self.change_votes = change_strength, change_ratio, change_votes
+        self.votes = 0
         self.period = 60.0 * fps / prior_bpm
-        self.frames_to_beat = int(round(self.period))   # counts down to the next committed beat
-        self.frames_to_prediction = self.frames_to_beat // 2
+        self.frame = 0                                      # index of the latest novelty frame
+        self.next_beat_frame = int(round(self.period))      # provisional until committed half a beat ahead
+        self.prediction_frame = self.next_beat_frame // 2
         self.periodicity = 0.0
-        self.frame = 0
 
     def update(self, novelty):
-        """Feed one novelty frame; returns True when this frame is a beat."""
+        """Feed one novelty frame; returns True when this frame is the committed beat."""
         self.frame += 1
         self.novelty = np.roll(self.novelty, -1)
         self.novelty[-1] = novelty
         self.score = np.roll(self.score, -1)
         self.score[-1] = (1 - self.alpha) * novelty + self.alpha * self._best_predecessor(self.score[:-1])
-        self.frames_to_beat -= 1
-        self.frames_to_prediction -= 1
-        if self.frames_to_prediction == 0:
+        if self.frame == self.prediction_frame:
+            if self.tempo_at_prediction:
+                self._update_tempo()
             self._predict_next_beat()
-        if self.frames_to_beat == 0:
-            self._update_tempo()
-            return True
-        return False
+        if self.frame != self.next_beat_frame:
+            return False
+        self._update_tempo()
+        self.next_beat_frame = self.frame + max(int(round(self.period)), 1)   # provisional
+        self.prediction_frame = self.frame + max(int(round(self.period / 2)), 1)
+        return True
 
     def _best_predecessor(self, score):
         """max over the frames 2 periods .. half a period back of score x log-Gaussian transition weight."""
@@ -130,30 +140,46 @@ class BeatClock:
             future[i] = self._best_predecessor(future[:i])
         offsets = np.arange(1, horizon + 1)
         expectation = np.exp(-0.5 * ((offsets - self.period / 2) / (self.period / 2)) ** 2)
-        self.frames_to_beat = int(offsets[np.argmax(future[self.size:] * expectation)])
-        self.frames_to_prediction = self.frames_to_beat + int(round(self.period / 2))
+        self.next_beat_frame = self.frame + int(offsets[np.argmax(future[self.size:] * expectation)])
 
-    def _update_tempo(self):
-        """Comb filter bank on the autocorrelation of the recent novelty -> smoothed tempo belief."""
-        signal = self.novelty - self.novelty.mean()
+    def _periodicity(self, weights):
+        """Normalised autocorrelation of the weighted, mean-removed novelty history, and its comb filter bank
+        response per tempo candidate (the mean of the autocorrelation at 1..`harmonics` periods)."""
+        signal = (self.novelty - self.novelty.mean()) * weights
         energy = float(signal @ signal)
         if energy <= 1e-9:
+            return None, None
+        spectrum = np.fft.rfft(signal, 2 * self.size)
+        acf = np.maximum(np.fft.irfft(spectrum * np.conj(spectrum))[: self.size] / energy, 0.0)
+        if weights is self.recent:  # undo the decay the weighting puts on long lags: a steady beat scores ~1
+            acf = acf * self.recent_lag_gain
+        comb = np.zeros(len(self.periods))
+        for harmonic in range(1, self.harmonics + 1):
+            lags = self.periods * harmonic
+            valid = lags < 0.75 * self.size
+            comb[valid] += np.interp(lags[valid], np.arange(self.size), acf)
+        return acf, comb / self.harmonics
+
+    def _update_tempo(self):
+        """Tempo belief: drift-smoothed product of comb responses over the whole history (stable), reset when
+        the recent past alone is strongly periodic at another tempo (a tempo change, followed in a few beats)."""
+        acf, comb = self._periodicity(1.0)
+        if acf is None:
             self.periodicity = 0.0
             return  # nothing to learn from silence: keep the tempo, the clock coasts
-        spectrum = np.fft.rfft(signal, 2 * self.size)
-        acf = np.fft.irfft(spectrum * np.conj(spectrum))[: self.size] / energy
-        acf = np.maximum(acf, 0.0)
-        comb = np.zeros(len(self.periods))
-        for harmonic in range(1, 5):
-            lags = self.periods * harmonic
-            valid = lags < self.size - 1
-            comb[valid] += np.interp(lags[valid], np.arange(self.size), acf) / harmonic
-        observation = comb * self.prior + 1e-6
-        predicted = (self.transition @ self.tempo_belief)
-        belief = predicted * observation
+        belief = (self.drift @ self.tempo_belief) * (comb * self.prior + 1e-6)
         self.tempo_belief = belief / belief.sum()
-        best = int(np.argmax(self.tempo_belief))
-        self.period = self.periods[best]
+        recent_acf, recent_comb = self._periodicity(self.recent)
+        candidate = int(np.argmax(recent_comb * self.prior))
+        new_fit = np.interp(self.periods[candidate], np.arange(self.size), recent_acf)
+        old_fit = np.interp(self.period, np.arange(self.size), recent_acf)
+        # a change: the recent past is strongly periodic at a new tempo and no longer at the current one
+        changed = new_fit > self.change_strength and old_fit < self.change_ratio * new_fit
+        self.votes = self.votes + 1 if changed else 0
+        if self.votes >= self.change_votes:
+            self.tempo_belief = self.drift[candidate] / self.drift[candidate].sum()
+            self.votes = 0
+        self.period = self.periods[int(np.argmax(self.tempo_belief))]
         self.periodicity = float(np.clip(np.interp(self.period, np.arange(self.size), acf), 0.0, 1.0))
 
     @property
@@ -181,7 +207,7 @@ class BeatTracker:
         self.last_beat = None
         self.beat_count = 0
         self.accents = np.zeros(BEATS_PER_BAR)
-        self.low_novelty = []               # recent low-band novelty, for the accent of the last beat
+        self.low_novelty = []               # the last frames' low-band novelty: the accent of a beat
         self.level = 0.0                    # slow signal level, for the confidence's presence factor
 
     def process(self, mono_hop):
@@ -192,42 +218,46 @@ class BeatTracker:
             bad = ~np.isfinite(samples)
             self.bad_samples += int(bad.sum())
             samples = np.where(bad, 0.0, samples).astype(np.float32)
-        hop_start = self.samples_seen / self.sample_rate
-        is_beat = is_downbeat = False
+        is_beat = False
         for k in range(SUB_HOPS):
-            novelty, low = self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop])
             self.samples_seen += self.sub_hop
-            self.low_novelty = (self.low_novelty + [low])[-8:]
-            if self.clock.update(novelty):
-                is_beat = True
-                self.last_beat = self.samples_seen / self.sample_rate - ONSET_DELAY_S
-                is_downbeat = self._count_beat()
-        now = self.samples_seen / self.sample_rate
+            # the beat sounds (window delay) before the clock reaches its frame: emit it once its time is in
+            beat = self._frame_time(self.clock.next_beat_frame)
+            if beat <= self.samples_seen / self.sample_rate and (self.last_beat is None or beat > self.last_beat):
+                is_beat, self.last_beat = True, beat
+                self.beat_count += 1
+            novelty, low = self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop])
+            self.low_novelty = (self.low_novelty + [low])[-4:]
+            if self.clock.update(novelty):   # the clock's beat frame: the onsets of the beat just emitted are in
+                self._learn_accent(max(self.low_novelty))
         self.level = 0.97 * self.level + 0.03 * float(np.sqrt(np.mean(samples ** 2)))
-        return self._state(now, is_beat, is_downbeat)
+        return self._state(self.samples_seen / self.sample_rate, is_beat)
 
-    def _count_beat(self):
-        """Accent of this beat (low-band onsets around it) into its bar position; True on a downbeat."""
+    def _frame_time(self, frame):
+        """Audio time of a novelty frame's onsets: its end minus the window delay."""
+        return frame * self.sub_hop / self.sample_rate - self.onsets.delay_s
+
+    def _learn_accent(self, strength):
+        """Add the low-band onset strength of the latest beat to its position's accent (slowly forgetting)."""
         self.accents *= 0.95
-        self.accents[self.beat_count % BEATS_PER_BAR] += max(self.low_novelty[-4:])
-        self.beat_count += 1
-        return self._bar_position() == 0
+        self.accents[(self.beat_count - 1) % BEATS_PER_BAR] += strength
 
     def _bar_position(self):
-        """Position of the most recent beat within the bar (0 = downbeat)."""
-        downbeat_slot = int(np.argmax(self.accents))
-        return (self.beat_count - 1 - downbeat_slot) % BEATS_PER_BAR
+        """Position of the most recent beat within the bar (0 = downbeat, the most accented position)."""
+        return (self.beat_count - 1 - int(np.argmax(self.accents))) % BEATS_PER_BAR
 
-    def _state(self, now, is_beat, is_downbeat):
+    def _state(self, now, is_beat):
         clock = self.clock
         period_s = clock.period / self.fps
-        next_beat = now + clock.frames_to_beat / self.fps - ONSET_DELAY_S
+        next_beat = self._frame_time(clock.next_beat_frame)
+        if next_beat <= now:   # already emitted; the clock steps past it within two frames
+            next_beat += period_s
         next_beats = next_beat + period_s * np.arange(4)
         last = self.last_beat if self.last_beat is not None else next_beat - period_s
         phase = float(np.clip((now - last) / max(next_beat - last, 1e-6), 0.0, 1.0 - 1e-6))
         presence = float(np.clip(self.level / 1e-3, 0.0, 1.0))  # fades out below -60 dBFS
-        return BeatState(time=now, bpm=float(clock.bpm), phase=phase,
-                         bar_position=self._bar_position() if self.beat_count else 0,
-                         is_beat=is_beat, is_downbeat=is_downbeat,
+        bar_position = self._bar_position() if self.beat_count else 0
+        return BeatState(time=now, bpm=float(clock.bpm), phase=phase, bar_position=bar_position,
+                         is_beat=is_beat, is_downbeat=is_beat and bar_position == 0,
                          confidence=float(clock.periodicity * presence), next_beats=next_beats,
                          last_beat=self.last_beat if self.last_beat is not None else float("nan"))

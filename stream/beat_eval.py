@@ -1,0 +1,151 @@
+"""`onbeat eval beats`: the online beat tracker against human beat annotations (mir_eval), with its CPU cost
+and how early and how well it predicts beats, next to aubio's own tempo tracker as the baseline.
+
+Every clip is run causally, hop by hop, exactly as live audio would be.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onbeat.models.errors import OnbeatError
+from onbeat.models.paths import data_root
+from onbeat.stream.beats import BeatTracker
+from onbeat.stream.features import ANALYSIS_RATE, HOP
+
+CLIP_SET = "gtzan-dev"
+METRICS = ("F", "CMLt", "AMLt")
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", type=Path, help="shared data folder holding gtzan-dev/ (default: the shared data)")
+    parser.add_argument("--clips", type=int, help="evaluate only the first N clips (sorted by name)")
+    parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
+
+
+def load_clip(path):
+    """A clip as mono float32 at the analysis rate."""
+    import soundfile
+    from scipy.signal import resample_poly
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as e:
+        raise OnbeatError(f"{path}: cannot read audio ({e})") from None
+    mono = audio.mean(axis=1)
+    if rate != ANALYSIS_RATE:
+        gcd = np.gcd(rate, ANALYSIS_RATE)
+        mono = resample_poly(mono, ANALYSIS_RATE // gcd, rate // gcd)
+    return mono.astype(np.float32)
+
+
+def load_beats(path):
+    try:
+        table = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as e:
+        raise OnbeatError(f"{path}: cannot read beat annotations ({e})") from None
+    return table[:, 0]
+
+
+def track(audio, tracker=None):
+    """Run the tracker over `audio` hop by hop -> beat times, per-hop seconds, (hop time, predicted next beat)."""
+    tracker = tracker or BeatTracker()
+    beats, costs, predictions = [], [], []
+    for start in range(0, len(audio) - HOP + 1, HOP):
+        began = time.perf_counter()
+        state = tracker.process(audio[start:start + HOP])
+        costs.append(time.perf_counter() - began)
+        if state.is_beat:
+            beats.append(state.last_beat)
+        predictions.append((state.time, state.next_beats[0]))
+    return np.array(beats), np.array(costs), np.array(predictions)
+
+
+def aubio_baseline(audio):
+    """Beat times from aubio's default tempo tracker (window 1024, hop 512), also causal."""
+    import aubio
+    hop = 512
+    tempo = aubio.tempo("default", 1024, hop, ANALYSIS_RATE)
+    beats = []
+    for start in range(0, len(audio) - hop + 1, hop):
+        if tempo(audio[start:start + hop]):
+            beats.append(tempo.get_last_s())
+    return np.array(beats)
+
+
+def scores(reference, estimated):
+    """mir_eval's F-measure (±70 ms), CMLt and AMLt; both beat lists lose their first 5 s (mir_eval's default)."""
+    import mir_eval
+    reference, estimated = mir_eval.beat.trim_beats(reference), mir_eval.beat.trim_beats(estimated)
+    f = mir_eval.beat.f_measure(reference, estimated)
+    _, cmlt, _, amlt = mir_eval.beat.continuity(reference, estimated)
+    return {"F": f, "CMLt": cmlt, "AMLt": amlt}
+
+
+def prediction_quality(predictions, reference, skip_s=5.0):
+    """For each hop after `skip_s`: how far ahead the next beat was predicted, and how far that prediction is
+    from the nearest annotated beat (ms)."""
+    hop_times, predicted = predictions[:, 0], predictions[:, 1]
+    keep = (hop_times >= skip_s) & (predicted <= reference[-1] + 0.5)
+    nearest = np.abs(predicted[keep, None] - reference[None, :]).min(axis=1)
+    return 1000 * (predicted[keep] - hop_times[keep]), 1000 * nearest
+
+
+def evaluate(data_dir, clips=None):
+    """Scores of the tracker and of the aubio baseline on every clip, plus cost and prediction numbers."""
+    folder = Path(data_dir) / CLIP_SET
+    paths = sorted(folder.glob("*.flac"))[:clips]
+    if not paths:
+        raise OnbeatError(f"{folder}: no .flac clips found")
+    rows, all_costs, leads, errors = [], [], [], []
+    for path in paths:
+        audio = load_clip(path)
+        reference = load_beats(folder / "beats" / f"{path.stem}.beats")
+        beats, costs, predictions = track(audio)
+        lead, error = prediction_quality(predictions, reference)
+        rows.append({"clip": path.stem, "genre": path.stem.split(".")[0], **scores(reference, beats),
+                     "baseline_F": scores(reference, aubio_baseline(audio))["F"]})
+        all_costs.append(costs)
+        leads.append(lead)
+        errors.append(error)
+    costs, leads, errors = np.concatenate(all_costs) * 1e6, np.concatenate(leads), np.concatenate(errors)
+    hop_us = 1e6 * HOP / ANALYSIS_RATE
+    return {
+        "clips": rows,
+        "mean": {key: float(np.mean([row[key] for row in rows])) for key in (*METRICS, "baseline_F")},
+        "cpu_us_per_hop": {"mean": float(costs.mean()), "p99": float(np.percentile(costs, 99)),
+                           "realtime_fraction": float(costs.mean() / hop_us)},
+        "prediction_ms": {"lead_median": float(np.median(leads)), "lead_min": float(leads.min()),
+                          "error_median": float(np.median(errors)), "error_p90": float(np.percentile(errors, 90))},
+    }
+
+
+def print_report(result):
+    columns = (*METRICS, "baseline_F")
+    print("beat tracking on gtzan-dev (mir_eval: F ±70 ms, CMLt, AMLt; beats in the first 5 s trimmed)")
+    print(f"{'genre':<12}{'clips':>6}" + "".join(f"{c:>12}" for c in columns))
+    genres = sorted({row["genre"] for row in result["clips"]})
+    for genre in genres:
+        rows = [row for row in result["clips"] if row["genre"] == genre]
+        print(f"{genre:<12}{len(rows):>6}" + "".join(f"{np.mean([r[c] for r in rows]):>12.3f}" for c in columns))
+    mean = result["mean"]
+    print(f"{'mean':<12}{len(result['clips']):>6}" + "".join(f"{mean[c]:>12.3f}" for c in columns))
+    print("baseline_F = aubio.tempo('default', 1024, 512) run on the same clips")
+    cpu = result["cpu_us_per_hop"]
+    print(f"CPU per {HOP}-sample hop: mean {cpu['mean']:.0f} µs, p99 {cpu['p99']:.0f} µs "
+          f"({100 * cpu['realtime_fraction']:.2f}% of real time)")
+    pred = result["prediction_ms"]
+    print(f"next-beat prediction (every hop after 5 s): lead median {pred['lead_median']:.0f} ms "
+          f"(min {pred['lead_min']:.0f} ms), error vs nearest annotated beat median {pred['error_median']:.0f} ms, "
+          f"p90 {pred['error_p90']:.0f} ms")
+
+
+def run(args):
+    data_dir = args.data or data_root()
+    if data_dir is None:
+        raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
+    result = evaluate(data_dir, args.clips)
+    print_report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
