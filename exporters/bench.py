@@ -6,6 +6,7 @@ timed; the real-time factor is seconds of dance per second of wall time for the 
 decoding included). The machine may be shared and noisy, so the configurations take turns (A B A B, `--rounds`)
 and each one's numbers pool its rounds.
 """
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ def run(args):
     for kind in kinds:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
         rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} CPU cores, load average {load} (the real-time factors assume these cores are free)")
     print(format_table(rows))
     return 0
 

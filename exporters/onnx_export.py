@@ -103,7 +103,6 @@ def export_graph(module, example_inputs, output_names, path, props):
     if names != list(example_inputs):
         raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments {names}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and registry chatter is not the user's business
         program = torch.onnx.export(module.eval(), tuple(example_inputs.values()), input_names=names,
@@ -114,7 +113,10 @@ def export_graph(module, example_inputs, output_names, path, props):
     for key, value in props.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(path))
+    try:
+        onnx.save(graph, str(path))
+    except OSError as e:
+        raise OnbeatError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 

@@ -30,7 +30,7 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(
 
 
 def metadata_props(kind, model_metadata, checkpoint_sha256):
-    """The string → string metadata written into an exported ONNX file (see `read_metadata`)."""
+    """The string → string metadata written into an exported ONNX file (see `decode_metadata`)."""
     props = {"onbeat_format_version": str(FORMAT_VERSION), "onbeat_kind": kind,
              "feature_names": ",".join(FEATURE_NAMES), "joint_names": ",".join(JOINT_NAMES),
              "checkpoint_sha256": checkpoint_sha256}
@@ -78,8 +78,10 @@ def available_devices():
     return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
 
 
-def open_session(path, threads=2, device="auto"):
-    """An onnxruntime session for `path` on `device` ('auto' = CUDA when it really works, else CPU)."""
+def open_session(path, threads=1, device="auto"):
+    """An onnxruntime session for `path` on `device` ('auto' = CUDA when it really works, else CPU). One thread
+    by default: a step is ~1 ms of small matrices, where a second thread gains little and takes a core from the
+    live engine's audio and output threads (`onbeat bench model` compares 1 and 2)."""
     import onnxruntime as ort
     ort.set_default_logger_severity(3)  # a CUDA fallback or an unused initializer is not the user's problem
     path = Path(path)
@@ -111,10 +113,13 @@ class OnnxStep:
     """One exported graph as a numpy callable: `step(*arrays)` → the output array (or a tuple of them), inputs
     in the graph's order (or by name), cast to the dtypes the graph expects."""
 
-    def __init__(self, path, kind, threads=2, device="auto"):
+    def __init__(self, path, kind, threads=1, device="auto"):
         self.path = Path(path)
         self.session = open_session(path, threads, device)
-        self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        try:
+            self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except ValueError as e:
+            raise OnbeatError(f"{path}: damaged metadata ({e})") from None
         check_metadata(self.path, self.metadata, kind)
         self.inputs = [(i.name, _NUMPY_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
@@ -142,7 +147,7 @@ def codes_graph_paths(path):
     return {f"codes.{part}": path.with_name(f"{name}.{part}.onnx") for part in ("gpt", "decoder")}
 
 
-def load_choreographer(path, threads=2, device="auto", seed=None):
+def load_choreographer(path, threads=1, device="auto", seed=None):
     """A choreographer from exported ONNX: a BADM file, or a codes pair named by `codes_graph_paths`."""
     path, codes = Path(path), codes_graph_paths(path)
     one_file = path.is_file() and not path.name.endswith((".gpt.onnx", ".decoder.onnx"))
@@ -153,7 +158,7 @@ def load_choreographer(path, threads=2, device="auto", seed=None):
     return CodesChoreographer(gpt_step, decoder, gpt_step.metadata, seed)
 
 
-def load_default_choreographer(name="badm", threads=2, device="auto", seed=None):
+def load_default_choreographer(name="badm", threads=1, device="auto", seed=None):
     """The shipped model `name` ('badm' or 'codes'), exported in `stream/assets/`."""
     if name not in DEFAULT_MODELS:
         raise OnbeatError(f"unknown model {name!r}: choose one of {', '.join(DEFAULT_MODELS)}")
