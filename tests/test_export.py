@@ -140,3 +140,16 @@ def test_exporting_the_wrong_kind_is_one_error(exported, tmp_path):
     other = "codes" if kind == "badm" else "badm"
     with pytest.raises(OnbeatError, match=f"a {kind} checkpoint, not {other}"):
         onnx_export.export(other, checkpoint, tmp_path / "x.onnx")
+
+
+def test_bench_model_prints_torch_and_onnxruntime_side_by_side(exported, capsys):
+    kind, checkpoint, output = exported
+    args = ["bench", "model", "--model", kind, "--checkpoint", str(checkpoint), "--seconds", "0.5", "--rounds", "1"]
+    assert main(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    for runtime_name in ("torch eager", "onnxruntime cpu"):
+        for threads in (1, 2):
+            rows = [line for line in table if line.startswith(f"{kind:<6} {runtime_name:<17} {threads:>3}")]
+            assert [row.split()[4] for row in rows] == list(onnx_export.graph_paths(kind, output))
+            median_ms, realtime = float(rows[0].split()[5]), float(rows[0].split()[-1])
+            assert median_ms > 0 and realtime > 0
