@@ -4,9 +4,13 @@ BADM exports one graph (the denoiser step) to the given path. Codes exports two 
 `-o codes.onnx` writes `codes.gpt.onnx` (the GPT step, KV cache as explicit inputs/outputs) and
 `codes.decoder.onnx` (the VQ-VAE decoder). Every file carries the metadata the runtime needs (see
 `onbeat.stream.runtime.metadata_props`), so `onbeat.stream.runtime` loads it with nothing else.
+
+The graphs come from torch's torch.export-based ONNX exporter (`dynamo=True`, the default since torch 2.9; it needs
+onnxscript), at batch 1 and fixed slice length, opset 18; the deprecated TorchScript exporter is not used.
 """
 import contextlib
 import hashlib
+import importlib.util
 import inspect
 import logging
 import warnings
@@ -99,6 +103,8 @@ def export_graph(module, example_inputs, output_names, path, props):
     import onnx
     import torch
 
+    if importlib.util.find_spec("onnxscript") is None:  # torch.onnx's torch.export-based exporter is built on it
+        raise OnbeatError("onnx export needs onnxscript: pip install onnxscript")
     names = list(inspect.signature(module.forward).parameters)
     if names != list(example_inputs):
         raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments {names}")
