@@ -123,6 +123,10 @@ class OnnxStep:
         check_metadata(self.path, self.metadata, kind)
         self.inputs = [(i.name, _NUMPY_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        # One call on zeros: onnxruntime allocates on its first run, which must not delay the first live slice.
+        shapes = [i.shape for i in self.session.get_inputs()]
+        if all(isinstance(size, int) for shape in shapes for size in shape):
+            self(*(np.zeros(shape) for shape in shapes))
 
     def __call__(self, *arrays, **named):
         if len(arrays) + len(named) != len(self.inputs):
