@@ -46,15 +46,14 @@ class BeatState:
 class OnsetEnvelope:
     """Log-mel superflux novelty (positive spectral change, vibrato-robust) per sub-hop, built on aubio."""
 
-    def __init__(self, sample_rate, sub_hop, window=WINDOW, bands=MEL_BANDS, lag=3, compression=1000.0,
-                 low_weight=0.0):
+    def __init__(self, sample_rate, sub_hop, window=WINDOW, bands=MEL_BANDS, lag=3, compression=1000.0):
         self.sub_hop = sub_hop
         # a novelty frame peaks when an onset reaches the middle of the window, not its end
         self.delay_s = 0.5 * window / sample_rate
         self.pvoc = aubio.pvoc(window, sub_hop)
         self.filterbank = aubio.filterbank(bands, window)
         self.filterbank.set_mel_coeffs(float(sample_rate), 30.0, min(11000.0, sample_rate / 2))
-        self.compression, self.low_weight = compression, low_weight
+        self.compression = compression
         self.history = np.zeros((lag, bands), dtype=np.float32)  # the last `lag` log-mel frames
 
     def process(self, samples):
@@ -66,27 +65,20 @@ class OnsetEnvelope:
         rise = np.maximum(log_mel - reference, 0.0)
         self.history = np.roll(self.history, -1, axis=0)
         self.history[-1] = log_mel
-        low = float(rise[:LOW_BANDS].sum())
-        return float(rise.sum()) + self.low_weight * low, low
-
-
-def _log_gaussian(lags, centre, tightness):
-    """Weight of each candidate lag around `centre` (beat period): a Gaussian in log-lag."""
-    return np.exp(-0.5 * (tightness * np.log(lags / centre)) ** 2)
+        return float(rise.sum()), float(rise[:LOW_BANDS].sum())
 
 
 class BeatClock:
     """Tempo and beat phase from a stream of novelty values at `fps` frames per second."""
 
     def __init__(self, fps, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0, prior_octaves=1.0,
-                 alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4, tempo_at_prediction=True,
+                 alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2):
         self.fps = fps
         self.size = int(round(history_s * fps))
         self.novelty = np.zeros(self.size)
         self.score = np.zeros(self.size)        # causal cumulative beat score
         self.alpha, self.tightness, self.harmonics = alpha, tightness, harmonics
-        self.tempo_at_prediction = tempo_at_prediction
         # tempo candidates (log spaced), their periods in frames, the prior and the drift between updates
         self.tempi = np.geomspace(min_bpm, max_bpm, 80)
         self.periods = 60.0 * fps / self.tempi
@@ -104,6 +96,7 @@ class BeatClock:
         self.next_beat_frame = int(round(self.period))      # provisional until committed half a beat ahead
         self.prediction_frame = self.next_beat_frame // 2
         self.periodicity = 0.0
+        self._weights_period = None   # the period `_transition_weights` were computed for
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -113,8 +106,7 @@ class BeatClock:
         self.score = np.roll(self.score, -1)
         self.score[-1] = (1 - self.alpha) * novelty + self.alpha * self._best_predecessor(self.score[:-1])
         if self.frame == self.prediction_frame:
-            if self.tempo_at_prediction:
-                self._update_tempo()
+            self._update_tempo()   # tempo is re-estimated twice per beat: here and on the beat
             self._predict_next_beat()
         if self.frame != self.next_beat_frame:
             return False
@@ -124,12 +116,15 @@ class BeatClock:
         return True
 
     def _best_predecessor(self, score):
-        """max over the frames 2 periods .. half a period back of score x log-Gaussian transition weight."""
-        far, near = int(round(2 * self.period)), int(round(self.period / 2))
-        lags = np.arange(far, near - 1, -1, dtype=float)
-        n = len(score)
-        window = score[n - far: n - near + 1]
-        return float((window * _log_gaussian(lags, self.period, self.tightness)).max()) if len(window) else 0.0
+        """max over the frames 2 periods .. half a period back of score x transition weight (a Gaussian in
+        log-lag around the beat period), for a new frame appended to `score`."""
+        if self._weights_period != self.period:
+            far, near = int(round(2 * self.period)), int(round(self.period / 2))
+            lags = np.arange(far, near - 1, -1, dtype=float)
+            self._transition_weights = np.exp(-0.5 * (self.tightness * np.log(lags / self.period)) ** 2)
+            self._weights_period, self._lag_range = self.period, (far, near)
+        far, near = self._lag_range
+        return float((score[len(score) - far: len(score) - near + 1] * self._transition_weights).max())
 
     def _predict_next_beat(self):
         """Half a beat before the expected beat: project the score one period into the future (no new onsets)

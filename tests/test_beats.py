@@ -125,6 +125,15 @@ def test_bad_input():
     assert np.isfinite(state.confidence) and np.isfinite(state.bpm)
 
 
+def test_locks_to_a_real_808_kick_loop(data_dir):
+    audio = beat_eval.load_clip(data_dir / "beat-unit" / "808kick120bpm.mp3")   # 10 s at 120 BPM
+    states = run_tracker(audio)
+    assert all(abs(s.bpm - 120) <= 2.4 for s in states if s.time > 3.0)
+    beats = tracked_beats(states, after=3.0)
+    assert len(beats) >= 12
+    assert grid_error_ms(beats, np.arange(0.0, 10.5, 0.5)).max() <= 50
+
+
 def test_gtzan_mean_f_measure(data_dir):
     """The issue's done-criterion: mean F >= 0.75 over all 30 clips, one parameter set, and above aubio's."""
     result = beat_eval.evaluate(data_dir)
