@@ -5,6 +5,9 @@ scheduler → VMC + onbeat OSC over UDP) into a real OSC receiver in another pro
 datagram's arrival time on the wall clock.
 - live: frames sent/received, gaps, output rate, inter-frame jitter of the arrivals (p50/p99/max), late and
   dropped frames, and the beat events' arrival times against the synthetic track's true beats after lock.
+  With `--jack` the sound instead comes from `jack_metro` clicks through a private JACK server (dummy backend)
+  and a real PortAudio capture: audio-to-OSC latency = beat event arrival minus the moment each click's first
+  sample reached onbeat (plus one JACK period of input buffering, reported apart).
 - soak: a long run; frames sent/received, late frames, max jitter, and resident memory at start and end.
 """
 import multiprocessing
@@ -24,6 +27,8 @@ def add_arguments(parser):
         parser.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
     else:
         parser.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+        parser.add_argument("--jack", action="store_true", help="clicks through a private JACK server instead of "
+                                                                 "the synthetic track (needs jackd, jack_metro)")
     parser.add_argument("--bpm", type=float, default=120.0, help="tempo of the synthetic track (default 120)")
     parser.add_argument("--model", default="default", help="'default', 'groove', 'badm', 'codes' or an .onnx path")
     parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
@@ -105,8 +110,9 @@ def rss_mb():
 
 # --- commands ------------------------------------------------------------------------------------------------------
 
-def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None):
-    """Run the full pipeline for `seconds` into a receiver process; (engine, source, received, started_wall)."""
+def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None, source=None, extra_sinks=()):
+    """Run the full pipeline for `seconds` (on the synthetic track unless `source` is given) into a receiver
+    process; (engine, source, received)."""
     from onbeat.stream.engine import Engine
     from onbeat.stream.play import load_choreographers, log
     from onbeat.stream.sinks import OnbeatOscSink, VmcSink
@@ -114,8 +120,8 @@ def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None):
     choreographers = load_choreographers(model)
     receiver = OscReceiver()
     sinks = [OnbeatOscSink("127.0.0.1", receiver.port, log=log), VmcSink("127.0.0.1", receiver.port, log=log)]
-    source = SyntheticSource(bpm=bpm)
-    engine = Engine(source, choreographers, sinks, rate=rate, log=log)
+    source = source or SyntheticSource(bpm=bpm)
+    engine = Engine(source, choreographers, [*sinks, *extra_sinks], rate=rate, log=log)
     reporter = threading.Thread(target=progress, args=(engine,), daemon=True) if progress else None
     try:
         if reporter:
@@ -133,17 +139,10 @@ def run(args):
         return soak(args)
     if not args.seconds > 2:
         raise OnbeatError(f"--seconds {args.seconds}: run at least 3 seconds")
+    if args.jack:
+        return jack_latency(args)
     engine, source, received = run_pipeline(args.seconds, args.bpm, args.model, args.rate)
-    stats = engine.stats
-    report = frame_report(received["frames"], args.rate)
-    print(f"model: {engine.controls.model}   generation {np.median(stats.generation_ms):.1f} ms per "
-          f"{engine.choreographers[engine.controls.model].slice_frames}-frame slice (median)")
-    print(f"frames: sent {stats.frames}, received {report['received']} (+{received['vmc_frames']} VMC), "
-          f"missing {report['missing']}, rate {report['rate']:.2f} Hz")
-    print(f"inter-frame jitter at the receiver: p50 {report['p50']:.2f} ms, p99 {report['p99']:.2f} ms, "
-          f"max {report['max']:.2f} ms")
-    print(f"output clock: late {stats.late}, dropped {stats.dropped}, held {stats.held}, "
-          f"send lateness p99 {stats.jitter_ms(99):.2f} ms, max {1000 * stats.max_jitter:.2f} ms")
+    report_output(engine, received, args.rate)
     beats = received["beats"]
     if len(beats) == 0:
         print("beat events: none received (the beat tracker never locked)")
@@ -160,6 +159,113 @@ def run(args):
           f"arrival - true beat: median {np.median(errors):+.1f} ms, p95 |err| {np.percentile(np.abs(errors), 95):.1f} "
           f"ms, max |err| {np.abs(errors).max():.1f} ms, within ±50 ms: {100 * within:.0f}%")
     return 0
+
+
+def report_output(engine, received, rate):
+    stats = engine.stats
+    report = frame_report(received["frames"], rate)
+    print(f"model: {engine.controls.model}   generation {np.median(stats.generation_ms):.1f} ms per "
+          f"{engine.choreographers[engine.controls.model].slice_frames}-frame slice (median)")
+    print(f"frames: sent {stats.frames}, received {report['received']} (+{received['vmc_frames']} VMC), "
+          f"missing {report['missing']}, rate {report['rate']:.2f} Hz")
+    print(f"inter-frame jitter at the receiver: p50 {report['p50']:.2f} ms, p99 {report['p99']:.2f} ms, "
+          f"max {report['max']:.2f} ms")
+    print(f"output clock: late {stats.late}, dropped {stats.dropped}, held {stats.held}, "
+          f"send lateness p99 {stats.jitter_ms(99):.2f} ms, max {1000 * stats.max_jitter:.2f} ms")
+
+
+class ClickTimer:
+    """A sink that notes, on the wall clock, when the first sample of each click reached the engine."""
+
+    def __init__(self, threshold=0.05, gap=0.1):
+        self.threshold, self.gap = threshold, gap
+        self.clicks = []
+        self._last = -np.inf
+
+    def send_audio(self, block):
+        arrived = time.time()  # the block arrives whole, after its last sample
+        loud = np.flatnonzero(np.abs(block.samples[:, 0]) > self.threshold)
+        for i in loud:
+            at = arrived - (len(block.samples) - i) / block.sample_rate
+            if at - self._last > self.gap:
+                self.clicks.append(at)
+            self._last = at
+
+    def send(self, frame):
+        pass
+
+    def send_beat(self, state):
+        pass
+
+    def close(self):
+        pass
+
+
+def jack_latency(args, sample_rate=48000, period=256):
+    """Clicks from jack_metro through a private JACK server into the engine; audio-to-OSC latency per click."""
+    import os
+    import shutil
+    import subprocess
+    import uuid
+    if not all(shutil.which(tool) for tool in ("jackd", "jack_metro", "jack_connect", "jack_lsp")):
+        raise OnbeatError("--jack needs jackd and jack-tools (apt-get install jackd2 jack-tools)")
+    name = f"onbeat-bench-{uuid.uuid4().hex[:8]}"
+    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")  # before PortAudio starts
+    spawn = lambda command: subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+    processes = [spawn(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(sample_rate), "-p", str(period)])]
+    try:
+        ports = _wait_for_ports(name, lambda ports: ports, processes[0])
+        processes.append(spawn(["jack_metro", "-n", "metro", "-b", f"{args.bpm:g}", "-f", "1000", "-D", "20"]))
+        from onbeat.stream.sources import DeviceSource
+        source = DeviceSource(device="JACK", sample_rate=sample_rate, channels=1)
+        ports = _wait_for_ports(name, lambda ports: [p for p in ports if p.startswith("metro:")]
+                                and [p for p in ports if p.startswith("PortAudio") and ":in" in p], processes[0])
+        metro = next(p for p in ports if p.startswith("metro:"))
+        capture = next(p for p in ports if p.startswith("PortAudio") and ":in" in p)
+        subprocess.run(["jack_connect", "-s", name, metro, capture], check=True)
+        timer = ClickTimer()
+        engine, _, received = run_pipeline(args.seconds, args.bpm, args.model, args.rate, source=source,
+                                           extra_sinks=[timer])
+    finally:
+        _stop_portaudio()  # before its server goes away, or PortAudio aborts the process at exit
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=5)
+    report_output(engine, received, args.rate)
+    beats = received["beats"]
+    clicks = np.array(timer.clicks)
+    after_lock = beats[beats[:, 1] >= beats[0, 1] + 2.0, 0] if len(beats) else np.zeros(0)
+    after_lock = after_lock[after_lock <= clicks.max() + 0.1] if len(clicks) else after_lock  # clicks heard
+    if len(clicks) < 4 or len(after_lock) == 0:
+        print(f"JACK: {len(clicks)} clicks heard, {len(beats)} beat events: too few to measure latency")
+        return 1
+    latency = beat_errors(after_lock, clicks)
+    print(f"JACK clicks: {len(clicks)} heard; {len(latency)} beat events from 2 s after lock; audio-to-OSC "
+          f"latency (event arrival - click reaching onbeat): median {np.median(latency):+.1f} ms, p95 "
+          f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; plus {1000 * period / sample_rate:.1f} ms "
+          f"of JACK input buffering (negative = the event went out before the click, on the predicted beat)")
+    return 0
+
+
+def _stop_portaudio():
+    try:
+        import sounddevice
+        sounddevice._terminate()  # sounddevice's documented way to let PortAudio go (and rescan devices)
+    except Exception:  # noqa: BLE001 - nothing to stop
+        pass
+
+
+def _wait_for_ports(server, found, jackd, timeout=10.0):
+    """The JACK port names once `found(ports)` is truthy; OnbeatError if the server died or nothing came."""
+    import subprocess
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and jackd.poll() is None:
+        listing = subprocess.run(["jack_lsp", "-s", server], capture_output=True, text=True)
+        ports = [p for p in listing.stdout.splitlines() if p] if listing.returncode == 0 else []
+        if found(ports):
+            return ports
+        time.sleep(0.1)
+    raise OnbeatError(f"JACK server {server}: did not start or its ports did not appear")
 
 
 def soak(args):

@@ -137,7 +137,7 @@ class Engine:
         self.quality = 0
         self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
         self._quiet_since, self._peak_rms = 0.0, 1e-4
-        self._offset = None  # output time minus the source's stream time (see _analyse_block)
+        self._offset, self._lags = 0.0, deque()  # output time minus stream time; (stream time, lag) of blocks
         self._fed = 0.0  # seconds of audio fed to the ear
         self._last_good = None  # (root, rotations) of the last finite frame generated
         self._active, self._need_jump = None, True
@@ -184,11 +184,14 @@ class Engine:
         stream_time = self._fed
         duration = len(block.samples) / block.sample_rate
         self._fed += duration
-        # Output time = stream time + offset, the offset being the smallest lag seen between a block's start and
-        # its arrival (the block delivered soonest): a backlog (audio buffered before the engine started, or
-        # after a reconnect) does not delay the beats. It may creep up 1 ms/s to follow clock drift.
-        lag = self.now() - stream_time
-        self._offset = lag if self._offset is None else min(lag, self._offset + 0.001 * duration)
+        # Output time = stream time + offset, the offset being a low percentile of the lag between a block's
+        # start and its arrival over the last 2 s of audio: the blocks delivered soonest, not those a busy thread
+        # read late; a backlog (audio buffered before the engine started, or during an outage) does not delay
+        # the beats, and an audio clock drifting against the system's is followed.
+        self._lags.append((stream_time, self.now() - stream_time))
+        while self._lags[0][0] < stream_time - 2.0:
+            self._lags.popleft()
+        self._offset = float(np.percentile([lag for _, lag in self._lags], 20))
         for sink in self.sinks:
             if hasattr(sink, "send_audio"):
                 sink.send_audio(block)
@@ -211,7 +214,7 @@ class Engine:
             except OnbeatError:
                 continue
             self.log("onbeat: audio input is back")
-            self._offset = None  # the stream now lags the output clock by the outage: measure it again
+            self._lags.clear()  # the stream now lags the output clock by the outage: measure it again
             return
 
     def _take_analysis(self, row, state):
@@ -378,7 +381,8 @@ class Engine:
                 t = index * period
                 lateness -= missed * period
             self._emit(t, index, self._next_pose(self.queue.sample(t), period))
-            next_beat_after = self._send_beats(t, next_beat_after)
+            # Beat events go out with the frame nearest to the beat (half a frame early at most).
+            next_beat_after = self._send_beats(t + 0.5 * period, next_beat_after)
             self.stats.jitter.append(lateness)
             self.stats.max_jitter = max(self.stats.max_jitter, lateness)
             self.stats.late += lateness > 0.25 * period
@@ -414,7 +418,7 @@ class Engine:
         self.stats.frames += 1
 
     def _send_beats(self, t, after):
-        """Send the predicted beats the output clock has reached; returns the time of the last one sent."""
+        """Send the predicted beats up to output time `t`; returns the time of the last one sent."""
         beat = self.beat
         if beat is None or beat.confidence < 0.2 or self.silent:
             return after
