@@ -14,8 +14,8 @@ dancer's left; joint names are SMPL-24's (Pelvis, Left_Hip, ..., Right_Palm).
     /onbeat/joint/pos  s joint  f x  f y  f z   world position of the joint (m)
     /onbeat/joint/rot  s joint  f w  f x  f y  f z   local rotation relative to the parent joint (SMPL rest pose)
     /onbeat/beat       f time  f bpm  i beat_in_bar  i is_downbeat  f confidence
-                                                sent when the output clock reaches a (predicted) beat, in its
-                                                own bundle: time is the beat's output time, beat_in_bar 0..3
+                                                sent with the output frame nearest to each (predicted) beat, in
+                                                its own bundle: time is the beat's output time, beat_in_bar 0..3
                                                 (0 = downbeat), confidence 0..1
 
 VMC protocol (default 127.0.0.1:39539, the port VSeeFace, Warudo, VNyan, EVMC4U, VMC4UE and VMC4B listen on):
@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion

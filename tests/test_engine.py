@@ -279,3 +279,34 @@ def test_lost_input_dances_the_idle_and_comes_back():
     # After the gap, beat events follow the music again, on the true beats shifted by the outage.
     beats = np.array([b.time for b in sink.beats if b.time > 6.0])
     assert len(beats) >= 3 and np.allclose(np.diff(beats), 0.5, atol=0.03)
+
+
+def beat_rows(seconds, bpm=120.0, rms=0.8):
+    """Feature rows of steady music: beat and bar phase columns at `bpm`, a constant loudness."""
+    from onbeat.stream.features import FEATURE_DIM, FEATURE_NAMES
+    t = np.arange(int(seconds * 30)) / 30
+    rows = np.zeros((len(t), FEATURE_DIM), np.float32)
+    column = FEATURE_NAMES.index
+    for name, phase in (("beat_phase", t * bpm / 60 % 1), ("bar_phase", t * bpm / 240 % 1)):
+        rows[:, column(f"{name}_sin")], rows[:, column(f"{name}_cos")] = np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)
+    rows[:, column("rms_energy")] = rms
+    return rows
+
+
+def groove_on(rows, energy=1.0):
+    groove = GrooveChoreographer()
+    slices = [groove.next_slice(rows[i:i + 8], energy) for i in range(0, len(rows) - 7, 8)]
+    return np.concatenate([m.positions() for m in slices])
+
+
+def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
+    from onbeat.models.skeleton import FOOT_JOINTS
+    dancing = groove_on(beat_rows(6.0))[60:]  # after easing in
+    pelvis = dancing[:, 0, 1]
+    on_beat = np.arange(60, 60 + len(pelvis)) % 15 == 0  # 120 BPM at 30 fps: a beat every 15 frames
+    assert pelvis[on_beat].mean() < pelvis[~on_beat].mean() - 0.01  # down on the beat
+    assert np.allclose(dancing[:, list(FOOT_JOINTS), 1].min(axis=1), 0.0, atol=1e-9)
+    idle = groove_on(np.zeros((180, beat_rows(1).shape[1]), np.float32))[60:]
+    assert idle[:, 0, 1].std() < 0.2 * pelvis.std()
+    hands = slice(20, 22)
+    assert np.ptp(groove_on(beat_rows(6.0), energy=0.3)[60:, hands], axis=0).mean() < np.ptp(dancing[:, hands], axis=0).mean()
