@@ -48,13 +48,14 @@ def load_beats(path):
 
 
 def track(audio, tracker=None):
-    """Run the tracker over `audio` hop by hop -> beat times, per-hop seconds, (hop time, predicted next beat)."""
+    """Run the tracker over `audio` hop by hop -> beat times, per-hop CPU seconds, (hop time, predicted next
+    beat). CPU time of this thread, not wall time, so other processes on a shared machine do not count."""
     tracker = tracker or BeatTracker()
     beats, costs, predictions = [], [], []
     for start in range(0, len(audio) - HOP + 1, HOP):
-        began = time.perf_counter()
+        began = time.thread_time()
         state = tracker.process(audio[start:start + HOP])
-        costs.append(time.perf_counter() - began)
+        costs.append(time.thread_time() - began)
         if state.is_beat:
             beats.append(state.last_beat)
         predictions.append((state.time, state.next_beats[0]))
@@ -121,7 +122,8 @@ def evaluate(data_dir, clips=None):
         "cpu_us_per_hop": {"mean": float(costs.mean()), "p99": float(np.percentile(costs, 99)),
                            "realtime_fraction": float(costs.mean() / hop_us)},
         "prediction_ms": {"lead_median": float(np.median(leads)), "lead_min": float(leads.min()),
-                          "error_median": float(np.median(errors)), "error_p90": float(np.percentile(errors, 90))},
+                          "error_median": float(np.median(errors)), "error_p90": float(np.percentile(errors, 90)),
+                          "within_70ms": float(np.mean(errors <= 70))},
     }
 
 
@@ -138,12 +140,12 @@ def print_report(result):
     print(f"baseline_F = aubio.tempo('default', {BASELINE_WINDOW}, {BASELINE_HOP}) at {ANALYSIS_RATE} Hz "
           "on the same clips (the best aubio window/hop tried)")
     cpu = result["cpu_us_per_hop"]
-    print(f"CPU per {HOP}-sample hop: mean {cpu['mean']:.0f} µs, p99 {cpu['p99']:.0f} µs "
+    print(f"CPU (thread time) per {HOP}-sample hop: mean {cpu['mean']:.0f} µs, p99 {cpu['p99']:.0f} µs "
           f"({100 * cpu['realtime_fraction']:.2f}% of real time)")
     pred = result["prediction_ms"]
     print(f"next-beat prediction (every hop after 5 s): lead median {pred['lead_median']:.0f} ms "
           f"(min {pred['lead_min']:.0f} ms), error vs nearest annotated beat median {pred['error_median']:.0f} ms, "
-          f"p90 {pred['error_p90']:.0f} ms")
+          f"p90 {pred['error_p90']:.0f} ms, {100 * pred['within_70ms']:.0f}% within ±70 ms")
 
 
 def run(args):
