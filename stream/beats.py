@@ -71,10 +71,11 @@ class OnsetEnvelope:
 class BeatClock:
     """Tempo and beat phase from a stream of novelty values at `fps` frames per second."""
 
-    def __init__(self, fps, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0, prior_octaves=1.0,
+    def __init__(self, fps, min_lead_frames=1, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0, prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2):
         self.fps = fps
+        self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
         self.novelty = np.zeros(self.size)
         self.score = np.zeros(self.size)        # causal cumulative beat score
@@ -129,13 +130,15 @@ class BeatClock:
     def _predict_next_beat(self):
         """Half a beat before the expected beat: project the score one period into the future (no new onsets)
         and commit the next beat at its best point, weighted towards the expected position."""
-        horizon = max(int(self.period), 1)
+        horizon = max(int(self.period), self.min_lead_frames)
         future = np.concatenate([self.score, np.zeros(horizon)])
         for i in range(self.size, self.size + horizon):
             future[i] = self._best_predecessor(future[:i])
         offsets = np.arange(1, horizon + 1)
         expectation = np.exp(-0.5 * ((offsets - self.period / 2) / (self.period / 2)) ** 2)
-        self.next_beat_frame = self.frame + int(offsets[np.argmax(future[self.size:] * expectation)])
+        expectation[:self.min_lead_frames - 1] = 0.0
+        # (a tiny floor lets the expectation alone decide when there is no score yet: silence)
+        self.next_beat_frame = self.frame + int(offsets[np.argmax((future[self.size:] + 1e-12) * expectation)])
 
     def _periodicity(self, weights):
         """Normalised autocorrelation of the weighted, mean-removed novelty history, and its comb filter bank
@@ -196,7 +199,9 @@ class BeatTracker:
         self.sub_hop = hop // SUB_HOPS
         self.fps = sample_rate / self.sub_hop
         self.onsets = OnsetEnvelope(sample_rate, self.sub_hop)
-        self.clock = BeatClock(self.fps)
+        # beats sound `delay_s` before their novelty frame: commit them at least that early, so they are
+        # never flagged after their time
+        self.clock = BeatClock(self.fps, min_lead_frames=int(np.ceil(self.onsets.delay_s * self.fps)) + 1)
         self.samples_seen = 0
         self.bad_samples = 0
         self.last_beat = None

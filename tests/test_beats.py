@@ -57,6 +57,9 @@ def test_locks_to_a_steady_beat(bpm):
     assert all(abs(s.bpm - bpm) <= 0.02 * bpm for s in locked)
     beats = tracked_beats(states, after=8.0)
     assert grid_error_ms(beats, clicks).max() <= 50
+    # a beat is flagged in the hop its time falls in
+    hop_s = HOP / ANALYSIS_RATE
+    assert all(s.time - hop_s < s.last_beat <= s.time for s in states if s.is_beat)
     # one tracked beat per click: no skipped or doubled beats
     expected = clicks[(clicks >= 8.0) & (clicks < states[-1].time - 0.05)]
     assert abs(len(beats) - len(expected)) <= 1
