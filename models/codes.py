@@ -81,6 +81,7 @@ class CodesConfig:
     top_k: int = 12
     repeat_window: int = 8
     repeat_penalty: float = 1.0
+    smoothing: float = 0.5  # output low-pass (see codes_sampler)
 
 
 PRESETS = {
@@ -371,7 +372,7 @@ class Codes(nn.Module):
                 "decode_window": cfg.decode_context + cfg.slice_codes - 1, "pose_dim": POSE_DIM,
                 "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
                 "sampling": {"temperature": cfg.temperature, "top_k": cfg.top_k, "repeat_window": cfg.repeat_window,
-                             "repeat_penalty": cfg.repeat_penalty},
+                             "repeat_penalty": cfg.repeat_penalty, "smoothing": cfg.smoothing},
                 "config": asdict(cfg)}
 
     # --- training -------------------------------------------------------------------------------------------

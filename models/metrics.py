@@ -176,12 +176,16 @@ def dance_features(positions, fps, segment_seconds=SEGMENT_SECONDS):
 
 
 def normalize(reference, other):
-    """Both feature sets scaled by the reference's mean and std (Bailando `normalize`). Dimensions that are constant
-    in the reference (a relation that never holds in a small validation set) are dropped: dividing by their ~0 std
-    would let them dominate every distance."""
+    """Both feature sets scaled by the reference's mean and std (Bailando `normalize`). A small reference set (ours:
+    a few validation songs, not all of AIST++) makes that unstable, so: dimensions constant in the reference (a
+    relation that never holds there) are dropped, and stds are floored at 10% of the median std, otherwise a
+    dimension that barely varies in the reference dominates every distance."""
     mean, std = reference.mean(0), reference.std(0)
     varying = std > 1e-6
-    return ((reference - mean) / np.where(varying, std, 1))[:, varying], ((other - mean) / np.where(varying, std, 1))[:, varying]
+    if not varying.any():
+        return reference[:, :0], other[:, :0]
+    std = np.maximum(std, 0.1 * np.median(std[varying]))[varying]
+    return (reference[:, varying] - mean[varying]) / std, (other[:, varying] - mean[varying]) / std
 
 
 def fid(features_a, features_b):

@@ -128,6 +128,18 @@ def test_generate_streams_whole_code_steps_deterministically():
     assert np.allclose(sliced, rows)
 
 
+def test_low_pass_smooths_across_slices():
+    model = tiny()
+    music = np.random.default_rng(0).normal(size=(48, FEATURE_DIM)).astype(np.float32)
+    raw = model.generate(music, seed=2, smoothing=0.0)
+    smooth = model.generate(music, seed=2, smoothing=0.5)
+    expected = raw.copy()
+    for t in range(1, len(raw)):
+        expected[t] = 0.5 * expected[t - 1] + 0.5 * raw[t]
+    assert np.allclose(smooth, expected, atol=1e-5)
+    assert np.abs(np.diff(smooth, axis=0)).mean() < np.abs(np.diff(raw, axis=0)).mean()
+
+
 def test_metadata_is_json_and_describes_the_graphs():
     model = tiny()
     meta = json.loads(json.dumps(model.metadata()))
