@@ -4,13 +4,18 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
 
 1. `OnsetEnvelope`: aubio phase vocoder + mel filterbank -> log-mel "superflux" novelty, computed at
    `SUB_HOPS` sub-hops per hop (90 novelty frames/s) for a finer beat grid than the 30 fps motion rate.
-2. `BeatClock`: the beat clock, in the style of Stark et al.'s real-time tracker (BTrack): a causal
-   cumulative beat score (Ellis' dynamic programming run forwards) gives the phase; half a beat before each
-   beat the score is projected into the future to commit the next beat time, so beats are known before they
-   sound. Tempo comes from a comb filter bank over the autocorrelation of the last seconds of novelty, with a
-   log-Gaussian tempo prior and a smoothed tempo state (Viterbi-like) that follows changes within a few beats.
-   With no onsets (a break, silence) the projection keeps the last period, so the clock coasts on its grid.
-3. Downbeat guess: low-frequency onset strength on each beat, accumulated per beat position mod 4.
+2. `BeatClock`, in the style of Stark et al.'s real-time tracker (BTrack): a causal cumulative beat score
+   (Ellis' dynamic programming run forwards) gives the phase; half a beat before each beat the score is
+   projected one period into the future to commit the next beat time, so beats are known before they sound.
+   Tempo, re-estimated twice per beat: a comb filter bank over the autocorrelation of the last 6 s of
+   novelty, times a log-Gaussian prior around 100 BPM, drives a drift-smoothed tempo belief (stable); a
+   change detector watching only the last ~1.5 s resets it when the music is strongly periodic at a new
+   tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
+   (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts.
+3. Downbeat guess: low-frequency (kick, bass) onset strength on each beat, accumulated per beat position
+   mod 4; the most accented position is the downbeat.
+
+Parameters were chosen on the 30 GTZAN dev clips (`onbeat eval beats`), one set for all music.
 
 `BeatTracker` ties them together behind one call: `.process(hop) -> BeatState`.
 """
