@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,8 @@ def set_rng_state(state):
 
 def save_checkpoint(out, kind, model, optimizer, step, cfg, stats, rng_states, seconds):
     out.mkdir(parents=True, exist_ok=True)
+    if is_dataclass(getattr(model, "cfg", None)):
+        cfg = {**cfg, **asdict(model.cfg)}  # the model's full config: later changes of defaults cannot alter it
     weights = {"kind": kind, "model": model.state_dict(), "config": cfg, "step": step,
                "stats": {k: np.asarray(v) for k, v in stats.items()}, "train_seconds": seconds}
     temporary = out / (CHECKPOINT + ".tmp")
