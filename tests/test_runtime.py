@@ -6,6 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from onbeat.exporters.parity import synthetic_music
 from onbeat.models.errors import OnbeatError
 from onbeat.stream import runtime
 from onbeat.stream.features import FEATURE_NAMES
@@ -78,6 +79,8 @@ def test_other_skeleton_and_kind_and_foreign_onnx_are_named(tmp_path):
         runtime.OnnxStep(write_identity_model(tmp_path / "b.onnx"), "codes.gpt")
     with pytest.raises(OnbeatError, match=r"c\.onnx: not an onbeat model"):
         runtime.OnnxStep(write_identity_model(tmp_path / "c.onnx", onbeat_format_version=None), "badm")
+    with pytest.raises(OnbeatError, match=r"d\.onnx: damaged metadata"):
+        runtime.OnnxStep(write_identity_model(tmp_path / "d.onnx", fps="{thirty"), "badm")
 
 
 def test_unavailable_device_is_explained(tmp_path):
@@ -86,3 +89,92 @@ def test_unavailable_device_is_explained(tmp_path):
         pytest.skip("this machine has the CUDA provider")
     with pytest.raises(OnbeatError, match="device cuda"):
         runtime.OnnxStep(path, "badm", device="cuda")
+
+
+# --- the shipped models ------------------------------------------------------------------------------------------
+
+SIXTY_SECONDS = """
+import sys
+import numpy as np
+from onbeat.exporters.parity import synthetic_music
+from onbeat.stream.runtime import load_default_choreographer
+
+dancer = load_default_choreographer(sys.argv[1], threads=1, seed=0)
+music = synthetic_music(60.0)
+frames = dancer.slice_frames
+motions = [dancer.next_slice(music[k * frames:(k + 2) * frames]) for k in range(len(music) // frames)]
+positions = np.concatenate([m.positions() for m in motions])
+speed = np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean(-1) * dancer.fps
+assert len(positions) == 1800 and np.isfinite(positions).all(), positions.shape
+print(f"{np.median(speed):.4f} {'torch' in sys.modules}")
+"""
+
+
+@pytest.mark.parametrize("name", ["badm"])
+def test_default_model_dances_a_minute_without_torch(name):
+    """The live path: the shipped ONNX model, onnxruntime and numpy only (torch is never imported)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SIXTY_SECONDS, name], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    median_speed, torch_loaded = done.stdout.split()
+    assert torch_loaded == "False"
+    assert float(median_speed) > 0.05  # m/s of the mean joint: it dances, it does not stand still
+
+
+@pytest.fixture(scope="module")
+def badm():
+    return runtime.load_default_choreographer("badm", threads=1, seed=3)
+
+
+def music_slices(dancer, seconds=2.0):
+    music = synthetic_music(seconds)
+    frames = dancer.slice_frames
+    return [music[k * frames:(k + 2) * frames] for k in range(len(music) // frames - 1)]
+
+
+def test_slices_continue_each_other_and_reset_repeats_a_seeded_dance(badm):
+    badm.reset()
+    first = [badm.next_slice(m) for m in music_slices(badm)]
+    root = np.concatenate([m.root_translation for m in first])
+    step = np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1)
+    assert step.max() < 0.2  # m per frame: no jump back to the origin at slice joins
+    badm.reset()
+    again = [badm.next_slice(m) for m in music_slices(badm)]
+    np.testing.assert_allclose(again[-1].rotations, first[-1].rotations, atol=1e-5)
+
+
+def test_quality_levels_take_fewer_denoising_steps(badm):
+    calls = []
+    counted = runtime.BadmChoreographer(lambda *a: calls.append(1) or badm.denoise(*a), badm.denoise.metadata)
+    music = music_slices(counted)[0]
+    for level, expected in ((1.0, counted.full_steps), (0.25, max(1, round(counted.full_steps / 4)))):
+        counted.set_quality(level)
+        calls.clear()
+        counted.next_slice(music)
+        assert len(calls) == expected
+
+
+def test_energy_scales_the_motion_and_a_key_pose_is_accepted(badm):
+    def mean_speed(energy, key_pose=None):
+        badm.reset()
+        motions = [badm.next_slice(m, energy=energy, key_pose=key_pose) for m in music_slices(badm, 4.0)]
+        positions = np.concatenate([m.positions() for m in motions])
+        return np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean()
+
+    assert mean_speed(0.2) < 0.6 * mean_speed(1.0)
+    assert np.isfinite(mean_speed(1.0, key_pose="arms_up"))
+
+
+def test_music_of_the_wrong_shape_is_one_error(badm):
+    with pytest.raises(OnbeatError, match="music for a slice"):
+        badm.next_slice(np.zeros((badm.slice_frames, 5), np.float32))
+
+
+def test_unknown_default_and_missing_codes_pair_are_named(tmp_path):
+    with pytest.raises(OnbeatError, match="unknown model 'salsa'"):
+        runtime.load_default_choreographer("salsa")
+    (tmp_path / "mine.decoder.onnx").write_bytes(b"")
+    with pytest.raises(OnbeatError, match=r"mine\.gpt\.onnx: no such model file"):
+        runtime.load_choreographer(tmp_path / "mine.onnx")
