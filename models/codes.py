@@ -353,13 +353,12 @@ class Codes(nn.Module):
     @classmethod
     def from_config(cls, cfg, stats):
         """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays.
-        Stage "gpt" loads the VQ-VAE from `vq_checkpoint` and freezes it."""
+        Stage "gpt" freezes the VQ-VAE, loaded from `vq_checkpoint` when given (a finished model's checkpoint
+        holds its VQ-VAE weights itself and names none)."""
         model = cls(config_from_dict(cfg), stats)
         if model.cfg.stage == "gpt":
-            if not model.cfg.vq_checkpoint:
-                raise OnbeatError("codes stage gpt needs vq_checkpoint (a checkpoint of stage vq)")
-            trained = load_checkpoint(model.cfg.vq_checkpoint)
-            model.vq.load_state_dict(trained.vq.state_dict())
+            if model.cfg.vq_checkpoint:
+                model.vq.load_state_dict(load_checkpoint(model.cfg.vq_checkpoint).vq.state_dict())
             model.vq.requires_grad_(False)
         return model
 
@@ -398,6 +397,8 @@ class Codes(nn.Module):
 
     def gpt_loss(self, batch):
         cfg = self.cfg
+        if not all(codebook.initialized for codebook in self.vq.codebooks.values()):
+            raise OnbeatError("codes stage gpt needs a trained VQ-VAE: set vq_checkpoint to a stage vq checkpoint")
         rows = self._whole_codes(batch["motion"])
         with torch.no_grad():  # the VQ-VAE is frozen (encode does no EMA updates)
             codes_up, codes_down = self.vq.encode(self.normalize(rows))

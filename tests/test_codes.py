@@ -178,7 +178,7 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(OnbeatError, match="broken.pt"):
         load_checkpoint(path)
     with pytest.raises(OnbeatError, match="vq_checkpoint"):
-        Codes.from_config({"stage": "gpt"}, STATS)
+        Codes.from_config({**Codes.PRESETS["tiny"], "stage": "gpt"}, STATS).loss(wave_batch())
 
 
 def test_sampler_module_does_not_import_torch():
