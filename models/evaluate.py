@@ -24,7 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--models", default="badm,codes", help="comma-separated kinds, or kind=checkpoint.pt")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each generated dance")
     parser.add_argument("--clips", type=int, default=None, help="only the first N validation songs")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for generation")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for generation (1 is fastest for these small models)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, help="save the speed curve vs beats of the first song here (.png)")
 
