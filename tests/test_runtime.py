@@ -110,7 +110,7 @@ print(f"{np.median(speed):.4f} {'torch' in sys.modules}")
 """
 
 
-@pytest.mark.parametrize("name", ["badm"])
+@pytest.mark.parametrize("name", sorted(runtime.DEFAULT_MODELS))
 def test_default_model_dances_a_minute_without_torch(name):
     """The live path: the shipped ONNX model, onnxruntime and numpy only (torch is never imported)."""
     import subprocess
