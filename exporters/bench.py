@@ -2,8 +2,8 @@
 
 For each model and thread count, the runtime's choreographer generates `--seconds` of music slice by slice, once
 with the torch callables and once with the ONNX sessions (CUDA too where onnxruntime has it). Every graph call is
-timed; the real-time factor is seconds of dance per second of wall time for the whole slice loop (sampler and
-decoding included). The machine may be shared and noisy, so the configurations take turns (A B A B, `--rounds`)
+timed; the real-time factor is seconds of dance per second of wall time for the whole slice loop (the numpy
+sampler included; decoding the rows into a Motion, the same numpy for both, is not). The machine may be shared and noisy, so the configurations take turns (A B A B, `--rounds`)
 and each one's numbers pool its rounds.
 """
 import os
