@@ -103,7 +103,9 @@ def test_control_messages_change_state_and_malformed_ones_are_counted():
 @given(st.one_of(st.binary(max_size=200),
                  st.tuples(st.sampled_from(["/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/mirror",
                                             "/onbeat/keypose", "/x"]),
-                           st.lists(st.one_of(st.integers(-2 ** 31, 2 ** 31 - 1), st.floats(width=32), st.text(max_size=80),
+                           st.lists(st.one_of(st.integers(-2 ** 31, 2 ** 31 - 1), st.floats(width=32),
+                                              # NUL ends an OSC string: the builder cannot encode it (raw bytes above cover it)
+                                              st.text(st.characters(blacklist_characters="\x00"), max_size=80),
                                               st.booleans()), max_size=3))))
 def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
     controls = Controls()
