@@ -119,16 +119,14 @@ def decode(array, fps, start=None):
     start = start or RootState(np.zeros(3), 0.0)
     count = len(array)
     rotations = R.quat_from_6d(array[:, ROTATION_SLICE].reshape(count, NUM_JOINTS, 6))
-    root = np.empty((count, 3))
-    position, heading = np.array(start.position, dtype=np.float64), start.heading
+    # Each row's root rotation is relative to the previous frame's heading, and turning by a yaw adds to the
+    # heading, so the headings are a running sum of the rows' own yaws.
+    heading = start.heading + np.cumsum(heading_angles(rotations[:, 0]))
+    previous = np.concatenate([[start.heading], heading[:-1]])
+    to_world = _yaw_quat(previous)  # each previous heading frame -> world
+    rotations[:, 0] = R.quat_multiply(to_world, rotations[:, 0])
     velocity = np.stack([array[:, 0], np.zeros(count), array[:, 1]], axis=1) / fps
-    # Sequential by nature: each frame's heading depends on the previous frame's.
-    for t in range(count):
-        previous = _yaw_quat(heading)
-        position = position + R.quat_apply(previous, velocity[t])
-        rotations[t, 0] = R.quat_multiply(previous, rotations[t, 0])
-        heading = float(heading_angles(rotations[t, 0]))
-        root[t] = position
+    root = np.asarray(start.position, dtype=np.float64) + np.cumsum(R.quat_apply(to_world, velocity), axis=0)
     root[:, 1] = array[:, 2]
     return Motion(fps, root, R.quat_make_continuous(rotations))
 

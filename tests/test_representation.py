@@ -4,8 +4,8 @@ import pytest
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.representation import (CONTACT_SLICE, POSE_DIM, decode, encode, mirror, normalizer, root_state,
-                                          start_state)
+from onbeat.models.representation import (CONTACT_SLICE, POSE_DIM, RootState, decode, encode, heading_angles, mirror,
+                                          normalizer, root_state, start_state)
 from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS
 
 
@@ -42,6 +42,19 @@ def test_slices_decode_one_after_another_like_the_whole():
     first = decode(rows[:40], motion.fps)
     second = decode(rows[40:], motion.fps, root_state(first))
     assert np.abs(np.concatenate([first.positions(), second.positions()]) - whole).max() < 1e-6
+
+
+def test_the_start_state_moves_and_turns_the_whole_dance_and_headings_add_up():
+    motion = turning_dance(frames=300)  # the root turns 15 rad: the heading wraps around +-pi several times
+    rows = encode(motion)
+    here = decode(rows, motion.fps)
+    there = decode(rows, motion.fps, RootState(np.array([3.0, 0.0, -2.0]), 2.8))
+    turn = R.quat_from_axis_angle(np.array([0.0, 2.8, 0.0]))
+    assert np.abs(there.positions() - (R.quat_apply(turn, here.positions()) + [3.0, 0.0, -2.0])).max() < 1e-9
+    # Each frame turns by the yaw of its own row's root rotation.
+    turns = np.diff(np.concatenate([[0.0], heading_angles(here.rotations[:, 0])]))
+    row_yaws = heading_angles(R.quat_from_6d(rows[:, 3:9].astype(np.float64)))
+    assert np.abs(np.angle(np.exp(1j * (turns - row_yaws)))).max() < 1e-5
 
 
 def test_contacts_mark_the_standing_foot_only():
