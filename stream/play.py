@@ -99,9 +99,11 @@ def load_choreographers(model):
             return {}
     if model in runtime.DEFAULT_MODELS:
         return {model: runtime.load_default_choreographer(model)}
-    if not Path(model).is_file():
-        raise OnbeatError(f"--model {model}: no such model file (or use default, groove, "
-                          f"{', '.join(runtime.DEFAULT_MODELS)})")
+    if not model.endswith(".onnx"):
+        raise OnbeatError(f"--model {model}: choose default, groove, {', '.join(runtime.DEFAULT_MODELS)} or an "
+                          f".onnx path")
+    # The runtime resolves paths (a codes model `x.onnx` is the pair x.gpt.onnx + x.decoder.onnx) and names
+    # a missing file.
     return {Path(model).stem: runtime.load_choreographer(model)}
 
 

@@ -18,6 +18,8 @@ from onbeat.stream.cli import main
 from onbeat.stream.control import ControlServer, Controls, _CountingDispatcher
 from onbeat.stream.engine import Engine
 from onbeat.stream.groove import GrooveChoreographer
+from onbeat.stream.play import load_choreographers
+from onbeat.stream.runtime import ASSETS, CodesChoreographer
 from onbeat.stream.sources import SyntheticSource
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
@@ -46,7 +48,8 @@ def test_play_demo_runs_and_reports(capsys):
     (["play"], "nothing to dance to"),
     (["play", "x.wav", "--demo"], "either a FILE or --demo"),
     (["play", "--demo", "--vmc", "localhost:notaport"], "not a host:port"),
-    (["play", "--demo", "--model", "/no/model.onnx"], "no such model file"),
+    (["play", "--demo", "--model", "/no/model.onnx"], "/no/model.onnx: no such model file"),
+    (["play", "--demo", "--model", "bdam"], "choose default, groove, badm, codes"),
     (["play", "--demo", "--rate", "0"], "--rate"),
     (["play", "--demo", "--record", "/no/such/folder/out.npz"], "does not exist"),
 ])
@@ -54,6 +57,13 @@ def test_user_mistakes_are_one_line_errors(argv, problem, capsys):
     assert main(argv + ["--control-port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("onbeat: error:") and problem in err[-1]
+
+
+def test_a_codes_model_path_names_its_pair_of_graphs():
+    # Only codes.gpt.onnx and codes.decoder.onnx exist: codes.onnx names the pair.
+    assert not (ASSETS / "codes.onnx").exists()
+    choreographers = load_choreographers(str(ASSETS / "codes.onnx"))
+    assert list(choreographers) == ["codes"] and isinstance(choreographers["codes"], CodesChoreographer)
 
 
 def send_raw(port, data):
