@@ -164,8 +164,11 @@ def run(args):
 def report_output(engine, received, rate):
     stats = engine.stats
     report = frame_report(received["frames"], rate)
-    print(f"model: {engine.controls.model}   generation {np.median(stats.generation_ms):.1f} ms per "
-          f"{engine.choreographers[engine.controls.model].slice_frames}-frame slice (median)")
+    generation = np.array(stats.generation_ms)
+    slice_frames = engine.choreographers[engine.controls.model].slice_frames
+    print(f"model: {engine.controls.model}   generation per {slice_frames}-frame slice (last {len(generation)}): "
+          f"median {np.median(generation):.1f} ms, mean {generation.mean():.1f} ms, "
+          f"p99 {np.percentile(generation, 99):.1f} ms, max {generation.max():.1f} ms")
     print(f"frames: sent {stats.frames}, received {report['received']} (+{received['vmc_frames']} VMC), "
           f"missing {report['missing']}, rate {report['rate']:.2f} Hz")
     print(f"inter-frame jitter at the receiver: p50 {report['p50']:.2f} ms, p99 {report['p99']:.2f} ms, "
