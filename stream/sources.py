@@ -13,10 +13,12 @@ and `.close()`. Block times are stream seconds of the block's first sample (0 = 
 - `SyntheticSource`: a deterministic drum pattern at a chosen BPM, the default on a machine with no sound card;
   `beat_times()` gives its ground-truth beats.
 """
-import atexit
+import json
 import logging
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,12 +28,14 @@ import numpy as np
 import soundfile
 
 from onbeat.models.errors import OnbeatError
+from onbeat.stream.capture import CHUNK_HEADER
 
 log = logging.getLogger(__name__)
 
 BLOCK = 1024            # frames per block a source yields by default (23 ms at 44.1 kHz)
 CLIP_LEVEL = 0.999      # a sample this loud counts as clipped
 LOST_AFTER_S = 2.0      # a running stream that delivers nothing for this long is treated as lost
+OPEN_TIMEOUT_S = 10.0  # how long a capture process may take to open its device
 POLL_S = 0.005          # how often an idle DeviceSource.blocks() looks at its ring buffer
 
 
@@ -166,66 +170,70 @@ class DeviceSource(Source):
     `.clipped` (samples at full scale). Block times count every frame the device delivered, dropped ones too.
     `.lost` is set when the device goes away; `blocks()` then ends, and `.reopen()` may be tried (block times
     go on from where they stopped).
+
+    PortAudio runs in a capture process (`onbeat.stream.capture`), whose chunks a reader thread copies into the
+    ring: after a JACK server dies PortAudio can be neither closed nor restarted in its process, so a lost
+    device's process is killed and `.reopen()` starts a fresh one.
     """
 
     def __init__(self, device=None, sample_rate=None, channels=1, block=0, buffer_s=2.0):
-        self.sd = import_sounddevice()
-        self.device = find_device(self.sd, device, "input")
-        info = self.sd.query_devices(self.device)
-        self.device_name = info["name"]
-        self.message = ""   # the latest warning: rate fallback, device lost
-        self.channels = max(1, min(int(channels), int(info["max_input_channels"])))
-        self.sample_rate = self._supported_rate(sample_rate, int(info["default_samplerate"]))
-        self.block = block
-        self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
+        self.request = ("" if device is None else str(device), str(sample_rate or 0), str(int(channels)), str(block))
         self.xruns = 0
         self.clipped = 0
-        self.lost = False
-        self.stream = None
+        self.process = None
         self._open()
-
-    def _supported_rate(self, wanted, default):
-        if wanted is None:
-            return default
-        try:
-            self.sd.check_input_settings(self.device, samplerate=wanted, channels=self.channels)
-            return int(wanted)
-        except Exception:
-            self.message = f"{self.device_name}: {wanted} Hz not supported, using its default {default} Hz"
-            log.warning(self.message)
-            return default
-
-    def _callback(self, indata, frames, time_info, status):
-        # audio thread: copy and count, nothing else
-        if status:
-            self.xruns += 1
-        self.ring.write(indata)
-
-    def _finished(self):
-        if not self.closing:
-            self.lost = True
+        self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
+        self._reader.start()
 
     def _open(self):
-        self.closing = False
+        """Start a capture process and read its header; OnbeatError when it cannot capture."""
+        self.lost = self.closing = False
+        env = {**os.environ, "JACK_NO_START_SERVER": "1"}  # never autostart a JACK server of our own
+        self.process = subprocess.Popen([sys.executable, "-m", "onbeat.stream.capture", *self.request], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        ready = threading.Thread(target=lambda: setattr(self, "_header", self.process.stdout.readline()), daemon=True)
+        self._header = b""
+        ready.start()
+        ready.join(OPEN_TIMEOUT_S)
         try:
-            self.stream = self.sd.InputStream(device=self.device, samplerate=self.sample_rate,
-                                              channels=self.channels, dtype="float32", blocksize=self.block,
-                                              callback=self._callback, finished_callback=self._finished)
-            self.stream.start()
-        except Exception as e:
-            raise OnbeatError(f"cannot open audio input '{self.device_name}': {e}") from None
+            header = json.loads(self._header)
+        except ValueError:
+            header = {"error": f"cannot open audio input '{self.request[0] or 'default'}': the capture process "
+                               f"did not answer within {OPEN_TIMEOUT_S:.0f} s"}
+        if "error" in header:
+            self._kill()
+            self.process.stdout.close()
+            raise OnbeatError(header["error"])
+        if hasattr(self, "sample_rate") and (header["sample_rate"], header["channels"]) != (self.sample_rate, self.channels):
+            self._kill()
+            self.process.stdout.close()
+            raise OnbeatError(f"audio input '{header['device_name']}' came back at {header['sample_rate']} Hz, "
+                              f"{header['channels']} ch instead of {self.sample_rate} Hz, {self.channels} ch")
+        self.device_name, self.sample_rate, self.channels = header["device_name"], header["sample_rate"], header["channels"]
+        self.message = header["message"]
+        if self.message:
+            log.warning(self.message)
+        self._reader = threading.Thread(target=self._read_chunks, args=(self.process,), daemon=True,
+                                        name="onbeat-capture")
+
+    def _read_chunks(self, process):
+        """Reader thread: the capture process's chunks into the ring; end of the pipe = the device is lost."""
+        with process.stdout as pipe:
+            while header := pipe.read(CHUNK_HEADER.size):
+                frames, status = CHUNK_HEADER.unpack(header)
+                data = pipe.read(frames * self.channels * 4)
+                if len(data) < frames * self.channels * 4:
+                    break
+                self.xruns += status != 0
+                self.ring.write(np.frombuffer(data, np.float32).reshape(frames, self.channels))
+        if process is self.process and not self.closing:
+            self.lost = True
 
     def reopen(self):
         """Open the device again after it was lost (same device, rate and channels)."""
         self.close()
-        self.lost = False
         self._open()
-
-    def _stream_alive(self):
-        try:
-            return self.stream.active
-        except Exception:  # PortAudioError: the device or the server is gone
-            return False
+        self._reader.start()
 
     def blocks(self):
         last_data = time.monotonic()
@@ -238,38 +246,24 @@ class DeviceSource(Source):
                 continue
             if self.closing:
                 return
-            if self.lost or not self._stream_alive() or time.monotonic() - last_data > LOST_AFTER_S:
+            if self.lost or time.monotonic() - last_data > LOST_AFTER_S:
                 self.lost = True
                 self.message = f"audio input '{self.device_name}' stopped delivering audio (unplugged or server gone)"
                 log.warning(self.message)
                 return
             time.sleep(POLL_S)
 
+    def _kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # SIGKILL: PortAudio in there may be stuck on a dead server
+        if self.process is not None:
+            self.process.wait()
+
     def close(self):
         self.closing = True
-        if self.stream is None:
-            return
-        stream, self.stream = self.stream, None
-        if not self.lost:
-            _close_stream(stream)
-            return
-        # PortAudio can block for good closing a stream whose device or JACK server vanished: try it on the
-        # side, and give up after a moment rather than freeze the show
-        closer = threading.Thread(target=_close_stream, args=(stream,), daemon=True)
-        closer.start()
-        closer.join(timeout=1.0)
-        if closer.is_alive():
-            # PortAudio's exit handler would block the same way (a JACK client of a dead server): skip it
-            atexit.unregister(getattr(self.sd, "_exit_handler", lambda: None))
-            log.warning("%s: the lost stream could not be closed; PortAudio is left to the OS at exit", self.device_name)
-
-
-def _close_stream(stream):
-    try:
-        stream.abort()
-        stream.close()
-    except Exception:  # the device is gone: nothing left to release
-        pass
+        self._kill()
+        if self._reader.is_alive() and self._reader is not threading.current_thread():
+            self._reader.join(timeout=1.0)
 
 
 # --- files -------------------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `pyt
 with MODE one of
   capture SECONDS OUT.npy   capture from the JACK device into OUT.npy, print a JSON summary
   until-lost                capture until the source reports the device lost, print a JSON summary
+  reconnect                 capture until lost, print "lost", reopen until the server is back, capture 0.5 s
+  starve SECONDS BUFFER_S   capture with a BUFFER_S ring and stall the reader once for twice its length
+  engine SECONDS            run the live engine (groove) on the JACK input, print frame and source counts
   play FILE                 play FILE to the JACK outputs, print a JSON summary
   probe                     print the error for a missing device, then open JACK at 44.1 kHz in stereo
 """
@@ -30,6 +33,10 @@ class JackServer:
         self.name = f"onbeat-test-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
         self.clients = []
+        self.start()
+
+    def start(self):
+        """Start (or, after `kill(self.jackd)`, restart) the server under its name."""
         self.jackd = self.spawn(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy",
                                  "-r", str(SAMPLE_RATE), "-p", "256"])
         deadline = time.monotonic() + 10
@@ -123,17 +130,54 @@ def main(mode, *args):
             print(json.dumps({"playing": source.playing, "message": source.message, "frames": frames,
                               "seconds": time.monotonic() - started}))
         return
-    with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
+    if mode == "engine":   # the live engine on the JACK input for SECONDS; the test kills and restarts jackd
+        from onbeat.stream.engine import Engine
+        frames, beats_after = [], []
+        with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
+            sink = type("Sink", (), {"send": lambda self, frame: frames.append(time.monotonic()),
+                                     "send_beat": lambda self, state: None, "close": lambda self: None})()
+            logs = []
+            engine = Engine(source, {}, [sink], log=logs.append)
+            print("capturing", flush=True)
+            stats = engine.run(float(args[0]))
+            print(json.dumps({**_summary(source, source.ring.written), "sent": stats.frames, "dropped": stats.dropped,
+                              "max_gap": float(np.diff(frames).max()), "logs": logs}), flush=True)
+        return
+    buffer_s = float(args[1]) if mode == "starve" else 2.0
+    with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1, buffer_s=buffer_s) as source:
         print("capturing", flush=True)   # the test connects its ports or kills the server now
         captured, frames = [], 0
         deadline = time.monotonic() + 15   # a hung source must not hang the test
-        for block in source.blocks():
-            captured.append(block.samples)
-            frames += len(block.samples)
-            if mode == "capture" and frames >= float(args[0]) * source.sample_rate:
+        times, reopened = [], 0
+        while True:
+            for block in source.blocks():
+                captured.append(block.samples)
+                times.append((block.time, len(block.samples)))
+                frames += len(block.samples)
+                if mode == "starve" and len(times) == 5:
+                    time.sleep(2 * buffer_s)   # the reader stalls: the ring overflows
+                if mode in ("capture", "starve") and frames >= float(args[0]) * source.sample_rate:
+                    break
+                if mode == "reconnect" and reopened and frames >= reopened + 0.5 * source.sample_rate:
+                    break
+                if time.monotonic() > deadline:
+                    break
+            if mode != "reconnect" or not source.lost or reopened or time.monotonic() > deadline:
                 break
-            if time.monotonic() > deadline:
-                break
+            print("lost", flush=True)   # the test restarts the server now
+            while time.monotonic() < deadline:
+                try:
+                    source.reopen()
+                    reopened = frames
+                    break
+                except OnbeatError:
+                    time.sleep(0.5)
+        if mode in ("starve", "reconnect"):   # frames between each block's start and the previous one's end
+            starts = np.array(times)
+            gaps = np.round(starts[1:, 0] * source.sample_rate - starts[:-1, 0] * source.sample_rate - starts[:-1, 1])
+            print(json.dumps({**_summary(source, frames), "reopened_at": reopened, "min_gap": int(gaps.min()),
+                              "max_gap": int(gaps.max()), "end_time": float(starts[-1, 0])}), flush=True)
+            return
         if mode == "capture":
             np.save(args[1], np.concatenate(captured)[:, 0])
         print(json.dumps(_summary(source, frames)), flush=True)

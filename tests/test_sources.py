@@ -175,7 +175,7 @@ def test_missing_portaudio_is_explained(monkeypatch):
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(builtins, "__import__", import_without_portaudio)
     with pytest.raises(OnbeatError, match=r"PortAudio library not found \(install libportaudio2\)"):
-        DeviceSource()
+        import_sounddevice()
 
 
 def test_unknown_input_device_lists_the_available_ones():
