@@ -136,6 +136,7 @@ class BADM(nn.Module):
     """Denoiser + training losses + the normalizer. Build with `from_config(cfg, stats)`."""
 
     PRESETS = PRESETS
+    CONFIG = BADMConfig  # the config's keys and types (the trainer checks config files against them)
 
     def __init__(self, cfg, stats):
         super().__init__()

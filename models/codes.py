@@ -339,6 +339,7 @@ class Codes(nn.Module):
     """VQ-VAE + GPT + normalizer. Build with `from_config(cfg, stats)`."""
 
     PRESETS = PRESETS
+    CONFIG = CodesConfig  # the config's keys and types (the trainer checks config files against them)
 
     def __init__(self, cfg, stats):
         super().__init__()

@@ -53,9 +53,9 @@ def run(args):
     cls = model_class(args.model)
     if args.preset not in cls.PRESETS:
         raise OnbeatError(f"unknown preset {args.preset!r} for {args.model} (have: {', '.join(cls.PRESETS)})")
-    cfg = {**TRAIN_DEFAULTS, **cls.PRESETS[args.preset], **read_config(args.config)}
+    cfg = {**TRAIN_DEFAULTS, **cls.PRESETS[args.preset], **check_config(read_config(args.config), cls, args.config)}
     if args.steps is not None:
-        cfg["steps"] = args.steps
+        cfg["steps"] = check_config({"steps": args.steps}, cls, "--steps")["steps"]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise OnbeatError("--device cuda: no CUDA device is available to torch")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -92,6 +92,33 @@ def read_config(path):
     if not isinstance(cfg, dict):
         raise OnbeatError(f"{path}: config must be a JSON object")
     return cfg
+
+
+ZERO_ALLOWED = {"warmup"}  # integer settings that may be 0; all others count something and must be >= 1
+
+
+def check_config(cfg, cls, source):
+    """cfg, or OnbeatError naming `source` and the first unknown key or value of the wrong type or sign. The
+    known keys and their types are the trainer's defaults and the model's config dataclass (`cls.CONFIG`)."""
+    defaults = {**TRAIN_DEFAULTS, **asdict(cls.CONFIG())}
+    unknown = sorted(set(cfg) - set(defaults))
+    if unknown:
+        raise OnbeatError(f"{source}: unknown config key{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(defaults))})")
+    for key, value in cfg.items():
+        default, problem = defaults[key], None
+        if isinstance(default, str):
+            problem = None if isinstance(value, str) else "must be a string"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problem = f"must be a{'n integer' if isinstance(default, int) else ' number'}"
+        elif isinstance(default, int):
+            low = 0 if key in ZERO_ALLOWED else 1
+            problem = f"must be an integer >= {low}" if value != int(value) or value < low else None
+        elif value < 0 or (key == "lr" and value == 0):
+            problem = "must be positive" if key == "lr" else "must be >= 0"
+        if problem:
+            raise OnbeatError(f"{source}: {key} = {value!r}: {problem}")
+    return {key: int(value) if type(defaults[key]) is int else value for key, value in cfg.items()}
 
 
 def setup_distributed(device):
