@@ -111,6 +111,8 @@ class _CountingDispatcher(Dispatcher):
     def call_handlers_for_packet(self, data, client_address):
         try:
             messages = [timed.message for timed in osc_packet.OscPacket(data).messages]
+            if not messages:
+                raise ValueError("an empty bundle")  # carries nothing to apply: counted like junk
         except Exception:  # noqa: BLE001 - any datagram from the network may be junk; none may stop the server
             with self.controls._lock:
                 self.controls.malformed += 1

@@ -276,6 +276,8 @@ class Engine:
             self._need_jump = False
         else:
             self.stats.bad_slices += 1
+            if motion is not None:
+                self._warn("choreographer returned NaN/Inf: holding the last good pose")
             choreographer.reset()  # its state may hold the NaN; start it again from scratch
             motion = self._held_slice(choreographer.slice_frames)
             self._need_jump = True

@@ -39,6 +39,7 @@ per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-hand
   them unless told to use them).
 """
 import math
+import shutil
 import socket
 import struct
 import threading
@@ -230,6 +231,17 @@ class VmcSink:
         self.target.close()
 
 
+def _write_error(error, folder):
+    """What went wrong writing to `folder`: libsndfile says only "System error." when the disk is full."""
+    if getattr(error, "strerror", None):
+        return error.strerror
+    try:
+        full = shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        full = False
+    return "No space left on device" if full else str(error)
+
+
 class Recorder:
     """Saves the live session for replay: the shown motion as `path` (.npz, or .bvh) and the analysed audio
     next to it (.wav).
@@ -309,7 +321,7 @@ class Recorder:
         with self._lock:
             if self.failed:
                 return
-            self.failed = f"recording stopped: {where}: {getattr(error, 'strerror', None) or error}"
+            self.failed = f"recording stopped: {where}: {_write_error(error, self.path.parent)}"
         self.log(f"onbeat: warning: {self.failed}; live output continues")
 
     @property
