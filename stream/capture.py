@@ -15,6 +15,7 @@ closed, or when its parent is gone.
 import json
 import os
 import queue
+import signal
 import struct
 import sys
 import time
@@ -40,6 +41,7 @@ def _device_settings(sd, device, rate, channels):
 
 
 def main(device, rate, channels, block):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the show's process, which then closes this one
     out = sys.stdout.buffer
     parent = os.getppid()
     chunks = queue.SimpleQueue()

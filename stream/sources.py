@@ -3,10 +3,10 @@
 Every source is a context manager with `.sample_rate`, `.channels`, `.blocks()` (an iterator of `AudioBlock`)
 and `.close()`. Block times are stream seconds of the block's first sample (0 = the first sample delivered).
 
-- `DeviceSource`: any PortAudio input (microphone, line-in, a JACK port). The PortAudio callback only copies
-  into a preallocated ring buffer; `blocks()` drains it. Overflows are counted (`.xruns`), never fatal; an
-  unplugged device or a vanished JACK server ends `blocks()` with `.lost` set and `.message` saying why, and
-  `.reopen()` opens the device again.
+- `DeviceSource`: any PortAudio input (microphone, line-in, a JACK port), captured in a child process whose
+  chunks a reader thread copies into a preallocated ring buffer; `blocks()` drains it. Overflows are counted
+  (`.xruns`), never fatal; an unplugged device or a vanished JACK server ends `blocks()` with `.lost` set and
+  `.message` saying why, and `.reopen()` opens the device again (a fresh capture process).
 - `FileSource`: any format libsndfile reads (wav, flac, ogg, mp3 with libsndfile >= 1.1), else decoded by
   ffmpeg through a pipe. Played on the output device while analysed (paced by the output stream, so the
   listener hears exactly what is analysed), or silent at real-time pace, or as fast as possible (offline).
@@ -16,6 +16,7 @@ and `.close()`. Block times are stream seconds of the block's first sample (0 = 
 import json
 import logging
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -180,7 +181,6 @@ class DeviceSource(Source):
         self.request = ("" if device is None else str(device), str(sample_rate or 0), str(int(channels)), str(block))
         self.xruns = 0
         self.clipped = 0
-        self.process = None
         self._open()
         self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
         self._reader.start()
@@ -191,24 +191,20 @@ class DeviceSource(Source):
         env = {**os.environ, "JACK_NO_START_SERVER": "1"}  # never autostart a JACK server of our own
         self.process = subprocess.Popen([sys.executable, "-m", "onbeat.stream.capture", *self.request], env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        ready = threading.Thread(target=lambda: setattr(self, "_header", self.process.stdout.readline()), daemon=True)
-        self._header = b""
-        ready.start()
-        ready.join(OPEN_TIMEOUT_S)
+        answered, _, _ = select.select([self.process.stdout], [], [], OPEN_TIMEOUT_S)
         try:
-            header = json.loads(self._header)
+            header = json.loads(self.process.stdout.readline() if answered else b"")
         except ValueError:
             header = {"error": f"cannot open audio input '{self.request[0] or 'default'}': the capture process "
                                f"did not answer within {OPEN_TIMEOUT_S:.0f} s"}
+        if "error" not in header and hasattr(self, "ring") and (header["sample_rate"], header["channels"]) != (
+                self.sample_rate, self.channels):  # a reopened device must fit the ring and the stream's timeline
+            header["error"] = (f"audio input '{header['device_name']}' came back at {header['sample_rate']} Hz, "
+                               f"{header['channels']} ch instead of {self.sample_rate} Hz, {self.channels} ch")
         if "error" in header:
             self._kill()
             self.process.stdout.close()
             raise OnbeatError(header["error"])
-        if hasattr(self, "sample_rate") and (header["sample_rate"], header["channels"]) != (self.sample_rate, self.channels):
-            self._kill()
-            self.process.stdout.close()
-            raise OnbeatError(f"audio input '{header['device_name']}' came back at {header['sample_rate']} Hz, "
-                              f"{header['channels']} ch instead of {self.sample_rate} Hz, {self.channels} ch")
         self.device_name, self.sample_rate, self.channels = header["device_name"], header["sample_rate"], header["channels"]
         self.message = header["message"]
         if self.message:
@@ -254,16 +250,14 @@ class DeviceSource(Source):
             time.sleep(POLL_S)
 
     def _kill(self):
-        if self.process is not None and self.process.poll() is None:
+        if self.process.poll() is None:
             self.process.kill()  # SIGKILL: PortAudio in there may be stuck on a dead server
-        if self.process is not None:
-            self.process.wait()
+        self.process.wait()
 
     def close(self):
         self.closing = True
         self._kill()
-        if self._reader.is_alive() and self._reader is not threading.current_thread():
-            self._reader.join(timeout=1.0)
+        self._reader.join(timeout=1.0)  # the pipe has ended: the reader is finishing its last chunk
 
 
 # --- files -------------------------------------------------------------------------------------------------

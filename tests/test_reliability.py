@@ -14,7 +14,6 @@ import struct
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
