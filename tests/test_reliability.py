@@ -132,7 +132,7 @@ class SlowPatch(GrooveChoreographer):
     """A model whose step costs `share` of the slice's duration (times its quality level), 5x that between
     `slow_from` and `slow_until` seconds after its first call."""
 
-    def __init__(self, share=0.3, slow_from=1.0, slow_until=3.0):
+    def __init__(self, share=0.25, slow_from=1.0, slow_until=3.0):
         super().__init__()
         self.share, self.slow = share, (slow_from, slow_until)
         self.quality, self.qualities, self.first = 1.0, [], None
