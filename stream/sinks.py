@@ -172,16 +172,32 @@ class UdpTarget:
         self._sock.close()
 
 
-class OnbeatOscSink:
+class _OscSink:
+    """What the OSC sinks share: a UDP target named after the protocol, its status, closing it."""
+
+    protocol = "osc"
+
+    def __init__(self, host, port, log=print):
+        self.target = UdpTarget(host, port, self.protocol, log)
+
+    def send_beat(self, state):
+        pass
+
+    @property
+    def status(self):
+        return self.target.status
+
+    def close(self):
+        self.target.close()
+
+
+class OnbeatOscSink(_OscSink):
     """The plain onbeat OSC schema (see the module docstring)."""
 
     FRAME = MessageTemplate("/onbeat/frame", "fi")
     BEAT = MessageTemplate("/onbeat/beat", "ffiif")
     POSITIONS = [MessageTemplate("/onbeat/joint/pos", "sfff", name) for name in JOINT_NAMES]
     ROTATIONS = [MessageTemplate("/onbeat/joint/rot", "sffff", name) for name in JOINT_NAMES]
-
-    def __init__(self, host, port, log=print):
-        self.target = UdpTarget(host, port, "osc", log)
 
     def send(self, frame):
         messages = [self.FRAME.encode(frame.time, frame.index)]
@@ -193,15 +209,8 @@ class OnbeatOscSink:
         self.target.send(pack_bundles([self.BEAT.encode(state.time, state.bpm, state.bar_position,
                                                         int(state.is_downbeat), state.confidence)]))
 
-    @property
-    def status(self):
-        return self.target.status
 
-    def close(self):
-        self.target.close()
-
-
-class VmcSink:
+class VmcSink(_OscSink):
     """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion)."""
 
     OK = MessageTemplate("/VMC/Ext/OK", "iiii").encode(1, 3, 0, 1)  # loaded, calibrated, normal mode, tracking ok
@@ -209,8 +218,10 @@ class VmcSink:
     ROOT = MessageTemplate("/VMC/Ext/Root/Pos", "sfffffff", "root")
     BONES = [MessageTemplate("/VMC/Ext/Bone/Pos", "sfffffff", bone) for _, bone in VMC_BONES]
 
+    protocol = "vmc"  # VMC has no beat message: send_beat stays a no-op
+
     def __init__(self, host, port, log=print):
-        self.target = UdpTarget(host, port, "vmc", log)
+        super().__init__(host, port, log)
         self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS]).tolist()
 
     def send(self, frame):
@@ -219,16 +230,6 @@ class VmcSink:
         messages = [self.OK, self.TIME.encode(frame.time), self.ROOT.encode(*root, 0.0, 0.0, 0.0, 1.0)]
         messages += [t.encode(*offset, *q) for t, offset, q in zip(self.BONES, self._bone_offsets, quats)]
         self.target.send(pack_bundles(messages))
-
-    def send_beat(self, state):
-        pass  # VMC has no beat message
-
-    @property
-    def status(self):
-        return self.target.status
-
-    def close(self):
-        self.target.close()
 
 
 def _write_error(error, folder):
