@@ -90,7 +90,7 @@ def open_session(path, threads=1, device="auto"):
     if device not in ("auto", "cpu", "cuda"):
         raise OnbeatError(f"unknown device {device!r}: choose auto, cpu or cuda")
     if device == "cuda" and "cuda" not in available_devices():
-        raise OnbeatError(f"device cuda: onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
+        raise OnbeatError("device cuda: onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
     use_cuda = device == "cuda" or (device == "auto" and "cuda" in available_devices())
     providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
     options = ort.SessionOptions()
