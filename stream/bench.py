@@ -230,7 +230,6 @@ def jack_latency(args, sample_rate=48000, period=256):
         engine, _, received = run_pipeline(args.seconds, args.bpm, args.model, args.rate, source=source,
                                            extra_sinks=[timer])
     finally:
-        _stop_portaudio()  # before its server goes away, or PortAudio aborts the process at exit
         for process in reversed(processes):
             process.terminate()
             process.wait(timeout=5)
@@ -248,14 +247,6 @@ def jack_latency(args, sample_rate=48000, period=256):
           f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; plus {1000 * period / sample_rate:.1f} ms "
           f"of JACK input buffering (negative = the event went out before the click, on the predicted beat)")
     return 0
-
-
-def _stop_portaudio():
-    try:
-        import sounddevice
-        sounddevice._terminate()  # sounddevice's documented way to let PortAudio go (and rescan devices)
-    except Exception:  # noqa: BLE001 - nothing to stop
-        pass
 
 
 def _wait_for_ports(server, found, jackd, timeout=10.0):

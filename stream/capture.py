@@ -18,7 +18,6 @@ import queue
 import signal
 import struct
 import sys
-import time
 
 CHUNK_HEADER = struct.Struct("=ii")
 STALL_S = 2.0  # a started stream that delivers nothing for this long is dead (unplugged, server gone)
