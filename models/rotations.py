@@ -126,9 +126,7 @@ def quat_between(u, v):
         perp /= np.maximum(np.linalg.norm(perp, axis=-1, keepdims=True), _EPS)
         axis = np.where(opposite[..., None], perp, axis)
         dot = np.where(opposite[..., None], -1.0, dot)
-    q = np.concatenate([1.0 + dot, axis], axis=-1)
-    q = np.where(opposite[..., None], np.concatenate([np.zeros_like(dot), axis], -1), q)
-    return quat_normalize(q)
+    return quat_normalize(np.concatenate([1.0 + dot, axis], axis=-1))  # opposite: dot = -1, so w = 0
 
 
 def quat_make_continuous(q, axis=0):
