@@ -45,16 +45,23 @@ class BvhFile:
         """(T, 3) world position of the root joint, in file units."""
         return self.translations[:, 0]
 
-    def positions(self):
-        """Forward kinematics: (T, J, 3) world joint positions in file units."""
-        world_rot = np.empty_like(self.rotations)
+    def global_rotations(self):
+        """(T, J, 4) world orientation of each joint."""
+        world = np.empty_like(self.rotations)
+        for j, p in enumerate(self.parents):
+            world[:, j] = self.rotations[:, j] if p < 0 else R.quat_multiply(world[:, p], self.rotations[:, j])
+        return world
+
+    def positions(self, world=None):
+        """Forward kinematics: (T, J, 3) world joint positions in file units (`world`: the global rotations,
+        when the caller has them already)."""
+        world = self.global_rotations() if world is None else world
         pos = np.empty_like(self.translations)
         for j, p in enumerate(self.parents):
             if p < 0:
-                world_rot[:, j], pos[:, j] = self.rotations[:, j], self.translations[:, j]
+                pos[:, j] = self.translations[:, j]
             else:
-                world_rot[:, j] = R.quat_multiply(world_rot[:, p], self.rotations[:, j])
-                pos[:, j] = pos[:, p] + R.quat_apply(world_rot[:, p], self.translations[:, j])
+                pos[:, j] = pos[:, p] + R.quat_apply(world[:, p], self.translations[:, j])
         return pos
 
 

@@ -135,13 +135,6 @@ def _unit_scale(length):
     return min((1.0, 0.01, 0.001), key=lambda scale: abs(np.log(max(length, 1e-9) * scale / 1.4)))
 
 
-def _bvh_world_rotations(bvh):
-    world = np.empty_like(bvh.rotations)
-    for j, p in enumerate(bvh.parents):
-        world[:, j] = bvh.rotations[:, j] if p < 0 else R.quat_multiply(world[:, p], bvh.rotations[:, j])
-    return world
-
-
 def _smpl_path(ancestor, joint):
     """SMPL joints from below `ancestor` down to `joint` (inclusive), parents first."""
     path = []
@@ -177,8 +170,8 @@ def retarget_bvh(bvh, path="BVH"):
     _, found = bvh_joint_map(bvh, path)
     scale = _unit_scale(np.linalg.norm(rest[found["Head"]] - rest[found["Left_Ankle"]]))
     rest *= scale
-    world = _bvh_world_rotations(bvh)
-    positions = bvh.positions() * scale
+    world = bvh.global_rotations()
+    positions = bvh.positions(world) * scale
 
     # Body axes of both rest poses: a bone's rest alignment keeps its twist relative to the body.
     smpl_rest = SMPL_REST
