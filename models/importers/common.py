@@ -58,11 +58,15 @@ def locals_from_globals(world):
     return local
 
 
+def lowest_foot(motion):
+    """(T,) height of the lowest foot joint in each frame."""
+    return motion.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
+
+
 def ground(motion):
     """Shift the motion up or down so the feet stand on y = 0: the lowest foot joint of each frame is at the floor
     in the typical frame (its 5th percentile over the sequence, so jumps and a few bad frames do not count)."""
-    lowest = motion.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
-    root = motion.root_translation - np.array([0.0, np.percentile(lowest, 5), 0.0])
+    root = motion.root_translation - np.array([0.0, np.percentile(lowest_foot(motion), 5), 0.0])
     return Motion(motion.fps, root, motion.rotations, motion.offsets)
 
 
@@ -70,7 +74,7 @@ def track_floor(motion, seconds=2.0):
     """Remove slow vertical drift: the floor under a dancer who always keeps a foot down (ballroom) is the low
     end (10th percentile) of the lowest foot over a few seconds, smoothed; the root follows it down or up."""
     from scipy.ndimage import gaussian_filter1d, percentile_filter
-    lowest = motion.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
+    lowest = lowest_foot(motion)
     window = max(3, int(seconds * motion.fps))
     floor = gaussian_filter1d(percentile_filter(lowest, 10, size=window, mode="nearest"), window / 4, mode="nearest")
     root = motion.root_translation - floor[:, None] * Y_AXIS
