@@ -67,8 +67,7 @@ def load_tracks(root, sources, progress=False, limit=None):
     from onbeat.stream.features import FEATURE_DIM
     tracks = []
     for seq in itertools.islice(iter_dataset(root, sources), limit):
-        motion = seq.motion if np.isclose(seq.motion.fps, FPS) else seq.motion.resample(FPS)
-        rows = encode(motion)
+        rows = encode(seq.motion.resample(FPS))  # a no-op copy at 30 fps, which the importers already give
         music = np.zeros((len(rows), FEATURE_DIM), np.float32)
         has_music = bool(seq.audio_path) and not seq.suspect
         if has_music:
@@ -127,8 +126,9 @@ def build(tracks, window, stride, val_fraction=0.15, seed=0):
     train = [t for t, s in zip(tracks, split) if s == 0]
     mean, std = normalizer([t.rows for t in train])
     music_train = [t.music for t in train if t.has_music]
-    music_mean, music_std = normalizer(music_train) if music_train else (None, None)
     feature_dim = tracks[0].music.shape[1]
+    music_mean, music_std = normalizer(music_train) if music_train else (
+        np.zeros(feature_dim, np.float32), np.ones(feature_dim, np.float32))
     return {
         "rows": np.concatenate([t.rows for t in tracks]), "music": np.concatenate([t.music for t in tracks]),
         "seq_start": np.array(starts, np.int64), "seq_length": np.array([len(t.rows) for t in tracks], np.int64),
@@ -136,9 +136,7 @@ def build(tracks, window, stride, val_fraction=0.15, seed=0):
         "seq_style": np.array([t.style for t in tracks]), "seq_group": np.array([t.group for t in tracks]),
         "seq_has_music": np.array([t.has_music for t in tracks]), "seq_split": split,
         "windows": np.array(windows, np.int64), "window": np.int64(window), "stride": np.int64(stride),
-        "fps": np.float64(FPS), "pose_mean": mean, "pose_std": std,
-        "music_mean": music_mean if music_mean is not None else np.zeros(feature_dim, np.float32),
-        "music_std": music_std if music_std is not None else np.ones(feature_dim, np.float32),
+        "fps": np.float64(FPS), "pose_mean": mean, "pose_std": std, "music_mean": music_mean, "music_std": music_std,
     }
 
 
