@@ -85,10 +85,9 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
     encoder = _ffmpeg_command(output, fps, len(positions) / fps, audio, audio_start)
     camera = Camera()
     target = follow_target(positions[:, 0], fps)
-    bones = [(p, j) for j, p in enumerate(parents) if p >= 0]
-    skeleton = camera.project(positions[:, [b for bone in bones for b in bone]], target).reshape(len(positions), -1, 2, 2)
-    shadow_points = positions * np.array([1.0, 0.0, 1.0])
-    shadow = camera.project(shadow_points[:, [b for bone in bones for b in bone]], target).reshape(skeleton.shape)
+    bone_ends = [k for j, p in enumerate(parents) if p >= 0 for k in (p, j)]  # parent, child of each bone
+    skeleton = camera.project(positions[:, bone_ends], target).reshape(len(positions), -1, 2, 2)
+    shadow = camera.project(positions[:, bone_ends] * np.array([1.0, 0.0, 1.0]), target).reshape(skeleton.shape)
     grid = camera.project(grid_lines(target), target)
 
     figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, facecolor="white")
