@@ -13,6 +13,7 @@ So each slice costs `steps` network calls, and every slice was already "seen" on
 Poses are normalized rows ((row - pose_mean) / pose_std); music is the raw feature rows of slices k and k+1
 (all zeros = no music); t is the lockstep position u in [0, 1].
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,14 @@ def lockstep_levels(u):
     """(level of slice k, level of slice k+1) at lockstep position u in [0, 1]."""
     u = np.asarray(u, dtype=np.float64)
     return u * MID, MID + u * (1 - MID)
+
+
+@functools.lru_cache(maxsize=None)
+def lockstep_schedule(steps):
+    """The `steps + 1` lockstep positions u from 1 to 0 and, at each, (alpha_bar of slice k, of slice k+1): the
+    same for every slice, so computed once per step count instead of twice per step."""
+    positions = tuple(np.linspace(1.0, 0.0, steps + 1).tolist())
+    return positions, tuple(tuple(alpha_bar(level) for level in lockstep_levels(u)) for u in positions)
 
 
 def ddim_move(noisy, x0, alpha_from, alpha_to):
@@ -68,14 +77,12 @@ def sample_slice(denoise, state, music, steps=4, key_pose=None, key_mask=None):
     current = state.next_noisy
     following = state.rng.standard_normal((frames, dim)).astype(np.float32)
     music = np.asarray(music, np.float32)[None]
-    positions = np.linspace(1.0, 0.0, steps + 1)
-    for u, u_after in zip(positions[:-1], positions[1:]):
+    positions, alphas = lockstep_schedule(steps)
+    for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions, alphas, alphas[1:]):
         x0, next_x0 = denoise(current[None], np.array([u], np.float32), state.context[None], following[None],
                               music, key_pose[None], key_mask[None])
-        (level, next_level), (level_after, next_level_after) = lockstep_levels(u), lockstep_levels(u_after)
-        current = ddim_move(current, x0[0], alpha_bar(level), alpha_bar(level_after)).astype(np.float32)
-        following = ddim_move(following, next_x0[0], alpha_bar(next_level),
-                              alpha_bar(next_level_after)).astype(np.float32)
+        current = ddim_move(current, x0[0], alpha, alpha_after).astype(np.float32)
+        following = ddim_move(following, next_x0[0], next_alpha, next_alpha_after).astype(np.float32)
     clean = smooth_join(state.context, x0[0].astype(np.float32))
     state.context, state.next_noisy = clean, following
     return clean
