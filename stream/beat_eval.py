@@ -13,7 +13,8 @@ import numpy as np
 from onbeat.models.errors import OnbeatError
 from onbeat.models.paths import data_root
 from onbeat.stream.beats import BeatTracker
-from onbeat.stream.features import ANALYSIS_RATE, HOP
+from onbeat.stream.features import ANALYSIS_RATE, HOP, Resampler
+from onbeat.stream.sources import read_audio
 
 CLIP_SET = "gtzan-dev"
 COLUMNS = ("F", "CMLt", "AMLt", "downbeat_F", "baseline_F")
@@ -26,18 +27,13 @@ def add_arguments(parser):
 
 
 def load_clip(path):
-    """A clip as mono float32 at the analysis rate."""
-    import soundfile
-    from scipy.signal import resample_poly
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as e:
-        raise OnbeatError(f"{path}: cannot read audio ({e})") from None
-    mono = audio.mean(axis=1)
-    if rate != ANALYSIS_RATE:
-        gcd = np.gcd(rate, ANALYSIS_RATE)
-        mono = resample_poly(mono, ANALYSIS_RATE // gcd, rate // gcd)
-    return mono.astype(np.float32)
+    """A clip as mono float32 at the analysis rate, read and resampled as the feature extractor does."""
+    audio, rate = read_audio(path)
+    resampler = Resampler(rate, ANALYSIS_RATE)
+    length = -(-len(audio) * resampler.up // resampler.down)   # all of it, as resample_poly gives it
+    mono = resampler.process(audio.mean(axis=1))
+    tail = resampler.process(np.zeros(resampler.input_for(length - len(mono))))   # the look-ahead, zero-padded
+    return np.concatenate([mono, tail])[:length].astype(np.float32)
 
 
 def load_beats(path):
