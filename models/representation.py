@@ -23,7 +23,7 @@ import numpy as np
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, MIRROR_INDEX, NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.models.skeleton import FOOT_JOINTS, MIRROR_INDEX, NUM_JOINTS, REST_OFFSETS, rest_positions
 
 ROOT_DIMS = 3
 ROTATION_SLICE = slice(ROOT_DIMS, ROOT_DIMS + 6 * NUM_JOINTS)
@@ -80,11 +80,8 @@ def canonical(motion):
 
 def _rest_hip_height(offsets):
     """Height of the pelvis above the lowest foot joint in the rest pose."""
-    heights = np.zeros(NUM_JOINTS)
-    for j, p in enumerate(PARENTS):
-        if p >= 0:
-            heights[j] = heights[p] + offsets[j][1]
-    return -heights[list(FOOT_JOINTS)].min()
+    heights = rest_positions(offsets)[:, 1]
+    return heights[0] - heights[list(FOOT_JOINTS)].min()
 
 
 def encode(motion):

@@ -71,3 +71,11 @@ FOOT_JOINTS = (JOINT_INDEX["Left_Ankle"], JOINT_INDEX["Right_Ankle"], JOINT_INDE
 
 # Left/right pairs, for mirroring.
 MIRROR_INDEX = tuple(JOINT_INDEX[n.replace("Left_", "#").replace("Right_", "Left_").replace("#", "Right_")] for n in JOINT_NAMES)
+
+
+def rest_positions(offsets=REST_OFFSETS, parents=PARENTS):
+    """(J, 3) joint positions of a skeleton with every rotation at identity."""
+    rest = np.zeros((len(parents), 3))
+    for j, p in enumerate(parents):
+        rest[j] = offsets[j] if p < 0 else rest[p] + offsets[j]
+    return rest

@@ -8,7 +8,7 @@ import numpy as np
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.models.skeleton import FOOT_JOINTS, PARENTS, REST_OFFSETS, rest_positions
 
 TARGET_FPS = 30
 X_AXIS, Y_AXIS = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
@@ -116,14 +116,6 @@ def sided(table):
         for words in (dict(S="Left", s="L", side="Left"), dict(S="Right", s="R", side="Right")):
             out[source.format(**words)] = smpl.format(**words)
     return out
-
-
-def rest_positions(offsets, parents):
-    """Joint positions of a skeleton with every rotation at identity."""
-    rest = np.zeros((len(parents), 3))
-    for j, p in enumerate(parents):
-        rest[j] = offsets[j] if p < 0 else rest[p] + offsets[j]
-    return rest
 
 
 SMPL_REST = rest_positions(REST_OFFSETS, PARENTS)
