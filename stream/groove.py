@@ -119,7 +119,7 @@ class GrooveChoreographer:
         n = len(bar)
         wraps = np.flatnonzero(np.diff(bar) < -0.5) + 1
         centre = wraps[0] if len(wraps) else n // 2
-        weight = np.clip(1.0 - np.abs(np.arange(n) - centre) / max(n / 2, 1), 0.0, 1.0)[:, None]
+        weight = np.clip(1.0 - np.abs(np.arange(n) - centre) / max(n / 2, 1), 0.0, 1.0)  # (n,): slerp broadcasts it over the frames
         for joint, (axis, degrees) in pose.items():
             target = np.broadcast_to(_rotation(axis, degrees), (n, 4))
             rotations[:, J[joint]] = R.quat_slerp(rotations[:, J[joint]], target, weight)
