@@ -104,11 +104,12 @@ def beat_times(music, fps):
 
 def parse_models(text):
     """[(kind, checkpoint path)] from 'badm,codes' or 'codes=path.pt'."""
+    from onbeat.models.train import REGISTRY
     chosen = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         kind, _, path = item.partition("=")
-        if kind not in ("badm", "codes"):
-            raise OnbeatError(f"--models: unknown model {kind!r} (choose badm, codes)")
+        if kind not in REGISTRY:
+            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(REGISTRY))})")
         path = Path(path) if path else CHECKPOINTS / f"{kind}_small.pt"
         if not path.is_file():
             raise OnbeatError(f"{path}: no such checkpoint for {kind}")
