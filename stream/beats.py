@@ -25,13 +25,12 @@ import aubio
 import numpy as np
 
 from onbeat.models.errors import OnbeatError
-from onbeat.stream.features import ANALYSIS_RATE, HOP
+from onbeat.stream.features import ANALYSIS_RATE, BEATS_PER_BAR, HOP
 
 SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 ms
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
 MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
-BEATS_PER_BAR = 4
 
 
 @dataclass(frozen=True)
