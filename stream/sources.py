@@ -131,9 +131,10 @@ def find_device(sd, device, kind="input"):
 
 
 class RingBuffer:
-    """Single-producer/single-consumer ring of float32 frames. The producer (the audio callback) only copies
-    and bumps its counter, never blocks and never allocates; when the consumer falls a whole ring behind, the
-    oldest frames are overwritten (live audio wants the newest sound) and the consumer counts them as dropped."""
+    """Single-producer/single-consumer ring of float32 frames. The producer (the thread reading the capture
+    process) only copies and bumps its counter, never waits for the consumer; when the consumer falls a whole
+    ring behind, the oldest frames are overwritten (live audio wants the newest sound) and the consumer counts
+    them as dropped."""
 
     def __init__(self, frames, channels):
         self.data = np.zeros((frames, channels), dtype=np.float32)
