@@ -40,6 +40,13 @@ def _phase(music, name):
     return (np.arctan2(s, c) / (2 * np.pi)) % 1.0, (s * s + c * c) > 0.25
 
 
+def downbeat_frame(music):
+    """The frame of `music` where the bar phase wraps (the downbeat), else the middle one."""
+    bar, _ = _phase(music, "bar_phase")
+    wraps = np.flatnonzero(np.diff(bar) < -0.5) + 1
+    return int(wraps[0]) if len(wraps) else len(music) // 2
+
+
 class GrooveChoreographer:
     fps = FEATURE_FPS
 
@@ -65,7 +72,7 @@ class GrooveChoreographer:
         self._frame += n
         rotations = self._pose(beat, bar, amount, idle_time)
         if key_pose in KEY_POSES:
-            self._add_key_pose(rotations, KEY_POSES[key_pose], bar)
+            self._add_key_pose(rotations, KEY_POSES[key_pose], downbeat_frame(music))
         return _on_the_floor(rotations, sway=0.04 * amount * np.sin(2 * np.pi * 2 * bar))
 
     def _loudness(self, rms):
@@ -114,12 +121,11 @@ class GrooveChoreographer:
         turn("Right_Elbow", (_Y, 20 + 30 * amount + 15 * bounce))
         return q
 
-    def _add_key_pose(self, rotations, pose, bar):
-        """Blend the key pose in around the slice's downbeat (the bar phase wraps), or its middle if none."""
-        n = len(bar)
-        wraps = np.flatnonzero(np.diff(bar) < -0.5) + 1
-        centre = wraps[0] if len(wraps) else n // 2
-        weight = np.clip(1.0 - np.abs(np.arange(n) - centre) / max(n / 2, 1), 0.0, 1.0)  # (n,): slerp broadcasts it over the frames
+    def _add_key_pose(self, rotations, pose, centre):
+        """Blend the key pose in around frame `centre` (the slice's downbeat)."""
+        n = len(rotations)
+        # (n,), not (n, 1): slerp broadcasts the weight over the leading (frame) dimension itself.
+        weight = np.clip(1.0 - np.abs(np.arange(n) - centre) / max(n / 2, 1), 0.0, 1.0)
         for joint, (axis, degrees) in pose.items():
             target = np.broadcast_to(_rotation(axis, degrees), (n, 4))
             rotations[:, J[joint]] = R.quat_slerp(rotations[:, J[joint]], target, weight)

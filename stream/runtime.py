@@ -17,7 +17,7 @@ from onbeat.models.errors import OnbeatError
 from onbeat.models.representation import ROTATION_SLICE, decode, root_state
 from onbeat.models.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
-from onbeat.stream.groove import KEY_POSES
+from onbeat.stream.groove import KEY_POSES, downbeat_frame
 
 FORMAT_VERSION = 1  # bump when the meaning of an exported graph's inputs/outputs changes
 ASSETS = Path(__file__).resolve().parent / "assets"  # the default exported models, shipped as package data
@@ -231,13 +231,6 @@ def key_pose_row(name, base_row):
         six_d[JOINT_INDEX[joint]] = R.quat_to_6d(R.quat_from_axis_angle(np.radians(degrees) * axis))
     row[ROTATION_SLICE] = six_d.reshape(-1)
     return row
-
-
-def downbeat_frame(music):
-    """The frame of `music` where the bar phase wraps (the downbeat), else the middle one."""
-    bar = np.arctan2(music[:, FEATURE_NAMES.index("bar_phase_sin")], music[:, FEATURE_NAMES.index("bar_phase_cos")])
-    wraps = np.flatnonzero(np.diff(np.mod(bar, 2 * np.pi)) < -np.pi) + 1
-    return int(wraps[0]) if len(wraps) else len(music) // 2
 
 
 class BadmChoreographer(ModelChoreographer):
