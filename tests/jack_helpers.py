@@ -92,6 +92,13 @@ class JackServer:
             self.kill(process)
 
 
+def summary_of(process, timeout=30):
+    """The JSON summary a `run_capture` process prints last, once it has ended cleanly."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
 @pytest.fixture
 def jack_server():
     if not (shutil.which("jackd") and shutil.which("jack_lsp") and shutil.which("jack_metro")):

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from jack_helpers import SAMPLE_RATE, jack_server  # noqa: F401  (a fixture)
+from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
 from onbeat.models.motion import Motion
 from onbeat.stream.cli import build_parser, main
 from onbeat.stream.control import ControlServer, Controls
@@ -73,12 +73,6 @@ def assert_steady_output(stats, sink, seconds):
 
 
 # --- 1, 2: the audio device -------------------------------------------------------------------------------------
-
-def summary_of(process, timeout=30):
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0 and "Traceback" not in err, err
-    return json.loads(out.strip().splitlines()[-1])
-
 
 def test_jack_server_restart_reconnects_the_device_source(jack_server):
     capture = jack_server.run_capture("reconnect")
