@@ -73,8 +73,12 @@ _REST_POSITIONS = Motion(30, np.zeros((1, 3)), R.quat_identity((1, len(JOINT_NAM
 REST_PELVIS_HEIGHT = -_REST_POSITIONS[list(FOOT_JOINTS), 1].min()  # pelvis above the lowest foot joint at rest
 
 
+_X_REFLECTION = np.array([-1.0, 1.0, 1.0])
+_REST_PELVIS = np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
+
+
 def to_unity_position(p):
-    return np.asarray(p) * np.array([-1.0, 1.0, 1.0])
+    return np.asarray(p) * _X_REFLECTION
 
 
 def to_unity_quaternion(q):
@@ -225,7 +229,7 @@ class VmcSink(_OscSink):
         self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS]).tolist()
 
     def send(self, frame):
-        root = to_unity_position(frame.root_translation - np.array([0.0, REST_PELVIS_HEIGHT, 0.0]))
+        root = to_unity_position(frame.root_translation - _REST_PELVIS)
         quats = to_unity_quaternion(frame.rotations[_VMC_JOINTS]).tolist()
         messages = [self.OK, self.TIME.encode(frame.time), self.ROOT.encode(*root, 0.0, 0.0, 0.0, 1.0)]
         messages += [t.encode(*offset, *q) for t, offset, q in zip(self.BONES, self._bone_offsets, quats)]
