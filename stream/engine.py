@@ -47,9 +47,13 @@ class PoseFrame:
     index: int = 0  # output frame number: time = index / rate
 
 
+_MIRROR_JOINTS = list(MIRROR_INDEX)
+_MIRROR_ROOT, _MIRROR_QUATERNION = np.array([-1.0, 1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0])
+
+
 def mirror_pose(root, rotations):
     """Left/right mirror image: swap the sides, reflect x (quaternion (w, x, y, z) → (w, x, -y, -z))."""
-    return root * np.array([-1.0, 1.0, 1.0]), rotations[..., MIRROR_INDEX, :] * np.array([1.0, 1.0, -1.0, -1.0])
+    return root * _MIRROR_ROOT, rotations[..., _MIRROR_JOINTS, :] * _MIRROR_QUATERNION
 
 
 class EngineStats:
