@@ -83,6 +83,19 @@ class CodesConfig:
     repeat_penalty: float = 1.0
     smoothing: float = 0.5  # output low-pass (see codes_sampler)
 
+    # Derived sizes (properties, so not config keys): each used by more than one graph or by the metadata.
+    @property
+    def slice_frames(self):
+        return self.rate * self.slice_codes
+
+    @property
+    def decode_window(self):
+        return self.decode_context + self.slice_codes - 1
+
+    @property
+    def head_dim(self):
+        return self.embd // self.heads
+
 
 PRESETS = {
     "small": {},
@@ -366,10 +379,10 @@ class Codes(nn.Module):
     def metadata(self):
         cfg = self.cfg
         return {"model": "codes", "version": VERSION, "fps": FEATURE_FPS, "rate": cfg.rate,
-                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.rate * cfg.slice_codes, "codebook_size": cfg.codebook_size,
+                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.slice_frames, "codebook_size": cfg.codebook_size,
                 "start_token": cfg.codebook_size, "layers": cfg.layers, "heads": cfg.heads, "context": cfg.context,
-                "head_dim": cfg.embd // cfg.heads, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
-                "decode_window": cfg.decode_context + cfg.slice_codes - 1, "pose_dim": POSE_DIM,
+                "head_dim": cfg.head_dim, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
+                "decode_window": cfg.decode_window, "pose_dim": POSE_DIM,
                 "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
                 "sampling": {"temperature": cfg.temperature, "top_k": cfg.top_k, "repeat_window": cfg.repeat_window,
                              "repeat_penalty": cfg.repeat_penalty, "smoothing": cfg.smoothing},
@@ -426,7 +439,7 @@ class Codes(nn.Module):
 
     def empty_cache(self, batch=1):
         cfg = self.cfg
-        return torch.zeros(cfg.layers, 2, batch, cfg.heads, cfg.context, cfg.embd // cfg.heads)
+        return torch.zeros(cfg.layers, 2, batch, cfg.heads, cfg.context, cfg.head_dim)
 
     def gpt_step_example_inputs(self):
         start = torch.full((1,), self.cfg.codebook_size, dtype=torch.long)
@@ -440,7 +453,7 @@ class Codes(nn.Module):
         return StreamDecoder(self)
 
     def decoder_example_inputs(self):
-        codes = torch.zeros(1, self.cfg.decode_context + self.cfg.slice_codes - 1, dtype=torch.long)
+        codes = torch.zeros(1, self.cfg.decode_window, dtype=torch.long)
         return {"codes_up": codes, "codes_down": codes.clone()}
 
     def sampler_callables(self):
@@ -482,7 +495,7 @@ class StreamDecoder(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.vq, self.frames = model.vq, model.cfg.rate * model.cfg.slice_codes
+        self.vq, self.frames = model.vq, model.cfg.slice_frames
         self.pose_mean, self.pose_std = model.pose_mean, model.pose_std
 
     def forward(self, codes_up, codes_down):
