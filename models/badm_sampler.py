@@ -37,7 +37,7 @@ def lockstep_levels(u):
     return u * MID, MID + u * (1 - MID)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lockstep_schedule(steps):
     """The `steps + 1` lockstep positions u from 1 to 0 and, at each, (alpha_bar of slice k, of slice k+1): the
     same for every slice, so computed once per step count instead of twice per step."""
