@@ -145,6 +145,7 @@ def test_hold_freezes_the_pose_and_key_pose_is_taken_on_a_downbeat():
     held = np.array([f.rotations for f in frames if f.time >= 3.2])
     assert len(held) > 30 and np.allclose(held, held[0])
     assert controls.key_pose is None  # consumed by a slice with a downbeat
+    assert engine.stats.bad_slices == 0  # and the groove struck it (a failed slice would be held instead)
 
 
 DISK_FULL = """
