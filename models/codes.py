@@ -384,8 +384,7 @@ class Codes(nn.Module):
                 "head_dim": cfg.head_dim, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
                 "decode_window": cfg.decode_window, "pose_dim": POSE_DIM,
                 "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
-                "sampling": {"temperature": cfg.temperature, "top_k": cfg.top_k, "repeat_window": cfg.repeat_window,
-                             "repeat_penalty": cfg.repeat_penalty, "smoothing": cfg.smoothing},
+                "sampling": {key: getattr(cfg, key) for key in sampler.SAMPLING_KEYS},
                 "config": asdict(cfg)}
 
     # --- training -------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ frame-to-frame jitter halves (measured jerk) at the cost of about one frame of l
 """
 import numpy as np
 
+SAMPLING_KEYS = ("temperature", "top_k", "repeat_window", "repeat_penalty", "smoothing")  # metadata()["sampling"]
+
 
 def sample_code(logits, rng, temperature=1.0, top_k=0, recent=(), repeat_penalty=0.0):
     """One code index from (K,) logits."""
@@ -37,7 +39,7 @@ class CodesStream:
         self.meta = metadata
         self.rate, self.slice_frames = int(metadata["rate"]), int(metadata["slice_frames"])
         settings = {**metadata["sampling"], **{k: v for k, v in sampling.items() if v is not None}}
-        unknown = set(settings) - {"temperature", "top_k", "repeat_window", "repeat_penalty", "smoothing"}
+        unknown = set(settings) - set(SAMPLING_KEYS)
         if unknown:
             raise TypeError(f"unknown sampling settings: {', '.join(sorted(unknown))}")
         self.sampling = settings
