@@ -96,6 +96,11 @@ def beat_errors(arrival_times, true_beats):
     return 1000.0 * (np.asarray(arrival_times) - nearest)
 
 
+def after_lock(beats, settle=2.0):
+    """Arrival wall times of the received beat events from `settle` s after the first (the tracker has locked)."""
+    return beats[beats[:, 1] >= beats[0, 1] + settle, 0] if len(beats) else np.zeros(0)
+
+
 def rss_mb():
     """Resident memory of this process (MB): psutil when installed, else /proc/self/status."""
     try:
@@ -148,9 +153,7 @@ def run(args):
         print("beat events: none received (the beat tracker never locked)")
         return 1
     lock = beats[0, 1]
-    arrivals = beats[:, 0] - engine.started_wall
-    after_lock = arrivals[beats[:, 1] >= lock + 2.0]
-    errors = beat_errors(after_lock, source.beat_times(args.seconds + 1.0))
+    errors = beat_errors(after_lock(beats) - engine.started_wall, source.beat_times(args.seconds + 1.0))
     if len(errors) == 0:
         print(f"beat events: {len(beats)}, first at {lock:.2f} s; too few after lock to score")
         return 1
@@ -236,12 +239,12 @@ def jack_latency(args, sample_rate=48000, period=256):
     report_output(engine, received, args.rate)
     beats = received["beats"]
     clicks = np.array(timer.clicks)
-    after_lock = beats[beats[:, 1] >= beats[0, 1] + 2.0, 0] if len(beats) else np.zeros(0)
-    after_lock = after_lock[after_lock <= clicks.max() + 0.1] if len(clicks) else after_lock  # clicks heard
-    if len(clicks) < 4 or len(after_lock) == 0:
+    arrivals = after_lock(beats)
+    arrivals = arrivals[arrivals <= clicks.max() + 0.1] if len(clicks) else arrivals  # clicks heard
+    if len(clicks) < 4 or len(arrivals) == 0:
         print(f"JACK: {len(clicks)} clicks heard, {len(beats)} beat events: too few to measure latency")
         return 1
-    latency = beat_errors(after_lock, clicks)
+    latency = beat_errors(arrivals, clicks)
     print(f"JACK clicks: {len(clicks)} heard; {len(latency)} beat events from 2 s after lock; audio-to-OSC "
           f"latency (event arrival - click reaching onbeat): median {np.median(latency):+.1f} ms, p95 "
           f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; plus {1000 * period / sample_rate:.1f} ms "
