@@ -41,7 +41,7 @@ def run(args):
     reference = [positions_of(rows[:frames], fps) for rows, _ in songs]
     reference_speed = float(np.median(np.concatenate([metrics.mean_joint_speed(p, fps) for p in reference])))
     reference_features = features_of(reference, fps)
-    table = {"real (val)": scores(reference, songs, fps, reference_features, reference_speed),
+    table = {"real (val)": scores(reference, songs, fps, reference_features, reference_speed, reference_features),
              "real (train)": scores([positions_of(r[:frames], fps) for r in train_dances], None, fps,
                                     reference_features, reference_speed)}
     dances = {"real": reference}
@@ -131,10 +131,11 @@ def features_of(dances, fps):
     return np.concatenate(kinetic), np.concatenate(geometric)
 
 
-def scores(dances, songs, fps, reference_features, reference_speed):
-    """One table row: FID/Div against the reference features, BAS on the songs' beats (None: not scored), physics."""
+def scores(dances, songs, fps, reference_features, reference_speed, features=None):
+    """One table row: FID/Div against the reference features, BAS on the songs' beats (None: not scored), physics.
+    features: the dances' own `features_of`, when already computed (the reference row)."""
     row = {}
-    for name, real, ours in zip(("k", "g"), reference_features, features_of(dances, fps)):
+    for name, real, ours in zip(("k", "g"), reference_features, features or features_of(dances, fps)):
         real_n, ours_n = metrics.normalize(real, ours)
         row[f"FID_{name}"] = metrics.fid(ours_n, real_n)
         row[f"Div_{name}"] = metrics.diversity(ours_n)
