@@ -281,7 +281,7 @@ class BADM(nn.Module):
     def beat_alignment(positions, music, has_music):
         """Beat-It style: mean joint speed near beats divided by the mean joint speed; lower = settling on beats.
         Beat proximity comes from the beat-phase columns (phase 0 = on a beat)."""
-        if "beat_phase_sin" not in FEATURE_NAMES or not bool(has_music.any()):
+        if not bool(has_music.any()):
             return positions.new_zeros(())
         sin, cos = music[..., FEATURE_NAMES.index("beat_phase_sin")], music[..., FEATURE_NAMES.index("beat_phase_cos")]
         phase = torch.remainder(torch.atan2(sin, cos) / (2 * math.pi), 1.0)
