@@ -6,7 +6,8 @@ import numpy as np
 
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
-from onbeat.stream.engine import Engine, FrameQueue, forward_kinematics, mirror_pose
+from onbeat.models.motion import forward_kinematics
+from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.stream.groove import GrooveChoreographer
 from onbeat.stream.sources import AudioBlock, SyntheticSource
 

@@ -11,7 +11,8 @@ from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
 from onbeat.models.skeleton import JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
 from onbeat.stream.beats import BeatState
-from onbeat.stream.engine import PoseFrame, forward_kinematics
+from onbeat.models.motion import forward_kinematics
+from onbeat.stream.engine import PoseFrame
 from onbeat.stream.sinks import (MAX_BUNDLE_BYTES, REST_PELVIS_HEIGHT, VMC_BONES, OnbeatOscSink, Recorder, UdpTarget,
                                  VmcSink, pack_bundles, parse_target, to_unity_position, to_unity_quaternion)
 from onbeat.stream.sources import AudioBlock
@@ -94,11 +95,6 @@ def test_onbeat_osc_schema_parses_back(listener):
     assert np.allclose([positions[n] for n in JOINT_NAMES], frame.positions, atol=1e-6)
     assert np.allclose([rotations[n] for n in JOINT_NAMES], frame.rotations, atol=1e-6)
     assert beat_messages == [("/onbeat/beat", [1.5, 128.0, 0, 1, pytest.approx(0.9)])]
-
-
-def test_fast_forward_kinematics_matches_motion():
-    frame = random_frame()
-    assert np.allclose(frame.positions, Motion(60, frame.root_translation[None], frame.rotations[None]).positions()[0])
 
 
 def test_pack_bundles_splits_in_order():
