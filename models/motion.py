@@ -10,7 +10,7 @@ import numpy as np
 
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
-from onbeat.models.skeleton import NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 
 @dataclass
@@ -68,6 +68,10 @@ class Motion:
     def positions(self):
         """Forward kinematics: (T, 24, 3) world joint positions in metres."""
         return forward_kinematics(self.root_translation, self.rotations, self.offsets)
+
+    def lowest_foot_height(self):
+        """(T,) height of the lowest foot joint in each frame, for putting the dancer on the floor."""
+        return self.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
 
     # --- time -----------------------------------------------------------------------------------------------
     def frames(self, start, stop=None):

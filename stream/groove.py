@@ -12,7 +12,7 @@ import numpy as np
 
 from onbeat.models import rotations as R
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, NUM_JOINTS
+from onbeat.models.skeleton import JOINT_INDEX, NUM_JOINTS
 from onbeat.stream.features import FEATURE_FPS, FEATURE_NAMES
 
 J = JOINT_INDEX
@@ -134,6 +134,6 @@ class GrooveChoreographer:
 def _on_the_floor(rotations, sway):
     """A Motion whose lowest foot joint touches the floor (y = 0) in every frame; `sway` shifts it sideways (m)."""
     at_origin = Motion(FEATURE_FPS, np.zeros((len(rotations), 3)), rotations)
-    lowest = at_origin.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
+    lowest = at_origin.lowest_foot_height()
     root = np.stack([sway, -lowest, np.zeros_like(sway)], axis=-1)
     return Motion(FEATURE_FPS, root, rotations)

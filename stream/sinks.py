@@ -48,10 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
+from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
 
 DEFAULT_VMC = ("127.0.0.1", 39539)
 DEFAULT_OSC = ("127.0.0.1", 39541)
@@ -69,8 +68,7 @@ VMC_BONES = (
     ("Left_Wrist", "LeftHand"), ("Right_Wrist", "RightHand"),
 )
 _VMC_JOINTS = [JOINT_INDEX[smpl] for smpl, _ in VMC_BONES]
-_REST_POSITIONS = Motion(30, np.zeros((1, 3)), R.quat_identity((1, len(JOINT_NAMES)))).positions()[0]
-REST_PELVIS_HEIGHT = -_REST_POSITIONS[list(FOOT_JOINTS), 1].min()  # pelvis above the lowest foot joint at rest
+REST_PELVIS_HEIGHT = -rest_positions()[list(FOOT_JOINTS), 1].min()  # pelvis above the lowest foot joint at rest
 
 
 _X_REFLECTION = np.array([-1.0, 1.0, 1.0])

@@ -8,7 +8,7 @@ import numpy as np
 from onbeat.models import rotations as R
 from onbeat.models.errors import OnbeatError
 from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, PARENTS, REST_OFFSETS, rest_positions
+from onbeat.models.skeleton import PARENTS, REST_OFFSETS, rest_positions
 
 TARGET_FPS = 30
 X_AXIS, Y_AXIS = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
@@ -58,15 +58,10 @@ def locals_from_globals(world):
     return local
 
 
-def lowest_foot(motion):
-    """(T,) height of the lowest foot joint in each frame."""
-    return motion.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
-
-
 def ground(motion):
     """Shift the motion up or down so the feet stand on y = 0: the lowest foot joint of each frame is at the floor
     in the typical frame (its 5th percentile over the sequence, so jumps and a few bad frames do not count)."""
-    root = motion.root_translation - np.array([0.0, np.percentile(lowest_foot(motion), 5), 0.0])
+    root = motion.root_translation - np.array([0.0, np.percentile(motion.lowest_foot_height(), 5), 0.0])
     return Motion(motion.fps, root, motion.rotations, motion.offsets)
 
 
@@ -74,7 +69,7 @@ def track_floor(motion, seconds=2.0):
     """Remove slow vertical drift: the floor under a dancer who always keeps a foot down (ballroom) is the low
     end (10th percentile) of the lowest foot over a few seconds, smoothed; the root follows it down or up."""
     from scipy.ndimage import gaussian_filter1d, percentile_filter
-    lowest = lowest_foot(motion)
+    lowest = motion.lowest_foot_height()
     window = max(3, int(seconds * motion.fps))
     floor = gaussian_filter1d(percentile_filter(lowest, 10, size=window, mode="nearest"), window / 4, mode="nearest")
     root = motion.root_translation - floor[:, None] * Y_AXIS
