@@ -118,9 +118,6 @@ def parse_models(text):
 
 
 def load_choreographer(kind, path):
-    if kind == "codes":
-        from onbeat.models.codes import load_checkpoint
-        return load_checkpoint(path)
     from onbeat.models.train import load_model
     return load_model(path)
 

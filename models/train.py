@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -283,11 +283,15 @@ def load_checkpoint(path):
 
 
 def load_model(path):
-    """A trained model, in eval mode, from a checkpoint.pt or model.pt."""
+    """A trained model, in eval mode, from a checkpoint.pt or model.pt. It is built bare from its config rather
+    than through `from_config`: the checkpoint holds every weight, so files the config names for training (a
+    codes GPT's `vq_checkpoint`) need not exist any more."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "kind" not in state or state["kind"] not in REGISTRY:
         raise OnbeatError(f"{path}: not an onbeat model checkpoint")
-    model = model_class(state["kind"]).from_config(state["config"], state["stats"])
+    cls = model_class(state["kind"])
+    names = {f.name for f in fields(cls.CONFIG)}
+    model = cls(cls.CONFIG(**{k: v for k, v in state["config"].items() if k in names}), state["stats"])
     model.load_state_dict(state["model"])
     return model.eval()
 

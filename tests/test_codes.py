@@ -8,6 +8,7 @@ import torch
 
 from onbeat.models import codes_sampler
 from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes, checkpoint_state, load_checkpoint
+from onbeat.models.train import load_model
 from onbeat.models.errors import OnbeatError
 from onbeat.models.representation import POSE_DIM
 from onbeat.stream.features import FEATURE_DIM
@@ -170,6 +171,20 @@ def test_checkpoint_round_trip_and_gpt_stage_freezes_the_vq(tmp_path):
     optimizer.step()
     assert {"ce_up", "ce_down", "acc"} <= set(logs)
     assert all(torch.equal(before[k], v) for k, v in gpt_stage.vq.state_dict().items())
+
+
+def test_a_gpt_stage_checkpoint_loads_after_its_vq_checkpoint_is_gone(tmp_path):
+    vq = tiny()
+    vq.loss(wave_batch())
+    vq_path = tmp_path / "vq.pt"
+    torch.save(checkpoint_state(vq), vq_path)
+    gpt_stage = Codes.from_config({**Codes.PRESETS["tiny"], "stage": "gpt", "vq_checkpoint": str(vq_path)}, STATS)
+    gpt_path = tmp_path / "gpt.pt"
+    torch.save(checkpoint_state(gpt_stage), gpt_path)
+    vq_path.unlink()  # the model file holds the VQ-VAE's weights itself
+    loaded = load_model(gpt_path)
+    music = np.zeros((16, FEATURE_DIM), np.float32)
+    assert np.array_equal(loaded.generate(music, seed=1), gpt_stage.eval().generate(music, seed=1))
 
 
 def test_bad_checkpoint_is_one_clear_error(tmp_path):
