@@ -210,32 +210,21 @@ class ClickTimer:
 def jack_latency(args, sample_rate=48000, period=256):
     """Clicks from jack_metro through a private JACK server into the engine; audio-to-OSC latency per click."""
     import os
-    import shutil
-    import subprocess
-    import uuid
-    if not all(shutil.which(tool) for tool in ("jackd", "jack_metro", "jack_connect", "jack_lsp")):
-        raise OnbeatError("--jack needs jackd and jack-tools (apt-get install jackd2 jack-tools)")
-    name = f"onbeat-bench-{uuid.uuid4().hex[:8]}"
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")  # before PortAudio starts
-    spawn = lambda command: subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
-    processes = [spawn(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(sample_rate), "-p", str(period)])]
+    from onbeat.stream.jack import JackServer
+    server = JackServer("onbeat-bench", sample_rate, period)
+    os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_AUDIO_RESERVATION="1")  # the capture child's server
     try:
-        ports = _wait_for_ports(name, lambda ports: ports, processes[0])
-        processes.append(spawn(["jack_metro", "-n", "metro", "-b", f"{args.bpm:g}", "-f", "1000", "-D", "20"]))
+        server.spawn(["jack_metro", "-n", "metro", "-b", f"{args.bpm:g}", "-f", "1000", "-D", "20"])
         from onbeat.stream.sources import DeviceSource
         source = DeviceSource(device="JACK", sample_rate=sample_rate, channels=1)
-        ports = _wait_for_ports(name, lambda ports: [p for p in ports if p.startswith("metro:")]
-                                and [p for p in ports if p.startswith("PortAudio") and ":in" in p], processes[0])
-        metro = next(p for p in ports if p.startswith("metro:"))
-        capture = next(p for p in ports if p.startswith("PortAudio") and ":in" in p)
-        subprocess.run(["jack_connect", "-s", name, metro, capture], check=True)
+        metro = server.wait_for_port(lambda port: port.startswith("metro:"))
+        capture = server.wait_for_port(lambda port: port.startswith("PortAudio") and ":in" in port)
+        server.connect(metro, capture)
         timer = ClickTimer()
         engine, _, received = run_pipeline(args.seconds, args.bpm, args.model, args.rate, source=source,
                                            extra_sinks=[timer])
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=5)
+        server.stop()
     report_output(engine, received, args.rate)
     beats = received["beats"]
     clicks = np.array(timer.clicks)
@@ -250,19 +239,6 @@ def jack_latency(args, sample_rate=48000, period=256):
           f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; plus {1000 * period / sample_rate:.1f} ms "
           f"of JACK input buffering (negative = the event went out before the click, on the predicted beat)")
     return 0
-
-
-def _wait_for_ports(server, found, jackd, timeout=10.0):
-    """The JACK port names once `found(ports)` is truthy; OnbeatError if the server died or nothing came."""
-    import subprocess
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and jackd.poll() is None:
-        listing = subprocess.run(["jack_lsp", "-s", server], capture_output=True, text=True)
-        ports = [p for p in listing.stdout.splitlines() if p] if listing.returncode == 0 else []
-        if found(ports):
-            return ports
-        time.sleep(0.1)
-    raise OnbeatError(f"JACK server {server}: did not start or its ports did not appear")
 
 
 def soak(args):

@@ -1,7 +1,7 @@
 """A private JACK server for tests that capture real audio through sounddevice/PortAudio.
 
-`jack_server` (a pytest fixture) starts `jackd` with the dummy backend under a unique server name, in its own
-process group, and kills it at teardown. PortAudio picks the JACK server when it initialises (reading
+`jack_server` (a pytest fixture) starts the private server of `onbeat.stream.jack` (dummy backend, unique name,
+own process group) and stops it at teardown. PortAudio picks the JACK server when it initialises (reading
 JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `python tests/jack_helpers.py MODE`,
 with MODE one of
   capture SECONDS OUT.npy   capture from the JACK device into OUT.npy, print a JSON summary
@@ -13,83 +13,27 @@ with MODE one of
   probe                     print the error for a missing device, then open JACK at 44.1 kHz in stereo
 """
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from onbeat.models.errors import OnbeatError
+from onbeat.stream.jack import JackServer
 
 SAMPLE_RATE = 48000
 HERE = Path(__file__).resolve()
 
 
-class JackServer:
-    def __init__(self):
-        self.name = f"onbeat-test-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
-        self.clients = []
-        self.start()
-
-    def start(self):
-        """Start (or, after `kill(self.jackd)`, restart) the server under its name."""
-        self.jackd = self.spawn(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy",
-                                 "-r", str(SAMPLE_RATE), "-p", "256"])
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True).returncode:
-            if time.monotonic() > deadline or self.jackd.poll() is not None:
-                self.stop()
-                pytest.skip("jackd did not start (dummy backend)")
-            time.sleep(0.1)
-
-    def spawn(self, command):
-        """Start a process in its own process group, talking to this server."""
-        process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
-        self.clients.append(process)
-        return process
-
-    def ports(self):
-        listing = subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True, text=True)
-        return listing.stdout.split("\n")
-
-    def wait_for_port(self, predicate, timeout=10.0):
-        """The first port name for which `predicate` holds, waiting for it to appear."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [port for port in self.ports() if port and predicate(port)]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no matching JACK port appeared; ports: {self.ports()}")
-
-    def connect(self, source, destination):
-        subprocess.run(["jack_connect", "-s", self.name, source, destination], env=self.env, check=True)
+class CaptureJackServer(JackServer):
+    """The shared private server, plus the test-side capture processes it drives."""
 
     def run_capture(self, *args):
         """Start `python jack_helpers.py args...` against this server (returns the Popen)."""
-        process = subprocess.Popen([sys.executable, str(HERE), *map(str, args)], env=self.env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self.clients.append(process)   # killed at teardown if a test fails before it ends
-        return process
-
-    def kill(self, process):
-        """Stop one process group: SIGTERM, then SIGKILL if it lingers."""
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def stop(self):
-        for process in reversed(self.clients):
-            self.kill(process)
+        return self.spawn([sys.executable, str(HERE), *map(str, args)], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # killed at teardown if a test fails
 
 
 def summary_of(process, timeout=30):
@@ -101,9 +45,10 @@ def summary_of(process, timeout=30):
 
 @pytest.fixture
 def jack_server():
-    if not (shutil.which("jackd") and shutil.which("jack_lsp") and shutil.which("jack_metro")):
-        pytest.skip("jackd/jack-tools not installed (apt-get install jackd2 jack-tools)")
-    server = JackServer()
+    try:
+        server = CaptureJackServer(prefix="onbeat-test", sample_rate=SAMPLE_RATE)
+    except OnbeatError as e:  # jackd missing, or the dummy backend would not start here
+        pytest.skip(str(e))
     yield server
     server.stop()
 
@@ -139,7 +84,7 @@ def main(mode, *args):
         return
     if mode == "engine":   # the live engine on the JACK input for SECONDS; the test kills and restarts jackd
         from onbeat.stream.engine import Engine
-        frames, beats_after = [], []
+        frames = []
         with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
             sink = type("Sink", (), {"send": lambda self, frame: frames.append(time.monotonic()),
                                      "send_beat": lambda self, state: None, "close": lambda self: None})()
