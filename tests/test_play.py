@@ -109,13 +109,15 @@ def test_control_messages_change_state_and_malformed_ones_are_counted():
         assert controls.energy == pytest.approx(299 / 300)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in every CI run
 @given(st.one_of(st.binary(max_size=200),
                  st.tuples(st.sampled_from(["/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/mirror",
                                             "/onbeat/keypose", "/x"]),
                            st.lists(st.one_of(st.integers(-2 ** 31, 2 ** 31 - 1), st.floats(width=32),
-                                              # NUL ends an OSC string: the builder cannot encode it (raw bytes above cover it)
-                                              st.text(st.characters(blacklist_characters="\x00"), max_size=80),
+                                              # strings OSC can encode: UTF-8 (no lone surrogates), no NUL
+                                              # (which ends an OSC string); the raw bytes above cover the rest
+                                              st.text(st.characters(codec="utf-8", exclude_characters="\x00"),
+                                                      max_size=80),
                                               st.booleans()), max_size=3))))
 def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
     controls = Controls()
