@@ -3,7 +3,7 @@
 BADM exports one graph (the denoiser step) to the given path. Codes exports two graphs beside each other:
 `-o codes.onnx` writes `codes.gpt.onnx` (the GPT step, KV cache as explicit inputs/outputs) and
 `codes.decoder.onnx` (the VQ-VAE decoder). Every file carries the metadata the runtime needs (see
-`onbeat.stream.runtime.metadata_props`), so `onbeat.stream.runtime` loads it with nothing else.
+`onbeat.choreographers.runtime.metadata_props`), so `onbeat.choreographers.runtime` loads it with nothing else.
 
 The graphs come from torch's torch.export-based ONNX exporter (`dynamo=True`, the default since torch 2.9; it needs
 onnxscript), at batch 1 and fixed slice length, opset 18; the deprecated TorchScript exporter is not used.
@@ -16,35 +16,15 @@ import logging
 import warnings
 from pathlib import Path
 
-from onbeat.models.errors import OnbeatError
-from onbeat.stream.runtime import codes_graph_paths, metadata_props
+from onbeat.core.errors import OnbeatError
+from onbeat.core.paths import CHECKPOINTS
+from onbeat.choreographers.runtime import codes_graph_paths, metadata_props
 
 OPSET = 18  # the torch.export-based exporter's native opset; onnxruntime ≥ 1.14 runs it
 
 
-def add_arguments(parser):
-    parser.add_argument("model", choices=["badm", "codes"], help="which choreographer to export")
-    parser.add_argument("--checkpoint", help="trained checkpoint (.pt); default: the shipped small model")
-    parser.add_argument("-o", "--output", required=True, help="ONNX file to write (codes: the prefix of two files)")
-    parser.add_argument("--check", action="store_true", help="then compare torch and onnxruntime (parity)")
-
-
-def run(args):
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.model)
-    paths = export(args.model, checkpoint, args.output)
-    for path in paths:
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    if args.check:
-        import torch
-
-        from onbeat.exporters.parity import check_parity
-        torch.set_num_threads(1)  # batch-1 steps: a second thread only adds waiting, badly so on a busy machine
-        check_parity(args.model, checkpoint, args.output, report=print)
-    return 0
-
-
 def default_checkpoint(kind):
-    return Path(__file__).resolve().parent.parent / "models" / "checkpoints" / f"{kind}_small.pt"
+    return CHECKPOINTS / f"{kind}_small.pt"
 
 
 def graph_paths(kind, output):
@@ -86,7 +66,7 @@ def streaming_graphs(kind, model):
 
 
 def badm_example_inputs(metadata):
-    """One batch-1 call of the BADM denoiser (see `onbeat.models.badm_sampler`)."""
+    """One batch-1 call of the BADM denoiser (see `onbeat.choreographers.badm_sampler`)."""
     import torch
 
     frames, dim, features = metadata["slice_frames"], metadata["pose_dim"], metadata["feature_dim"]

@@ -5,9 +5,9 @@ Used by `onbeat export --check` and the tests; the target is a max abs differenc
 """
 import numpy as np
 
-from onbeat.models.errors import OnbeatError
-from onbeat.stream import runtime
-from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.core.errors import OnbeatError
+from onbeat.choreographers import runtime
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 
 TOLERANCE = 1e-4
 ROLLOUT_SECONDS = 20.0

@@ -33,10 +33,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from onbeat.models import badm_sampler as sampler
-from onbeat.models.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
-from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
-from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.choreographers import badm_sampler as sampler
+from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
+from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 
 VERSION = 1
 

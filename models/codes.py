@@ -35,11 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from onbeat.models import codes_sampler as sampler
-from onbeat.models.errors import OnbeatError
-from onbeat.models.representation import CONTACT_SLICE, POSE_DIM, ROOT_DIMS, ROTATION_SLICE
-from onbeat.models.skeleton import JOINT_INDEX, NUM_JOINTS
-from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.choreographers import codes_sampler as sampler
+from onbeat.core.errors import OnbeatError
+from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROOT_DIMS, ROTATION_SLICE
+from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 
 VERSION = 1
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onbeat.models.errors import OnbeatError
-from onbeat.models.representation import POSE_DIM, encode, mirror, normalizer
+from onbeat.core.errors import OnbeatError
+from onbeat.core.representation import POSE_DIM, encode, mirror, normalizer
 
 FPS = 30
 DEFAULT_SOURCES = ("ballroom", "motorica", "bvh")
@@ -37,34 +37,10 @@ class Track:
     has_music: bool
 
 
-def add_arguments(parser):
-    parser.add_argument("--data", type=Path, default=None, help="data root (default: the shared data)")
-    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated data sets")
-    parser.add_argument("--window", type=int, default=120, help="frames per training window (30 fps)")
-    parser.add_argument("--stride", type=int, default=30, help="frames between window starts")
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of takes held out for validation")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N sequences (quick builds)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
-
-
-def run(args):
-    from onbeat.models.paths import data_root
-    root = args.data or data_root()
-    if root is None or not Path(root).is_dir():
-        raise OnbeatError(f"{args.data or 'shared data'}: data folder not found (pass --data or set ONBEAT_DATA)")
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    tracks = load_tracks(root, sources, progress=True, limit=args.limit)
-    arrays = build(tracks, args.window, args.stride, args.val_fraction, args.seed)
-    save(args.output, arrays)
-    print(summary(arrays))
-    return 0
-
-
 def load_tracks(root, sources, progress=False, limit=None):
     """Encode every sequence (or the first `limit`) of `sources` under `root`, through the foundation importers."""
-    from onbeat.models.importers import iter_dataset
-    from onbeat.stream.features import FEATURE_DIM
+    from onbeat.core.importers import iter_dataset
+    from onbeat.core.music import FEATURE_DIM
     tracks = []
     for seq in itertools.islice(iter_dataset(root, sources), limit):
         rows = encode(seq.motion.resample(FPS))  # a no-op copy at 30 fps, which the importers already give
@@ -81,7 +57,7 @@ def load_tracks(root, sources, progress=False, limit=None):
 
 
 def music_features(audio_path):
-    from onbeat.stream.features import extract_file
+    from onbeat.ear.features import extract_file
     features, _beats = extract_file(audio_path)
     return np.asarray(features, np.float32)
 

@@ -20,7 +20,7 @@ from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from onbeat.models.errors import OnbeatError
+from onbeat.core.errors import OnbeatError
 
 DEFAULT_CONTROL_PORT = 39540
 

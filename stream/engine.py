@@ -17,6 +17,7 @@ percentile over 2 s; sources must be real-time). Predicted beats go to sinks as 
 frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
 """
+import logging
 import math
 import sys
 import threading
@@ -26,14 +27,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from onbeat.models import rotations as R
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion, forward_kinematics
-from onbeat.models.skeleton import MIRROR_INDEX
+from onbeat.core import rotations as R
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion, forward_kinematics
+from onbeat.core.skeleton import MIRROR_INDEX
 from onbeat.stream.control import Controls
-from onbeat.stream.features import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, FeatureExtractor, future_features, row_time
-from onbeat.stream.groove import GrooveChoreographer
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.ear.features import FeatureExtractor, future_features, row_time
+from onbeat.choreographers.groove import GrooveChoreographer
 
+logger = logging.getLogger(__name__)
 RMS_COLUMN = FEATURE_NAMES.index("rms_energy")
 QUALITY_LEVELS = (1.0, 0.5, 0.25)  # fraction of the model's full work (e.g. denoising steps) when degraded
 
@@ -125,9 +128,9 @@ class FrameQueue:
 
 class Engine:
     def __init__(self, source, choreographers, sinks=(), *, ear=None, controls=None, rate=60.0, idle=None,
-                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep, log=print):
+                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep):
         """choreographers: {name: Choreographer}; `controls.model` picks the active one ("groove" is added)."""
-        self.source, self.sinks, self.rate, self.log = source, list(sinks), float(rate), log
+        self.source, self.sinks, self.rate = source, list(sinks), float(rate)
         self.idle = idle or GrooveChoreographer()
         self.choreographers = {"groove": self.idle, **choreographers}
         self.controls = controls or Controls(model=next(iter(choreographers), "groove"))
@@ -218,7 +221,7 @@ class Engine:
                 self.source.reopen()
             except OnbeatError:
                 continue
-            self.log("onbeat: audio input is back")
+            logger.info("audio input is back")
             self._lags.clear()  # the stream now lags the output clock by the outage: measure it again
             return
 
@@ -459,7 +462,7 @@ class Engine:
         now = self.clock()
         if now - self._warned.get(kind, -math.inf) >= interval:
             self._warned[kind] = now
-            self.log(f"onbeat: warning: {message}")
+            logger.warning("%s", message)
 
 
 def _finite(motion):

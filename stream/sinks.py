@@ -38,6 +38,7 @@ per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-hand
   Hips bone carries the pelvis orientation. Other bone positions are the SMPL rest offsets (receivers ignore
   them unless told to use them).
 """
+import logging
 import math
 import shutil
 import socket
@@ -48,9 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
+from onbeat.ear.devices import import_sounddevice
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_VMC = ("127.0.0.1", 39539)
 DEFAULT_OSC = ("127.0.0.1", 39541)
@@ -140,8 +144,8 @@ class UdpTarget:
     """A connected UDP socket: the host is resolved once, and a refusing target's ICMP errors come back as
     ConnectionRefusedError on a later send, which is counted (not raised)."""
 
-    def __init__(self, host, port, name, log=print, warn_interval=5.0):
-        self.name, self.log, self.warn_interval = name, log, warn_interval
+    def __init__(self, host, port, name, warn_interval=5.0):
+        self.name, self.warn_interval = name, warn_interval
         self.address = f"{host}:{port}"
         self.sent = self.errors = 0
         self.last_error = None
@@ -163,8 +167,8 @@ class UdpTarget:
                 now = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    self.log(f"onbeat: warning: {self.name} {self.address}: {self.last_error} "
-                             f"({self.errors} send errors so far); still running")
+                    logger.warning("%s %s: %s (%d send errors so far); still running", self.name, self.address,
+                                   self.last_error, self.errors)
 
     @property
     def status(self):
@@ -179,8 +183,8 @@ class _OscSink:
 
     protocol = "osc"
 
-    def __init__(self, host, port, log=print):
-        self.target = UdpTarget(host, port, self.protocol, log)
+    def __init__(self, host, port):
+        self.target = UdpTarget(host, port, self.protocol)
 
     def send_beat(self, state):
         pass
@@ -222,8 +226,8 @@ class VmcSink(_OscSink):
 
     protocol = "vmc"  # VMC has no beat message: send_beat stays a no-op
 
-    def __init__(self, host, port, log=print):
-        super().__init__(host, port, log)
+    def __init__(self, host, port):
+        super().__init__(host, port)
         self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS]).tolist()
 
     def send(self, frame):
@@ -254,8 +258,8 @@ class Recorder:
     If the disk fills up (any OSError), recording stops with one message, the show goes on, the frames still
     in memory are saved as a last part if they fit, and the parts stay readable with `Motion.load`."""
 
-    def __init__(self, path, rate, segment_seconds=5.0, log=print):
-        self.path, self.rate, self.log = Path(path), float(rate), log
+    def __init__(self, path, rate, segment_seconds=5.0):
+        self.path, self.rate = Path(path), float(rate)
         if self.path.suffix.lower() not in (".npz", ".bvh"):
             raise OnbeatError(f"{path}: recordings are .npz or .bvh")
         if not self.path.parent.is_dir():
@@ -325,7 +329,7 @@ class Recorder:
             if self.failed:
                 return
             self.failed = f"recording stopped: {where}: {_write_error(error, self.path.parent)}"
-        self.log(f"onbeat: warning: {self.failed}; live output continues")
+        logger.warning("%s; live output continues", self.failed)
 
     @property
     def status(self):
@@ -344,8 +348,8 @@ class Recorder:
         if not self.failed and self.parts:
             self._join_parts()
         elif self.failed:
-            self.log(f"onbeat: {self.frames_recorded / self.rate:.1f} s of the dance kept in "
-                     f"{', '.join(p.name for p in self.parts) or 'no file'} (each readable on its own)")
+            logger.info("%.1f s of the dance kept in %s (each readable on its own)", self.frames_recorded / self.rate,
+                        ", ".join(p.name for p in self.parts) or "no file")
 
     def _join_parts(self):
         """Join the parts into the final file; on failure the parts stay where they are."""
@@ -354,15 +358,53 @@ class Recorder:
             motion = Motion(self.rate, np.concatenate([m.root_translation for m in parts]),
                             np.concatenate([m.rotations for m in parts]))
             if self.path.suffix.lower() == ".bvh":
-                from onbeat.exporters.bvh import write_bvh
+                from onbeat.core.bvh import write_bvh
                 write_bvh(motion, self.path)
             else:
                 motion.save(self.path)
         except (OSError, OnbeatError) as e:
             self._fail(self.path, e)
-            self.log(f"onbeat: the parts of the recording are kept: {', '.join(p.name for p in self.parts)}")
+            logger.info("the parts of the recording are kept: %s", ", ".join(p.name for p in self.parts))
             return
         for part in self.parts:
             part.unlink(missing_ok=True)
-        self.log(f"onbeat: recorded {motion.duration:.1f} s to {self.path}"
-                 + (f" and {self.audio_path}" if self._audio is not None else ""))
+        logger.info("recorded %.1f s to %s%s", motion.duration, self.path,
+                    f" and {self.audio_path}" if self._audio is not None else "")
+
+
+class Speakers:
+    """Plays the demo track on the default output device; `open()` is None (said once) when there is none."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    @classmethod
+    def open(cls, sample_rate, channels):
+        try:
+            sd = import_sounddevice()
+            stream = sd.OutputStream(samplerate=sample_rate, channels=channels, dtype="float32", latency="low")
+            stream.start()
+            return cls(stream)
+        except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped; no speakers is not an error
+            logger.warning("no audio output (%s): playing silently",
+                           str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return None
+
+    def send_audio(self, block):
+        try:
+            self.stream.write(block.samples)
+        except Exception:  # noqa: BLE001 - an output underflow or a vanished device must not stop the dance
+            pass
+
+    def send(self, frame):
+        pass
+
+    def send_beat(self, state):
+        pass
+
+    @property
+    def status(self):
+        return "speakers"
+
+    def close(self):
+        self.stream.close()

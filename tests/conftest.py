@@ -1,6 +1,8 @@
 import pytest
 
-from onbeat.models.paths import data_root
+from log_capture import LogLines
+
+from onbeat.core.paths import data_root
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +12,10 @@ def data_dir():
     if root is None:
         pytest.skip("real data not found: set ONBEAT_DATA or put the shared data at ../shared/data")
     return root
+
+
+@pytest.fixture
+def logs():
+    """The messages onbeat logs during the test (any thread), as a list of strings."""
+    with LogLines() as captured:
+        yield captured.lines

@@ -1,6 +1,6 @@
 """A private JACK server for tests that capture real audio through sounddevice/PortAudio.
 
-`jack_server` (a pytest fixture) starts the private server of `onbeat.stream.jack` (dummy backend, unique name,
+`jack_server` (a pytest fixture) starts the private server of `onbeat.ear.jack` (dummy backend, unique name,
 own process group) and stops it at teardown. PortAudio picks the JACK server when it initialises (reading
 JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `python tests/jack_helpers.py MODE`,
 with MODE one of
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from onbeat.models.errors import OnbeatError
-from onbeat.stream.jack import JackServer
+from log_capture import LogLines
+from onbeat.core.errors import OnbeatError
+from onbeat.ear.jack import JackServer
 
 SAMPLE_RATE = 48000
 HERE = Path(__file__).resolve()
@@ -63,8 +64,8 @@ def _summary(source, frames):
 def main(mode, *args):
     import numpy as np
 
-    from onbeat.models.errors import OnbeatError
-    from onbeat.stream.sources import DeviceSource, FileSource
+    from onbeat.core.errors import OnbeatError
+    from onbeat.ear.sources import DeviceSource, FileSource
 
     if mode == "probe":   # a device that does not exist, then a rate the server does not run at, in stereo
         try:
@@ -88,10 +89,11 @@ def main(mode, *args):
         with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
             sink = type("Sink", (), {"send": lambda self, frame: frames.append(time.monotonic()),
                                      "send_beat": lambda self, state: None, "close": lambda self: None})()
-            logs = []
-            engine = Engine(source, {}, [sink], log=logs.append)
+            engine = Engine(source, {}, [sink])
             print("capturing", flush=True)
-            stats = engine.run(float(args[0]))
+            with LogLines() as captured:
+                stats = engine.run(float(args[0]))
+            logs = captured.lines
             print(json.dumps({**_summary(source, source.ring.written), "sent": stats.frames, "dropped": stats.dropped,
                               "max_gap": float(np.diff(frames).max()), "logs": logs}), flush=True)
         return

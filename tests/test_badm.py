@@ -4,12 +4,12 @@ import sys
 import numpy as np
 import torch
 
-from onbeat.models import badm_sampler as sampler
+from onbeat.choreographers import badm_sampler as sampler
 from onbeat.models.badm import BADM
-from onbeat.models.motion import Motion
-from onbeat.models.representation import CONTACT_SLICE, POSE_DIM, decode, encode
-from onbeat.models.skeleton import NUM_JOINTS
-from onbeat.stream.features import FEATURE_DIM, FEATURE_NAMES
+from onbeat.core.motion import Motion
+from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, decode, encode
+from onbeat.core.skeleton import NUM_JOINTS
+from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES
 
 S = 4
 STATS = {"pose_mean": np.zeros(POSE_DIM), "pose_std": np.ones(POSE_DIM),
@@ -104,7 +104,7 @@ def test_join_smoothing_removes_the_jump_and_fades_out():
 
 
 def test_sampler_imports_no_torch():
-    code = "import sys, onbeat.models.badm_sampler; assert 'torch' not in sys.modules"
+    code = "import sys, onbeat.choreographers.badm_sampler; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

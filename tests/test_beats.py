@@ -3,11 +3,11 @@ bad input) and on the annotated GTZAN clips (the issue's target: mean F >= 0.75)
 import numpy as np
 import pytest
 
-from onbeat.models.errors import OnbeatError
-from onbeat.stream import beat_eval
-from onbeat.stream.beats import BeatTracker
-from onbeat.stream.cli import main
-from onbeat.stream.features import ANALYSIS_RATE, HOP
+from onbeat.core.errors import OnbeatError
+from onbeat.evaluation import beats as beat_eval
+from onbeat.ear.beats import BeatTracker
+from onbeat.commands.cli import main
+from onbeat.core.music import ANALYSIS_RATE, HOP
 
 RNG = np.random.default_rng(0)
 

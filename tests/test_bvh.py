@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from onbeat.models import rotations as R
-from onbeat.exporters.bvh import write_bvh
-from onbeat.models.bvh import read_bvh
-from onbeat.models.errors import OnbeatError
-from onbeat.models.importers import load_bvh
-from onbeat.models.motion import Motion
-from onbeat.models.skeleton import JOINT_NAMES
-from onbeat.stream.cli import main
+from onbeat.core import rotations as R
+from onbeat.core.bvh import write_bvh
+from onbeat.core.bvh import read_bvh
+from onbeat.core.errors import OnbeatError
+from onbeat.core.importers import load_bvh
+from onbeat.core.motion import Motion
+from onbeat.core.skeleton import JOINT_NAMES
+from onbeat.commands.cli import main
 
 SMALL_BVH = """HIERARCHY
 ROOT Hips

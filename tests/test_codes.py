@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from onbeat.models import codes_sampler
+from onbeat.choreographers import codes_sampler
 from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes, checkpoint_state, load_checkpoint
 from onbeat.models.train import load_model
-from onbeat.models.errors import OnbeatError
-from onbeat.models.representation import POSE_DIM
-from onbeat.stream.features import FEATURE_DIM
+from onbeat.core.errors import OnbeatError
+from onbeat.core.representation import POSE_DIM
+from onbeat.core.music import FEATURE_DIM
 
 STATS = {"pose_mean": np.zeros(POSE_DIM, np.float32), "pose_std": np.ones(POSE_DIM, np.float32),
          "music_mean": np.zeros(FEATURE_DIM, np.float32), "music_std": np.ones(FEATURE_DIM, np.float32)}
@@ -197,5 +197,5 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_sampler_module_does_not_import_torch():
-    code = "import sys, onbeat.models.codes_sampler; sys.exit('torch' in sys.modules)"
+    code = "import sys, onbeat.choreographers.codes_sampler; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

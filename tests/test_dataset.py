@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from onbeat.models import dataset
-from onbeat.models.motion import Motion
-from onbeat.models.representation import POSE_DIM, mirror
-from onbeat.models.skeleton import NUM_JOINTS
-from onbeat.stream.cli import main
-from onbeat.stream.features import FEATURE_DIM
+from onbeat.core.motion import Motion
+from onbeat.core.representation import POSE_DIM, mirror
+from onbeat.core.skeleton import NUM_JOINTS
+from onbeat.commands.cli import main
+from onbeat.core.music import FEATURE_DIM
 
 Sequence = namedtuple("Sequence", "name source style motion audio_path take suspect")
 
@@ -34,8 +34,8 @@ def fake_sequences():
 
 @pytest.fixture
 def fake_data(monkeypatch):
-    importers = sys.modules.get("onbeat.models.importers") or types.ModuleType("onbeat.models.importers")
-    monkeypatch.setitem(sys.modules, "onbeat.models.importers", importers)
+    importers = sys.modules.get("onbeat.core.importers") or types.ModuleType("onbeat.core.importers")
+    monkeypatch.setitem(sys.modules, "onbeat.core.importers", importers)
     monkeypatch.setattr(importers, "iter_dataset", lambda root, sources: iter(
         [s for s in fake_sequences() if s.source in sources]), raising=False)
     # Music with a known frame count, shorter than the motion (89 frames at 30 fps): the motion gets cropped.
@@ -88,8 +88,8 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
 
 
 def test_real_sequences_build(data_dir, tmp_path):
-    pytest.importorskip("onbeat.models.importers")
-    if not hasattr(pytest.importorskip("onbeat.stream.features"), "extract_file"):
+    pytest.importorskip("onbeat.core.importers")
+    if not hasattr(pytest.importorskip("onbeat.ear.features"), "extract_file"):
         pytest.skip("features.extract_file is not written yet")
     tracks = dataset.load_tracks(data_dir, ["ballroom"], limit=2)
     arrays = dataset.build(tracks, window=120, stride=60, val_fraction=0.5)

@@ -4,12 +4,12 @@ import time
 
 import numpy as np
 
-from onbeat.models import rotations as R
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import forward_kinematics
+from onbeat.core import rotations as R
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import forward_kinematics
 from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
-from onbeat.stream.groove import GrooveChoreographer
-from onbeat.stream.sources import AudioBlock, SyntheticSource
+from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.ear.sources import AudioBlock, SyntheticSource
 
 RATE = 60.0
 
@@ -73,7 +73,7 @@ def test_output_clock_keeps_absolute_deadlines_and_skips_instead_of_bunching():
             clock.sleep(3.5 * period)
 
     sink = Collect(clock, stall)
-    engine = Engine(QuietSource(), {}, [sink], rate=RATE, clock=clock, sleep=clock.sleep, log=lambda _: None)
+    engine = Engine(QuietSource(), {}, [sink], rate=RATE, clock=clock, sleep=clock.sleep)
     stats = engine.run(seconds=1.0)
     indices = [f.index for f in sink.frames]
     assert indices == list(range(31)) + list(range(33, 60))  # frames 31 and 32 were missed, not sent late in a bunch
@@ -118,8 +118,7 @@ class SlowOnce(GrooveChoreographer):
 
 def run_engine(choreographer, seconds, source=None, on_send=None):
     sink = Collect(on_send=on_send)
-    engine = Engine(source or SyntheticSource(bpm=120), {"default": choreographer}, [sink], rate=RATE,
-                    log=lambda _: None)
+    engine = Engine(source or SyntheticSource(bpm=120), {"default": choreographer}, [sink], rate=RATE)
     stats = engine.run(seconds)
     return engine, stats, sink
 
@@ -220,7 +219,7 @@ def test_silence_goes_idle_and_music_brings_the_dance_back():
     source = GappedSource((3.5, 7.0))
     sink_hook = lambda frame: modes.append((frame.time, engine_box[0].silent))  # noqa: E731
     sink = Collect(on_send=sink_hook)
-    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE, log=lambda _: None)
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE)
     engine_box.append(engine)
     engine.run(10.0)
     silent_at = lambda t: next(s for time_, s in modes if time_ >= t)  # noqa: E731
@@ -235,7 +234,7 @@ def test_mirror_swaps_sides_and_reflects_positions():
     rotations = R.quat_normalize(np.random.default_rng(3).normal(size=(24, 4)))
     root = np.array([0.3, 0.9, 0.1])
     m_root, m_rot = mirror_pose(root, rotations)
-    from onbeat.models.skeleton import MIRROR_INDEX, REST_OFFSETS
+    from onbeat.core.skeleton import MIRROR_INDEX, REST_OFFSETS
     # The SMPL rest offsets are nearly but not exactly symmetric: compare with mirrored offsets.
     mirrored_offsets = REST_OFFSETS[list(MIRROR_INDEX)] * np.array([-1.0, 1.0, 1.0])
     positions = forward_kinematics(m_root, m_rot, mirrored_offsets)
@@ -271,7 +270,7 @@ def test_lost_input_dances_the_idle_and_comes_back():
     source = Unplugged(first=2.5)
     modes = []
     sink = Collect(on_send=lambda frame: modes.append((frame.time, engine.silent)))
-    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE, log=lambda _: None)
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=RATE)
     stats = engine.run(8.0)
     assert source.reopens == 2
     assert len(sink.frames) + stats.dropped == 8 * RATE  # the output never stopped
@@ -284,7 +283,7 @@ def test_lost_input_dances_the_idle_and_comes_back():
 
 def beat_rows(seconds, bpm=120.0, rms=0.8):
     """Feature rows of steady music: beat and bar phase columns at `bpm`, a constant loudness."""
-    from onbeat.stream.features import FEATURE_DIM, FEATURE_NAMES
+    from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES
     t = np.arange(int(seconds * 30)) / 30
     rows = np.zeros((len(t), FEATURE_DIM), np.float32)
     column = FEATURE_NAMES.index
@@ -301,7 +300,7 @@ def groove_on(rows, energy=1.0):
 
 
 def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
-    from onbeat.models.skeleton import FOOT_JOINTS
+    from onbeat.core.skeleton import FOOT_JOINTS
     dancing = groove_on(beat_rows(6.0))[60:]  # after easing in
     pelvis = dancing[:, 0, 1]
     on_beat = np.arange(60, 60 + len(pelvis)) % 15 == 0  # 120 BPM at 30 fps: a beat every 15 frames
@@ -314,8 +313,8 @@ def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
 
 
 def test_groove_strikes_a_key_pose_on_the_slice_downbeat():
-    from onbeat.models.skeleton import JOINT_INDEX
-    from onbeat.stream.groove import KEY_POSES
+    from onbeat.core.skeleton import JOINT_INDEX
+    from onbeat.choreographers.groove import KEY_POSES
     rows = beat_rows(3.0)[56:64]  # 120 BPM: the bar wraps (a downbeat) at frame 60, the slice's frame 4
     plain, posed = GrooveChoreographer().next_slice(rows), GrooveChoreographer().next_slice(rows, key_pose="arms_up")
     for joint, (axis, degrees) in KEY_POSES["arms_up"].items():

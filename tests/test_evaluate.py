@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from onbeat.models import dataset, evaluate
-from onbeat.models import rotations as R
+from onbeat.models import dataset
+from onbeat.evaluation import dance as evaluate
+from onbeat.core import rotations as R
 from onbeat.models.codes import Codes, checkpoint_state
-from onbeat.models.motion import Motion
-from onbeat.models.representation import encode
-from onbeat.models.skeleton import JOINT_INDEX, NUM_JOINTS
-from onbeat.stream.cli import main
-from onbeat.stream.features import FEATURE_DIM, FEATURE_NAMES
+from onbeat.core.motion import Motion
+from onbeat.core.representation import encode
+from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
+from onbeat.commands.cli import main
+from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES
 
 FPS = 30
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from onbeat.exporters import onnx_export, parity
-from onbeat.models.errors import OnbeatError
-from onbeat.stream import runtime
-from onbeat.stream.cli import main
-from onbeat.stream.features import FEATURE_NAMES
+from onbeat.core.errors import OnbeatError
+from onbeat.choreographers import runtime
+from onbeat.commands.cli import main
+from onbeat.core.music import FEATURE_NAMES
 
 
 class TinyDenoiser(torch.nn.Module):
@@ -80,8 +80,8 @@ def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
 def save_tiny_checkpoint(kind, folder):
     """A freshly initialised tiny model of `kind`, saved the way `onbeat train` saves it."""
     from onbeat.models import train
-    from onbeat.models.representation import POSE_DIM
-    from onbeat.stream.features import FEATURE_DIM
+    from onbeat.core.representation import POSE_DIM
+    from onbeat.core.music import FEATURE_DIM
 
     rng = np.random.default_rng(1)
     stats = {"music_mean": rng.random(FEATURE_DIM), "music_std": 1 + rng.random(FEATURE_DIM),

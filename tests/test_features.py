@@ -4,12 +4,10 @@ import pytest
 import soundfile
 from scipy.signal import resample_poly
 
-from onbeat.stream.beats import BeatState
-from onbeat.stream.features import (
-    AUDIO_COLUMNS, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, FeatureExtractor, Resampler, beat_columns, extract_file,
-    future_features,
-)
-from onbeat.stream.sources import SyntheticSource, read_audio
+from onbeat.ear.beats import BeatState
+from onbeat.core.music import AUDIO_COLUMNS, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.ear.features import FeatureExtractor, Resampler, beat_columns, extract_file, future_features
+from onbeat.ear.sources import SyntheticSource, read_audio
 
 MUSIC = "music-cc/admiralbob77_-_Choice_-_Drum-bass.ogg"   # 25 s, 22050 Hz mono, drum and bass
 PHASE_COS, BEAT_DISTANCE = FEATURE_NAMES.index("beat_phase_cos"), FEATURE_NAMES.index("beat_distance")

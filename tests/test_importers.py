@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from onbeat.exporters.bvh import write_bvh
-from onbeat.models import importers as I
-from onbeat.models.importers import ballroom, motorica, retarget
-from onbeat.models import rotations as R
-from onbeat.models.bvh import read_bvh
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion
-from onbeat.models.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
+from onbeat.core.bvh import write_bvh
+from onbeat.core import importers as I
+from onbeat.core.importers import ballroom, motorica, retarget
+from onbeat.core import rotations as R
+from onbeat.core.bvh import read_bvh
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 
 HEAD, PELVIS = JOINT_INDEX["Head"], JOINT_INDEX["Pelvis"]
 HEAD_TOP = 0.1  # SMPL's Head joint sits about 10 cm below the top of the head

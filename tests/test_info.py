@@ -1,8 +1,8 @@
 import re
 import sys
 
-from onbeat.stream import info
-from onbeat.stream.cli import main
+from onbeat.commands import info
+from onbeat.commands.cli import main
 
 
 def report(capsys):
@@ -24,7 +24,7 @@ def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_pa
 
 
 def test_info_says_where_data_is_missing(capsys, monkeypatch):
-    monkeypatch.setattr("onbeat.models.paths.data_root", lambda: None)
+    monkeypatch.setattr("onbeat.core.paths.data_root", lambda: None)
     assert report(capsys)["data"] == "not found (set ONBEAT_DATA)"
 
 

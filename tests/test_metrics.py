@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from onbeat.models import metrics
-from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS, REST_OFFSETS, PARENTS
+from onbeat.evaluation import metrics
+from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, REST_OFFSETS, PARENTS
 
 FPS = 30
 

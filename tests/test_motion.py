@@ -1,8 +1,8 @@
 import numpy as np
 
-from onbeat.models import rotations as R
-from onbeat.models.motion import Motion, forward_kinematics
-from onbeat.models.skeleton import PARENTS, REST_OFFSETS
+from onbeat.core import rotations as R
+from onbeat.core.motion import Motion, forward_kinematics
+from onbeat.core.skeleton import PARENTS, REST_OFFSETS
 
 
 def random_motion(frames=5, seed=0):

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from onbeat.models.motion import Motion
-from onbeat.stream.bench import frame_report, run_pipeline
-from onbeat.stream.cli import main
+from onbeat.core.motion import Motion
+from onbeat.evaluation.bench_live import frame_report, run_pipeline
+from onbeat.commands.cli import main
 from onbeat.stream.control import ControlServer, Controls, _CountingDispatcher
 from onbeat.stream.engine import Engine
-from onbeat.stream.groove import GrooveChoreographer
-from onbeat.stream.play import load_choreographers
-from onbeat.stream.runtime import ASSETS, CodesChoreographer
-from onbeat.stream.sources import SyntheticSource
+from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.commands.play import load_choreographers
+from onbeat.choreographers.runtime import ASSETS, CodesChoreographer
+from onbeat.ear.sources import SyntheticSource
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
@@ -139,8 +139,7 @@ def test_hold_freezes_the_pose_and_key_pose_is_taken_on_a_downbeat():
         send = staticmethod(frames.append)
         send_beat = close = staticmethod(lambda *_: None)
 
-    engine = Engine(SyntheticSource(bpm=120), {"default": GrooveChoreographer()}, [Keep()], controls=controls,
-                    log=lambda _: None)
+    engine = Engine(SyntheticSource(bpm=120), {"default": GrooveChoreographer()}, [Keep()], controls=controls)
     threading.Timer(1.0, controls.apply, ("/onbeat/keypose", ["arms_up"])).start()
     threading.Timer(3.0, controls.apply, ("/onbeat/hold", [1])).start()
     engine.run(4.0)
@@ -154,7 +153,7 @@ DISK_FULL = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
-from onbeat.stream.cli import main
+from onbeat.commands.cli import main
 sys.exit(main(["play", "--demo", "--seconds", "8", "--record", sys.argv[1], *sys.argv[2:]]))
 """
 

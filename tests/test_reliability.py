@@ -14,7 +14,6 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,16 +24,16 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
-from onbeat.models.motion import Motion
-from onbeat.stream.cli import build_parser, main
+from onbeat.core.motion import Motion
+from onbeat.core.paths import ASSETS
+from onbeat.commands.cli import build_parser, main
 from onbeat.stream.control import ControlServer, Controls
 from onbeat.stream.engine import Engine
-from onbeat.stream.groove import GrooveChoreographer
+from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.stream.sinks import OnbeatOscSink, Recorder, VmcSink
-from onbeat.stream.sources import SyntheticSource
+from onbeat.ear.sources import SyntheticSource
 
 RATE = 60.0
-ASSETS = Path(__file__).resolve().parents[1] / "stream" / "assets"
 
 
 class Collect:
@@ -55,11 +54,10 @@ class Collect:
 
 
 def run_engine(choreographer, seconds, sinks=()):
-    sink, logs = Collect(), []
-    engine = Engine(SyntheticSource(bpm=120), {"default": choreographer}, [sink, *sinks], rate=RATE,
-                    log=logs.append)
+    sink = Collect()
+    engine = Engine(SyntheticSource(bpm=120), {"default": choreographer}, [sink, *sinks], rate=RATE)
     stats = engine.run(seconds)
-    return engine, stats, sink, logs
+    return engine, stats, sink
 
 
 def assert_steady_output(stats, sink, seconds):
@@ -143,9 +141,9 @@ class SlowPatch(GrooveChoreographer):
         return super().next_slice(music, energy, key_pose)
 
 
-def test_a_model_five_times_slower_for_seconds_degrades_holds_the_clock_and_recovers():
+def test_a_model_five_times_slower_for_seconds_degrades_holds_the_clock_and_recovers(logs):
     model = SlowPatch()
-    engine, stats, sink, logs = run_engine(model, 10.0)
+    engine, stats, sink = run_engine(model, 10.0)
     assert_steady_output(stats, sink, 10)
     lowered = [t for t, level in model.qualities if level < 1.0]
     assert lowered and 1.0 <= lowered[0] < 3.5  # degraded while it was slow...
@@ -169,9 +167,9 @@ class InfRoot(GrooveChoreographer):
         return motion
 
 
-def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back():
+def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back(logs):
     model = InfRoot()
-    engine, stats, sink, logs = run_engine(model, 4.0)
+    engine, stats, sink = run_engine(model, 4.0)
     assert_steady_output(stats, sink, 4)
     roots = np.array([f.root_translation for f in sink.frames])
     assert np.isfinite(roots).all() and np.abs(roots).max() < 3.0
@@ -181,20 +179,19 @@ def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back():
     assert steps.max() < 0.05  # held, then blended back: no jump of the body anywhere
 
 
-def test_unreachable_and_refusing_osc_targets_never_stop_the_show():
+def test_unreachable_and_refusing_osc_targets_never_stop_the_show(logs):
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
     refusing_port = closed.getsockname()[1]
     closed.close()
-    warnings = []
-    refusing = OnbeatOscSink("127.0.0.1", refusing_port, log=warnings.append)
-    unreachable = VmcSink("192.0.2.1", 39539, log=warnings.append)  # TEST-NET-1: nobody is there
-    engine, stats, sink, _ = run_engine(GrooveChoreographer(), 3.0, [refusing, unreachable])
+    refusing = OnbeatOscSink("127.0.0.1", refusing_port)
+    unreachable = VmcSink("192.0.2.1", 39539)  # TEST-NET-1: nobody is there
+    engine, stats, sink = run_engine(GrooveChoreographer(), 3.0, [refusing, unreachable])
     refusing.close(), unreachable.close()
     assert_steady_output(stats, sink, 3)
     assert refusing.target.errors > 0
     for target in (refusing.target, unreachable.target):
-        assert sum(target.address in w for w in warnings) == (1 if target.errors else 0)  # once per 5 s
+        assert sum(target.address in w for w in logs) == (1 if target.errors else 0)  # once per 5 s
 
 
 # --- 6: disk full, for real ------------------------------------------------------------------------------------
@@ -212,10 +209,9 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def test_disk_full_stops_the_recording_with_a_message_and_the_parts_stay_readable(tiny_disk):
-    logs = []
-    recorder = Recorder(tiny_disk / "show.npz", RATE, segment_seconds=0.5, log=logs.append)
-    engine, stats, sink, _ = run_engine(GrooveChoreographer(), 5.0, [recorder])
+def test_disk_full_stops_the_recording_with_a_message_and_the_parts_stay_readable(tiny_disk, logs):
+    recorder = Recorder(tiny_disk / "show.npz", RATE, segment_seconds=0.5)
+    engine, stats, sink = run_engine(GrooveChoreographer(), 5.0, [recorder])
     recorder.close()
     assert_steady_output(stats, sink, 5)  # the show went on
     assert recorder.failed and "No space left on device" in recorder.failed
@@ -321,7 +317,7 @@ def test_bad_training_config_values_are_one_error_line(tmp_path, capsys, config,
 
 
 def test_the_whole_command_prints_no_traceback():
-    result = subprocess.run([sys.executable, "-m", "onbeat.stream.cli", "play", "--demo", "--bpm", "-5", *QUIET],
+    result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "play", "--demo", "--bpm", "-5", *QUIET],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "onbeat: error: synthetic source: bpm -5.0 is outside 20..400"]
@@ -392,7 +388,7 @@ def test_control_input_listens_on_localhost_only_by_default():
 # --- 10: soak ------------------------------------------------------------------------------------------------
 
 def test_one_minute_soak_of_the_full_pipeline_loses_nothing():
-    result = subprocess.run([sys.executable, "-m", "onbeat.stream.cli", "bench", "soak", "--minutes", "1"],
+    result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "bench", "soak", "--minutes", "1"],
                             capture_output=True, text=True, timeout=150)
     assert result.returncode == 0, result.stderr
     print(result.stdout)

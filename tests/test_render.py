@@ -7,8 +7,8 @@ import pytest
 import soundfile
 
 from onbeat.exporters.render import BEAT_FLASH, Camera, _beat_glow
-from onbeat.models.motion import Motion
-from onbeat.stream.cli import main
+from onbeat.core.motion import Motion
+from onbeat.commands.cli import main
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed")
 

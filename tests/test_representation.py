@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from onbeat.models import rotations as R
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion
-from onbeat.models.representation import (CONTACT_SLICE, POSE_DIM, RootState, decode, encode, heading_angles, mirror,
+from onbeat.core import rotations as R
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion
+from onbeat.core.representation import (CONTACT_SLICE, POSE_DIM, RootState, decode, encode, heading_angles, mirror,
                                           normalizer, root_state, start_state)
-from onbeat.models.skeleton import FOOT_JOINTS, NUM_JOINTS
+from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS
 
 
 def turning_dance(frames=90, fps=30.0, seed=0):
@@ -72,7 +72,7 @@ def test_mirror_matches_reflecting_the_joint_positions():
     motion = turning_dance()
     mirrored = decode(mirror(encode(motion)), motion.fps).positions()
     original = decode(encode(motion), motion.fps).positions()
-    from onbeat.models.skeleton import MIRROR_INDEX
+    from onbeat.core.skeleton import MIRROR_INDEX
     reflected = original[:, list(MIRROR_INDEX)] * [-1, 1, 1]
     # Bone offsets are not exactly symmetric in SMPL, so compare with a few centimetres' tolerance.
     assert np.abs(mirrored - reflected).max() < 0.05

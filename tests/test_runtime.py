@@ -7,9 +7,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from onbeat.exporters.parity import synthetic_music
-from onbeat.models.errors import OnbeatError
-from onbeat.stream import runtime
-from onbeat.stream.features import FEATURE_NAMES
+from onbeat.core.errors import OnbeatError
+from onbeat.choreographers import runtime
+from onbeat.core.music import FEATURE_NAMES
 
 
 def write_identity_model(path, **metadata_changes):
@@ -97,7 +97,7 @@ SIXTY_SECONDS = """
 import sys
 import numpy as np
 from onbeat.exporters.parity import synthetic_music
-from onbeat.stream.runtime import load_default_choreographer
+from onbeat.choreographers.runtime import load_default_choreographer
 
 dancer = load_default_choreographer(sys.argv[1], threads=1, seed=0)
 music = synthetic_music(60.0)

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from pythonosc.osc_packet import OscPacket
 
-from onbeat.models import rotations as R
-from onbeat.models.errors import OnbeatError
-from onbeat.models.motion import Motion
-from onbeat.models.skeleton import JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
-from onbeat.stream.beats import BeatState
-from onbeat.models.motion import forward_kinematics
+from onbeat.core import rotations as R
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion
+from onbeat.core.skeleton import JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
+from onbeat.ear.beats import BeatState
+from onbeat.core.motion import forward_kinematics
 from onbeat.stream.engine import PoseFrame
 from onbeat.stream.sinks import (MAX_BUNDLE_BYTES, REST_PELVIS_HEIGHT, VMC_BONES, OnbeatOscSink, Recorder, UdpTarget,
                                  VmcSink, pack_bundles, parse_target, to_unity_position, to_unity_quaternion)
-from onbeat.stream.sources import AudioBlock
+from onbeat.ear.sources import AudioBlock
 
 RNG = np.random.default_rng(7)
 
@@ -106,18 +106,17 @@ def test_pack_bundles_splits_in_order():
         pack_bundles([b"x" * 1490])
 
 
-def test_refusing_target_keeps_running_and_warns_once_per_interval():
+def test_refusing_target_keeps_running_and_warns_once_per_interval(logs):
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now: the kernel answers "port unreachable"
-    warnings = []
-    sink = OnbeatOscSink("127.0.0.1", port, log=warnings.append)
+    sink = OnbeatOscSink("127.0.0.1", port)
     for i in range(200):
         sink.send(random_frame(i))
     sink.close()
     assert sink.target.errors > 0 and "errors" in sink.status
-    assert len(warnings) == 1 and "Connection refused" in warnings[0]
+    assert len(logs) == 1 and "Connection refused" in logs[0]
 
 
 def test_bad_targets_are_one_line_errors():
@@ -131,7 +130,7 @@ def test_bad_targets_are_one_line_errors():
 
 def test_recorder_writes_readable_motion_and_audio(tmp_path):
     out = tmp_path / "session.npz"
-    recorder = Recorder(out, rate=60, segment_seconds=0.5, log=lambda _: None)
+    recorder = Recorder(out, rate=60, segment_seconds=0.5)
     frames = [random_frame(i) for i in range(100)]
     for i, frame in enumerate(frames):
         recorder.send(frame)

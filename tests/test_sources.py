@@ -12,9 +12,10 @@ import pytest
 import soundfile
 
 from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
-from onbeat.models.errors import OnbeatError
-from onbeat.stream.sources import (
-    DeviceSource, FileSource, RingBuffer, SyntheticSource, import_sounddevice, read_audio,
+from onbeat.core.errors import OnbeatError
+from onbeat.ear.devices import import_sounddevice
+from onbeat.ear.sources import (
+    DeviceSource, FileSource, RingBuffer, SyntheticSource, read_audio,
 )
 
 

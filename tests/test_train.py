@@ -7,11 +7,11 @@ import torch
 import torch.multiprocessing as mp
 
 from onbeat.models import dataset, train
-from onbeat.models.motion import Motion
-from onbeat.models.representation import encode
-from onbeat.models.skeleton import NUM_JOINTS
-from onbeat.stream.cli import main
-from onbeat.stream.features import FEATURE_DIM
+from onbeat.core.motion import Motion
+from onbeat.core.representation import encode
+from onbeat.core.skeleton import NUM_JOINTS
+from onbeat.commands.cli import main
+from onbeat.core.music import FEATURE_DIM
 
 TINY = {"batch_size": 8, "eval_every": 10, "eval_batches": 2, "save_every": 5, "warmup": 5, "lr": 3e-3}
 

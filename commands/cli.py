@@ -1,0 +1,99 @@
+"""The `onbeat` command.
+
+Each subcommand lives in its own module, which defines `add_arguments(parser)` and `run(args) -> int`. Only
+the chosen command's module is imported, so `onbeat play` never pays for torch and `onbeat --help` is instant.
+"""
+import argparse
+import importlib
+import logging
+import sys
+
+from onbeat.core.errors import OnbeatError
+
+# command words -> (module, one-line help)
+COMMANDS = {
+    ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
+    ("play",): ("onbeat.commands.play", "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
+    ("live",): ("onbeat.commands.play", "dance to live input from a sound device, stream over OSC"),
+    ("render",): ("onbeat.commands.render", "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
+    ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
+    ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
+    ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
+    ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
+    ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval)"),
+    ("eval", "dance"): ("onbeat.commands.eval_dance", "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),
+    ("bench", "model"): ("onbeat.commands.bench_model", "per-step latency: torch eager vs onnxruntime"),
+    ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
+    ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
+}
+
+
+def build_parser(argv):
+    """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
+    parser = argparse.ArgumentParser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
+    groups = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
+    chosen = None
+    for words, (module, help_text) in COMMANDS.items():
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                group_parser = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} subcommands")
+                groups[prefix] = group_parser.add_subparsers(dest="_".join(prefix), metavar="WHAT", required=True)
+        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        sub.set_defaults(_module=module, _words=words)
+        if tuple(argv[:len(words)]) == words:
+            chosen = (sub, module)
+    if chosen:
+        sub, module = chosen
+        importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler on whatever sys.stderr is at the time of the message (a test may swap it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(_Prefixed())
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+class _Prefixed(logging.Formatter):
+    """'onbeat: warning: ...' for warnings, 'onbeat: ...' for information: the CLI's one voice."""
+
+    def format(self, record):
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"onbeat: {level}{record.getMessage()}"
+
+
+def configure_logging():
+    """One handler on the `onbeat` logger, to stderr; every module logs through `logging.getLogger(__name__)`."""
+    logger = logging.getLogger("onbeat")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.INFO)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    configure_logging()
+    try:
+        return importlib.import_module(args._module).run(args) or 0
+    except OnbeatError as e:
+        print(f"onbeat: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("onbeat: stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""`onbeat dataset build`: encode the real data sets into the cached training windows."""
+from pathlib import Path
+
+from onbeat.core.errors import OnbeatError
+from onbeat.models.dataset import DEFAULT_SOURCES, build, load_tracks, save, summary
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", type=Path, default=None, help="data root (default: the shared data)")
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated data sets")
+    parser.add_argument("--window", type=int, default=120, help="frames per training window (30 fps)")
+    parser.add_argument("--stride", type=int, default=30, help="frames between window starts")
+    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of takes held out for validation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N sequences (quick builds)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+
+
+def run(args):
+    from onbeat.core.paths import data_root
+    root = args.data or data_root()
+    if root is None or not Path(root).is_dir():
+        raise OnbeatError(f"{args.data or 'shared data'}: data folder not found (pass --data or set ONBEAT_DATA)")
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    tracks = load_tracks(root, sources, progress=True, limit=args.limit)
+    arrays = build(tracks, args.window, args.stride, args.val_fraction, args.seed)
+    save(args.output, arrays)
+    print(summary(arrays))
+    return 0

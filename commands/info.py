@@ -1,0 +1,76 @@
+"""`onbeat info`: what this installation has to work with (versions, ONNX providers, sound devices, data, models).
+
+Reads package versions from their metadata rather than importing them, so it never pays for (or needs) torch.
+"""
+import platform
+from importlib import metadata
+
+from onbeat.core.paths import ASSETS
+
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "aubio", "sounddevice")
+
+
+def version_of(distribution):
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def onnx_providers():
+    installed = [d for d in ("onnxruntime", "onnxruntime-gpu") if version_of(d) != "not installed"]
+    if not installed:
+        return "onnxruntime not installed (pip install 'onbeat[cpu]' or 'onbeat[gpu]')"
+    import onnxruntime
+    note = " (both installed: they overwrite each other, uninstall one)" if len(installed) == 2 else ""
+    return f"{', '.join(onnxruntime.get_available_providers())} [from {' + '.join(installed)}]{note}"
+
+
+def audio_devices():
+    """One line per sound device, or a line saying why there are none."""
+    try:
+        import sounddevice
+    except OSError:
+        return ["PortAudio library not found: install libportaudio2 (e.g. apt install libportaudio2)"]
+    try:
+        devices = sounddevice.query_devices()
+        default_in, default_out = sounddevice.default.device
+    except sounddevice.PortAudioError as e:
+        return [f"cannot list audio devices ({e})"]
+    if len(devices) == 0:
+        return ["no audio devices found"]
+    lines = []
+    for index, device in enumerate(devices):
+        marks = [m for m, default in (("default input", default_in), ("default output", default_out)) if index == default]
+        lines.append(f"{index}: {device['name']} ({device['max_input_channels']} in, {device['max_output_channels']} out"
+                     f", {device['default_samplerate']:g} Hz){' [' + ', '.join(marks) + ']' if marks else ''}")
+    return lines
+
+
+def data_location():
+    from onbeat.core.paths import data_root
+    root = data_root()
+    return str(root) if root else "not found (set ONBEAT_DATA)"
+
+
+def default_models():
+    models = sorted(ASSETS.glob("*.onnx"))
+    return [str(m) for m in models] or [f"no default model exported yet (looked in {ASSETS})"]
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    rows = [("onbeat", version_of("onbeat")), ("python", f"{platform.python_version()} ({platform.platform()})")]
+    rows += [(name, version_of(name)) for name in PACKAGES]
+    rows += [("onnx providers", onnx_providers()), ("data", data_location())]
+    width = max(len(name) for name, _ in rows + [("audio devices", "")])
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    for title, lines in (("models", default_models()), ("audio devices", audio_devices())):
+        print(f"{title:<{width}}  {lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<{width}}  {line}")
+    return 0

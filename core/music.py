@@ -1,0 +1,37 @@
+"""The music-feature schema every layer shares: one row per motion frame at 30 fps, 28 columns.
+
+The ear (`onbeat.ear.features`) computes the rows, online hop by hop or offline over a file; the models are
+trained on them and the exported graphs store `FEATURE_NAMES` in their metadata, so a change here is a new
+format (retrain and re-export). Row i describes the hop of audio [i/30, (i+1)/30) s at `ANALYSIS_RATE`.
+
+| index | name | range | meaning |
+|---|---|---|---|
+| 0 | onset_strength | 0..1 | mean rise of 40 log-mel bands since the previous hop, 1 - exp(-dB / 6) |
+| 1 | rms_energy | 0..1 | hop RMS in dB relative to the running peak level, 60 dB range (0 = 60 dB below, 1 = at peak) |
+| 2 | spectral_flux | 0..1 | positive magnitude-spectrum change / total magnitude (new energy fraction) |
+| 3-10 | mel_0..mel_7 | 0..1 | 8 mel bands 30 Hz - 11 kHz, dB relative to the running peak level, 60 dB range |
+| 11-22 | chroma_0..chroma_11 | 0..1 | pitch-class energy (C, C#, ..., B) from 55 Hz - 5 kHz, divided by its max; 0 when quiet |
+| 23 | beat_phase_sin | -1..1 | sin(2 pi phase), phase = fraction of the current beat interval elapsed at the row time |
+| 24 | beat_phase_cos | -1..1 | cos(2 pi phase); (0, 1) on a beat |
+| 25 | beat_distance | 0..1 | Beat-It's beat condition: time to the nearest beat (past or predicted) / half the beat interval: 0 on a beat, 1 midway |
+| 26 | bar_phase_sin | -1..1 | sin(2 pi (beat-in-bar + phase) / 4) |
+| 27 | bar_phase_cos | -1..1 | cos of the same; (0, 1) on the guessed downbeat |
+
+Columns 23-27 (`BEAT_COLUMNS`) come from the beat tracker; the rest (`AUDIO_COLUMNS`) describe the sound itself.
+"""
+
+FEATURE_FPS = 30
+ANALYSIS_RATE = 22050  # Hz; every source is resampled to this before analysis
+HOP = ANALYSIS_RATE // FEATURE_FPS  # 735 samples = one motion frame
+
+FEATURE_NAMES = (
+    "onset_strength", "rms_energy", "spectral_flux",
+    *(f"mel_{i}" for i in range(8)),
+    *(f"chroma_{i}" for i in range(12)),
+    "beat_phase_sin", "beat_phase_cos", "beat_distance",
+    "bar_phase_sin", "bar_phase_cos",
+)
+FEATURE_DIM = len(FEATURE_NAMES)
+AUDIO_COLUMNS = slice(0, FEATURE_NAMES.index("beat_phase_sin"))   # the descriptors of the sound itself
+BEAT_COLUMNS = slice(AUDIO_COLUMNS.stop, FEATURE_DIM)              # the beat clock's columns
+BEATS_PER_BAR = 4

@@ -1,0 +1,18 @@
+"""Where onbeat finds the real data sets and its shipped model files."""
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # onbeat/ when installed; the repository root in a checkout
+ASSETS = PACKAGE_ROOT / "choreographers" / "assets"  # the shipped exported models (package data)
+CHECKPOINTS = PACKAGE_ROOT / "models" / "checkpoints"  # the shipped trained weights they were exported from
+
+
+def data_root():
+    """The shared research data (never shipped): $ONBEAT_DATA, else ../shared/data beside the checkout or the
+    working directory. Returns None when none of them exists."""
+    candidates = [os.environ.get("ONBEAT_DATA"), PACKAGE_ROOT.parent / "shared" / "data",
+                  Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and Path(candidate, "README.md").is_file():
+            return Path(candidate).resolve()
+    return None

@@ -1,0 +1,79 @@
+"""`onbeat bench model`: per-step latency and real-time factor, torch eager vs onnxruntime, side by side.
+
+For each model and thread count, the runtime's choreographer generates `--seconds` of music slice by slice, once
+with the torch callables and once with the ONNX sessions (CUDA too where onnxruntime has it). Every graph call is
+timed; the real-time factor is seconds of dance per second of wall time for the whole slice loop (the numpy
+sampler included; decoding the rows into a Motion, the same numpy for both, is not). The machine may be shared and noisy, so the configurations take turns (A B A B, `--rounds`)
+and each one's numbers pool its rounds.
+"""
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onbeat.exporters import parity
+from onbeat.choreographers import runtime
+
+
+def bench_model(kind, checkpoint, seconds, rounds, threads):
+    """Table rows for one model: every configuration (runtime, threads) timed on the same music, interleaved."""
+    import torch
+
+    from onbeat.exporters.onnx_export import export, load_model
+
+    model = load_model(kind, checkpoint)
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / f"{kind}.onnx"
+        export(kind, checkpoint, output)
+        configs = {("torch eager", n): parity.torch_steps(kind, model) for n in threads}
+        configs.update({("onnxruntime cpu", n): parity.onnx_steps(kind, output, n, "cpu") for n in threads})
+        if "cuda" in runtime.available_devices():
+            configs[("onnxruntime cuda", 1)] = parity.onnx_steps(kind, output, 1, "cuda")
+        metadata = next(iter(configs[("onnxruntime cpu", threads[0])].values())).metadata
+        music = parity.synthetic_music(seconds)
+        timings = {config: {"calls": {name: [] for name in steps}, "wall": 0.0} for config, steps in configs.items()}
+        for round_index in range(rounds + 1):  # round 0 warms up and is not counted
+            for (name, count), steps in configs.items():
+                torch.set_num_threads(count)
+                result = timings[(name, count)]
+                timed = {graph: _timed(step, result["calls"][graph] if round_index else []) for graph, step in steps.items()}
+                began = time.perf_counter()
+                parity.rollout(kind, timed, metadata, music if round_index else music[:60], seed=round_index)
+                if round_index:
+                    result["wall"] += time.perf_counter() - began
+    return [_row(kind, config, result, rounds * seconds, timings.get(("torch eager", config[1])))
+            for config, result in timings.items()]
+
+
+def _timed(step, times):
+    def call(*arrays):
+        began = time.perf_counter()
+        out = step(*arrays)
+        times.append(time.perf_counter() - began)
+        return out
+    return call
+
+
+def _row(kind, config, result, dance_seconds, torch_result):
+    name, threads = config
+    reference = torch_result["calls"] if torch_result else None
+    graphs = []
+    for graph, times in result["calls"].items():
+        median = np.median(times)
+        speedup = np.median(reference[graph]) / median if reference else float("nan")
+        graphs.append((graph, 1000 * median, 1000 * np.percentile(times, 99), speedup))
+    return {"model": kind, "runtime": name, "threads": threads, "graphs": graphs,
+            "realtime": dance_seconds / result["wall"]}
+
+
+def format_table(rows):
+    header = f"{'model':<6} {'runtime':<17} {'thr':>3}  {'graph':<14} {'median ms':>9} {'p99 ms':>8} " \
+             f"{'vs torch':>8}  {'x real time':>11}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        for i, (graph, median, p99, speedup) in enumerate(row["graphs"]):
+            realtime = f"{row['realtime']:11.1f}" if i == 0 else ""
+            lines.append(f"{row['model']:<6} {row['runtime']:<17} {row['threads']:>3}  {graph:<14} {median:9.2f} "
+                         f"{p99:8.2f} {speedup:7.2f}x  {realtime}")
+    return "\n".join(lines)
