@@ -289,3 +289,21 @@ def freeze_ratio(positions, fps, reference_speed, window_seconds=1.0, fraction=0
         return float(speed.mean() < fraction * reference_speed)
     windows = speed[:count * size].reshape(count, size).mean(1)
     return float((windows < fraction * reference_speed).mean())
+
+
+# --- rotation pops -----------------------------------------------------------------------------------------------
+POP_DEGREES = 30.0       # a joint turning this far ...
+POP_SECONDS = 1.0 / 60   # ... within this long pops: an avatar driven by the rotations visibly spins the joint
+
+
+def rotation_pops(rotations, fps):
+    """(24,) share of frames in which each joint's local rotation turns faster than 30 degrees per 1/60 s.
+
+    `rotations` (T, J, 4) local quaternions (w, x, y, z). The angle between consecutive frames is compared with the
+    same angular speed at the clip's own rate (60 degrees per frame at 30 fps), so clips at any rate compare."""
+    q = np.asarray(rotations, dtype=np.float64)
+    if len(q) < 2:
+        return np.zeros(q.shape[1])
+    dot = np.abs(np.sum(q[1:] * q[:-1], axis=-1)) / (np.linalg.norm(q[1:], axis=-1) * np.linalg.norm(q[:-1], axis=-1))
+    turned = np.degrees(2.0 * np.arccos(np.clip(dot, 0.0, 1.0)))
+    return np.mean(turned > POP_DEGREES / (POP_SECONDS * fps), axis=0)

@@ -127,3 +127,17 @@ def test_jerk_is_zero_for_constant_acceleration_and_grows_with_shaking():
     shaky[::2, :, 0] += 0.01
     assert metrics.jerk(smooth, FPS) == pytest.approx(0, abs=1e-6)
     assert metrics.jerk(shaky, FPS) > 100
+
+
+def test_a_twist_flip_is_a_pop_and_a_steady_turn_is_not():
+    from onbeat.core import rotations as R
+    fps, frames = 30, 61
+    steady = np.zeros((frames, NUM_JOINTS, 3))
+    steady[:, 5, 1] = np.radians(np.arange(frames) * 55.0)  # 55 degrees a frame: under 60 (= 30 per 1/60 s)
+    flipped = steady.copy()
+    flipped[30:, 7, 0] = np.pi  # one 180-degree flip of the left ankle at frame 30
+    assert metrics.rotation_pops(R.quat_from_axis_angle(steady), fps).max() == 0.0
+    pops = metrics.rotation_pops(R.quat_from_axis_angle(flipped), fps)
+    assert pops[7] == pytest.approx(1 / (frames - 1)) and pops.sum() == pops[7]
+    # the same 55-degree steps at 60 fps are 55 degrees per 1/60 s: every frame of joint 5 pops
+    assert metrics.rotation_pops(R.quat_from_axis_angle(steady), 60)[5] == 1.0
