@@ -19,6 +19,7 @@ COMMANDS = {
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
     ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
+    ("dataset", "check"): ("onbeat.commands.dataset_check", "rotation pops and FK errors of the data, per collection"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
     ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval)"),
     ("eval", "dance"): ("onbeat.commands.eval_dance", "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),
