@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from onbeat.choreographers import badm_sampler, codes_sampler
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.paths import ASSETS
@@ -159,10 +160,19 @@ def load_choreographer(path, threads=1, device="auto", seed=None):
     path, codes = Path(path), codes_graph_paths(path)
     one_file = path.is_file() and not path.name.endswith((".gpt.onnx", ".decoder.onnx"))
     if one_file or not any(p.is_file() for p in codes.values()):
-        step = OnnxStep(path, "badm", threads, device)  # a missing file is reported under the name given
+        step = conditioned_step(OnnxStep(path, "badm", threads, device))  # a missing file is named as given
         return BadmChoreographer(step, step.metadata, seed)
-    gpt_step, decoder = (OnnxStep(p, kind, threads, device) for kind, p in codes.items())
+    gpt_step, decoder = (conditioned_step(OnnxStep(p, kind, threads, device)) for kind, p in codes.items())
     return CodesChoreographer(gpt_step, decoder, gpt_step.metadata, seed)
+
+
+MUSIC_INPUTS = {"badm": badm_sampler.MUSIC_INPUT, "codes.gpt": codes_sampler.MUSIC_INPUT}  # graphs with music
+
+
+def conditioned_step(step):
+    """An OnnxStep with the style and music-mask inputs its graph takes filled in (`conditioning`), or as it is."""
+    kind = step.metadata["onbeat_kind"]
+    return conditioned(step, step.metadata, MUSIC_INPUTS[kind]) if kind in MUSIC_INPUTS else step
 
 
 def load_default_choreographer(name="badm", threads=1, device="auto", seed=None):

@@ -72,9 +72,13 @@ def badm_example_inputs(metadata):
     frames, dim, features = metadata["slice_frames"], metadata["pose_dim"], metadata["feature_dim"]
     generator = torch.Generator().manual_seed(0)
     pose = lambda: torch.randn(1, frames, dim, generator=generator)  # noqa: E731
-    return {"noisy": pose(), "t": torch.tensor([0.5]), "context": pose(), "next_noisy": pose(),
-            "music": torch.rand(1, 2 * frames, features, generator=generator), "key_pose": pose(),
-            "key_mask": torch.zeros(1, frames)}
+    inputs = {"noisy": pose(), "t": torch.tensor([0.5]), "context": pose(), "next_noisy": pose(),
+              "music": torch.rand(1, 2 * frames, features, generator=generator), "key_pose": pose(),
+              "key_mask": torch.zeros(1, frames)}
+    if metadata.get("styles"):  # a styled model: the music mask and the style id (see `models.badm`)
+        inputs.update(music_mask=torch.ones(1, 2 * frames, len(metadata["music_mask"])),
+                      style=torch.zeros(1, dtype=torch.long))
+    return inputs
 
 
 def export_graph(module, example_inputs, output_names, path, props):
@@ -85,9 +89,12 @@ def export_graph(module, example_inputs, output_names, path, props):
 
     if importlib.util.find_spec("onnxscript") is None:  # torch.onnx's torch.export-based exporter is built on it
         raise OnbeatError("onnx export needs onnxscript: pip install onnxscript")
-    names = list(inspect.signature(module.forward).parameters)
-    if names != list(example_inputs):
-        raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments {names}")
+    parameters = inspect.signature(module.forward).parameters
+    names = list(parameters)[:len(example_inputs)]  # further arguments are optional inputs this graph leaves out
+    optional = all(p.default is not inspect.Parameter.empty for p in list(parameters.values())[len(names):])
+    if names != list(example_inputs) or not optional:
+        raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments "
+                         f"{list(parameters)}")
     path = Path(path)
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and registry chatter is not the user's business

@@ -36,9 +36,11 @@ def torch_steps(kind, model):
 
 
 def onnx_steps(kind, output, threads=1, device="cpu"):
-    """{graph kind: OnnxStep} for the files `onbeat export` wrote at `output`."""
+    """{graph kind: OnnxStep} for the files `onbeat export` wrote at `output` (style and mask inputs filled in as
+    the runtime fills them)."""
     from onbeat.exporters.onnx_export import graph_paths
-    return {name: runtime.OnnxStep(path, name, threads, device) for name, path in graph_paths(kind, output).items()}
+    return {name: runtime.conditioned_step(runtime.OnnxStep(path, name, threads, device))
+            for name, path in graph_paths(kind, output).items()}
 
 
 def choreographer(kind, steps, metadata, seed=0):
