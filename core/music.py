@@ -56,3 +56,19 @@ def presence_mask(music):
     """(..., len(MASK_GROUPS)) float32 mask of live feature rows: every group present where a row is not all zero."""
     present = (np.abs(np.asarray(music)).sum(-1, keepdims=True) > 0).astype(np.float32)
     return np.repeat(present, len(MASK_GROUPS), axis=-1)
+
+
+def synthetic_music(seconds, bpm=120.0, seed=0):
+    """(frames, FEATURE_DIM) float32 feature rows: random audio descriptors on a steady beat grid (4/4), for
+    checks and benchmarks of the models that need music of a known beat and no audio."""
+    rng = np.random.default_rng(seed)
+    frames = int(round(seconds * FEATURE_FPS))
+    music = rng.random((frames, FEATURE_DIM)).astype(np.float32)
+    beats = np.arange(frames) / FEATURE_FPS * bpm / 60.0
+    phase, bar_phase = beats % 1.0, (beats / BEATS_PER_BAR) % 1.0
+    columns = {"beat_phase_sin": np.sin(2 * np.pi * phase), "beat_phase_cos": np.cos(2 * np.pi * phase),
+               "beat_distance": 2 * np.minimum(phase, 1 - phase),
+               "bar_phase_sin": np.sin(2 * np.pi * bar_phase), "bar_phase_cos": np.cos(2 * np.pi * bar_phase)}
+    for name, values in columns.items():
+        music[:, FEATURE_NAMES.index(name)] = values
+    return music

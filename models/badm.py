@@ -30,7 +30,7 @@ which training also shows it for a share of the samples). Without them (`styles`
 seven inputs only, as before. `metadata()` holds everything the runtime needs besides the weights.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
 from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.styles import FREESTYLE, STYLES
+from onbeat.models.checkpoint import config_from
 
 VERSION = 1
 
@@ -175,11 +176,37 @@ class BADM(nn.Module):
     @classmethod
     def from_config(cls, cfg, stats):
         """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays."""
-        names = {f.name for f in fields(BADMConfig)}
-        return cls(BADMConfig(**{k: v for k, v in cfg.items() if k in names}), stats)
+        return cls(config_from(BADMConfig, cfg), stats)
 
-    def step_module(self):
-        return self.denoiser
+    # --- the kind's export contract (see onbeat.choreographers.kinds) ----------------------------------------
+    def export_graphs(self):
+        """{graph: (module, example inputs, output names)}: one batch-1 call of the denoiser."""
+        frames, dim = self.cfg.slice_frames, POSE_DIM
+        generator = torch.Generator().manual_seed(0)
+        pose = lambda: torch.randn(1, frames, dim, generator=generator)  # noqa: E731
+        example = {"noisy": pose(), "t": torch.tensor([0.5]), "context": pose(), "next_noisy": pose(),
+                   "music": torch.rand(1, 2 * frames, FEATURE_DIM, generator=generator), "key_pose": pose(),
+                   "key_mask": torch.zeros(1, frames)}
+        if self.denoiser.conditioned:  # a styled model: the music mask and the style id (module docstring)
+            example.update(music_mask=torch.ones(1, 2 * frames, len(MASK_GROUPS)),
+                           style=torch.zeros(1, dtype=torch.long))
+        return {"step": (self.denoiser, example, ["x0", "next_x0"])}
+
+    def step_callables(self):
+        """{graph: numpy callable} taking the graph's own inputs (the runtime fills style and mask in)."""
+        return {"step": self._denoise}
+
+    @staticmethod
+    def parity_inputs(graph, metadata, rng):
+        """Random valid arguments for one call of `graph` (a key pose on the middle frame; a styled model's mask
+        with a missing audio group and a style other than freestyle)."""
+        frames, dim = metadata["slice_frames"], metadata["pose_dim"]
+        pose = lambda: rng.standard_normal((1, frames, dim)).astype(np.float32)  # noqa: E731
+        mask = np.zeros((1, frames), np.float32)
+        mask[0, frames // 2] = 1.0
+        inputs = (pose(), rng.random(1).astype(np.float32), pose(), pose(),
+                  rng.random((1, 2 * frames, FEATURE_DIM)).astype(np.float32), pose(), mask)
+        return inputs + styled_parity_inputs(metadata, 2 * frames, rng)
 
     def metadata(self):
         return {"model": "badm", "version": VERSION, "fps": FEATURE_FPS, "slice_frames": self.cfg.slice_frames,
@@ -190,15 +217,16 @@ class BADM(nn.Module):
                 "config": asdict(self.cfg)}
 
     # --- generation -----------------------------------------------------------------------------------------
+    def _denoise(self, *arrays, **named):
+        """The denoiser on numpy arrays (its inputs in order, or by name)."""
+        with torch.no_grad():
+            x0, next_x0 = self.denoiser(*(torch.from_numpy(np.asarray(a)) for a in arrays),
+                                        **{k: torch.from_numpy(np.asarray(v)) for k, v in named.items()})
+        return x0.numpy(), next_x0.numpy()
+
     def denoise_fn(self, style=None):
         """The sampler's numpy `denoise` callable, backed by this torch model (dancing `style`, a name or id)."""
-        def denoise(*arrays, **named):
-            tensors = [torch.from_numpy(np.asarray(a)) for a in arrays]
-            with torch.no_grad():
-                x0, next_x0 = self.denoiser(*(t.float() for t in tensors),
-                                            **{k: torch.from_numpy(np.asarray(v)) for k, v in named.items()})
-            return x0.numpy(), next_x0.numpy()
-        return conditioned(denoise, self.metadata(), sampler.MUSIC_INPUT, style)
+        return conditioned(self._denoise, self.metadata(), sampler.MUSIC_INPUT, style)
 
     def generate(self, music, seed=0, steps=None, style=None):
         """(T, POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows."""
@@ -332,6 +360,16 @@ class BADM(nn.Module):
         weighted = (near * speed).sum() / near.sum().clamp(min=1e-6)
         average = (speed * has_music[:, None]).sum() / (has_music.sum() * speed.shape[1]).clamp(min=1e-6)
         return weighted / (average + 1e-4)
+
+
+def styled_parity_inputs(metadata, rows, rng):
+    """The music mask (rows of beats only, the audio group missing) and a style id other than freestyle for one
+    parity call of a styled model's graph; () for a model without those inputs."""
+    if not metadata.get("styles"):
+        return ()
+    mask = np.ones((1, rows, len(MASK_GROUPS)), np.float32)
+    mask[0, rows // 2:, MASK_GROUPS.index("audio")] = 0.0
+    return mask, rng.integers(1, len(metadata["styles"]), (1,)).astype(np.int64)
 
 
 def six_d_to_matrix(d6):

@@ -31,7 +31,7 @@ Training has two stages on the shared trainer's windows (`loss(batch)`): stage "
 trains the GPT on codes of the frozen VQ-VAE loaded from `vq_checkpoint`.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -45,6 +45,8 @@ from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.styles import FREESTYLE, STYLES
 from onbeat.choreographers.conditioning import conditioned
+from onbeat.models.badm import styled_parity_inputs
+from onbeat.models.checkpoint import config_from, load_model
 
 VERSION = 1
 
@@ -393,10 +395,10 @@ class Codes(nn.Module):
         """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays.
         Stage "gpt" freezes the VQ-VAE, loaded from `vq_checkpoint` when given (a finished model's checkpoint
         holds its VQ-VAE weights itself and names none)."""
-        model = cls(config_from_dict(cfg), stats)
+        model = cls(config_from(CodesConfig, cfg), stats)
         if model.cfg.stage == "gpt":
             if model.cfg.vq_checkpoint:
-                model.vq.load_state_dict(load_checkpoint(model.cfg.vq_checkpoint).vq.state_dict())
+                model.vq.load_state_dict(load_model(model.cfg.vq_checkpoint, "codes").vq.state_dict())
             model.vq.requires_grad_(False)
         return model
 
@@ -467,7 +469,29 @@ class Codes(nn.Module):
         """Crop (B, T, ...) to a multiple of `rate` frames."""
         return x[:, :x.shape[1] // self.cfg.rate * self.cfg.rate]
 
-    # --- export and generation ------------------------------------------------------------------------------
+    # --- the kind's export contract (see onbeat.choreographers.kinds) ----------------------------------------
+    def export_graphs(self):
+        """{graph: (module, example inputs, output names)}: the GPT step and the streaming decoder."""
+        return {"gpt": (self.gpt_step_module(), self.gpt_step_example_inputs(), ["logits_up", "logits_down", "kv_out"]),
+                "decoder": (self.decoder_module(), self.decoder_example_inputs(), ["pose"])}
+
+    def step_callables(self):
+        """{graph: numpy callable} taking the graph's own inputs (the runtime fills style and mask in)."""
+        return dict(zip(("gpt", "decoder"), self._torch_steps()))
+
+    @staticmethod
+    def parity_inputs(graph, metadata, rng):
+        """Random valid arguments for one call of `graph`, away from the start state (a wrapped-around cache)."""
+        m = metadata
+        codes = lambda *shape: rng.integers(0, m["codebook_size"], shape).astype(np.int64)  # noqa: E731
+        if graph == "gpt":
+            kv = 0.5 * rng.standard_normal((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]))
+            return (codes(1), codes(1), rng.random((1, m["rate"], FEATURE_DIM)).astype(np.float32),
+                    kv.astype(np.float32), np.array([2 * m["context"] + 3], np.int64)) \
+                + styled_parity_inputs(m, m["rate"], rng)
+        return codes(1, m["decode_window"]), codes(1, m["decode_window"])
+
+    # --- generation -------------------------------------------------------------------------------------------
     def gpt_step_module(self):
         return GPTStep(self.gpt)
 
@@ -484,9 +508,6 @@ class Codes(nn.Module):
                           style=torch.zeros(1, dtype=torch.long))
         return inputs
 
-    def gpt_step_output_names(self):
-        return ["logits_up", "logits_down", "kv_out"]
-
     def decoder_module(self):
         return StreamDecoder(self)
 
@@ -496,6 +517,11 @@ class Codes(nn.Module):
 
     def sampler_callables(self, style=None):
         """(gpt_step, decode) numpy callables for `codes_sampler`, backed by this torch model (dancing `style`)."""
+        gpt_step, decode = self._torch_steps()
+        return conditioned(gpt_step, self.metadata(), sampler.MUSIC_INPUT, style), decode
+
+    def _torch_steps(self):
+        """(gpt_step, decode) on numpy arrays, taking the graphs' own inputs."""
         step, decoder = self.gpt_step_module().eval(), self.decoder_module().eval()
 
         def gpt_step(*arrays, **named):
@@ -507,7 +533,7 @@ class Codes(nn.Module):
             with torch.no_grad():
                 return decoder(torch.from_numpy(codes_up), torch.from_numpy(codes_down)).numpy()
 
-        return conditioned(gpt_step, self.metadata(), sampler.MUSIC_INPUT, style), decode
+        return gpt_step, decode
 
     def generate(self, music, seed=0, style=None, **sampling):
         """(T', POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows (T' = T rounded down to slices)."""
@@ -540,26 +566,3 @@ class StreamDecoder(nn.Module):
         return rows * self.pose_std + self.pose_mean
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
-def config_from_dict(values):
-    names = {f.name for f in fields(CodesConfig)}
-    return CodesConfig(**{k: v for k, v in values.items() if k in names})
-
-
-def checkpoint_state(model):
-    """What a codes checkpoint holds: config, normalizer stats and weights."""
-    stats = {"pose_mean": model.pose_mean.numpy(), "pose_std": model.pose_std.numpy(),
-             "music_mean": model.gpt.music_mean.numpy(), "music_std": model.gpt.music_std.numpy()}
-    return {"kind": "codes", "version": VERSION, "config": asdict(model.cfg), "stats": stats,
-            "model": model.state_dict()}
-
-
-def load_checkpoint(path):
-    """A `Codes` model from a checkpoint file (ours, or the shared trainer's with "config", "stats", "model")."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = Codes(config_from_dict(state["config"]), state["stats"])
-        model.load_state_dict(state["model"])
-    except Exception as e:  # torch.load and load_state_dict raise many kinds for a damaged or foreign file
-        raise OnbeatError(f"{path}: not a codes checkpoint ({str(e).splitlines()[0][:200]})") from None
-    return model.eval()

@@ -136,6 +136,7 @@ def ballroom_dir(data_dir):
     return data_dir / "ballroom"
 
 
+@pytest.mark.slow
 def test_ballroom_ik_error_is_small(ballroom_dir):
     """On two sequences of each style; `ik_error_report(root)` measures all 45 (for the closing note)."""
     names = I.ballroom_names(ballroom_dir)
@@ -145,6 +146,7 @@ def test_ballroom_ik_error_is_small(ballroom_dir):
     assert report["p95"] < 12.0, report
 
 
+@pytest.mark.slow
 def test_every_ballroom_sequence_loads(ballroom_dir):
     info = json.loads((ballroom_dir / "motion.json").read_text())
     names = I.ballroom_names(ballroom_dir)
@@ -210,6 +212,7 @@ def test_every_collection_pops_no_more_than_the_perfume_takes(data_dir):
     assert {what: r["mean"] for what, r in errors.items() if r["mean"] >= 3.0} == {}
 
 
+@pytest.mark.slow
 def test_every_bvh_file_loads_at_30_fps(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("bvh",)))
     assert len(seqs) == 10 and all(s.motion.fps == 30 for s in seqs)
@@ -298,6 +301,7 @@ def test_heading_integration_follows_pymo():
     assert np.allclose(path, [[0, 0, 0], [0, 0, 1], [1, 0, 1], [2, 0, 1]])
 
 
+@pytest.mark.slow
 def test_every_motorica_file_loads_with_its_take(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("motorica",)))
     assert len(seqs) == 10
