@@ -5,7 +5,7 @@ Every sequence is resampled to 30 fps, encoded with `representation.encode`, lab
 
 | source | audio columns (0-22) | beat columns (23-27) and tempo |
 |---|---|---|
-| ballroom with its song | `ear.features.extract_file` (the live extractor, run offline; cached) | the tracker's beats on the song |
+| ballroom with its song | `ear.features.extract_file` (the live extractor run offline; cached) | its tracker beats |
 | Motorica | none (no raw audio ships) | its beat activation, tracked offline (`motorica.motorica_beats`) |
 | ballroom without (usable) song, BVH | none | estimated from the dance itself (`beat_grid.motion_beats`) |
 
@@ -33,8 +33,15 @@ import numpy as np
 
 from onbeat.core.beat_grid import BeatGrid, motion_beats
 from onbeat.core.errors import OnbeatError
-from onbeat.core.music import (AUDIO_COLUMNS, BEAT_COLUMNS, BEATS_PER_BAR, FEATURE_DIM, FEATURE_NAMES, MASK_GROUPS,
-                               column_mask)
+from onbeat.core.music import (
+    AUDIO_COLUMNS,
+    BEAT_COLUMNS,
+    BEATS_PER_BAR,
+    FEATURE_DIM,
+    FEATURE_NAMES,
+    MASK_GROUPS,
+    column_mask,
+)
 from onbeat.core.representation import POSE_DIM, decode, encode, mirror, normalizer, retime
 from onbeat.core.styles import STYLES, style_id, style_name
 
@@ -89,15 +96,15 @@ def make_track(seq, cache=None):
     rows = encode(seq.motion.resample(FPS))  # a no-op copy at 30 fps, which the importers already give
     music = np.zeros((len(rows), FEATURE_DIM), np.float32)
     mask = np.zeros((len(rows), len(MASK_GROUPS)), np.float32)
+    beats, beat_source = None, "audio"
     if seq.audio_path and not seq.suspect:
         audio, beats = song_features(seq.audio_path, cache)
         count = min(len(rows), len(audio))  # both start at t = 0
         rows, music, mask = rows[:count], music[:count], mask[:count]
         music[:, AUDIO_COLUMNS], mask[:, AUDIO] = audio[:count], 1.0
-        beat_source = "audio"
-    elif seq.beats is not None:
+    if beats is None:  # no song, or the tracker heard no beat in it
         beats, beat_source = seq.beats, "annotated"
-    else:
+    if beats is None:
         beats, beat_source = motion_beats(decode(rows, FPS).positions(), FPS), "motion"
     bpm = np.zeros(len(rows), np.float32)
     if beats is not None:
@@ -108,22 +115,25 @@ def make_track(seq, cache=None):
 
 
 def song_features(audio_path, cache=None):
-    """(audio columns (T, 23) float32, BeatGrid) of a song by the live extractor run offline, from the cache
-    folder when it holds them for these audio bytes and this extractor code."""
+    """(audio columns (T, 23) float32, BeatGrid or None) of a song by the live extractor run offline, from the
+    cache folder when it holds them for these audio bytes and this extractor code."""
     path = Path(audio_path)
     cached = None
     if cache is not None:
         cached = Path(cache) / f"{path.stem}-{_feature_key(path)}.npz"
         if cached.is_file():
             with np.load(cached) as saved:
-                return saved["audio"], BeatGrid(saved["beat_times"], saved["beat_in_bar"])
+                times, bars = saved["beat_times"], saved["beat_in_bar"]
+                return saved["audio"], BeatGrid(times, bars) if len(times) >= 2 else None
     features, beat_times = music_features(path)
     beats = tracker_grid(features, beat_times)
     audio = np.ascontiguousarray(features[:, AUDIO_COLUMNS])
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         temporary = cached.with_suffix(".tmp.npz")
-        np.savez(temporary, audio=audio, beat_times=beats.times, beat_in_bar=beats.beat_in_bar)
+        none = np.zeros(0)
+        np.savez(temporary, audio=audio, beat_times=none if beats is None else beats.times,
+                 beat_in_bar=none if beats is None else beats.beat_in_bar)
         temporary.replace(cached)
     return audio, beats
 
@@ -137,14 +147,12 @@ def music_features(audio_path):
 
 def tracker_grid(features, beat_times):
     """The BeatGrid of the beats the tracker emitted, each with the bar position its bar-phase columns showed just
-    after it (the tracker's downbeat guess at the time)."""
+    after it (the tracker's downbeat guess at the time); None when it emitted fewer than two."""
     beat_times = np.unique(np.asarray(beat_times, np.float64))
-    if len(beat_times) < 2:
-        raise OnbeatError("the beat tracker found fewer than 2 beats in the song")
     rows = np.floor(beat_times * FPS).astype(int) + 1
     inside = rows < len(features)
-    if not inside.any():
-        raise OnbeatError("the beat tracker's beats all fall after the song's feature rows")
+    if len(beat_times) < 2 or not inside.any():
+        return None
     sin, cos = (features[rows[inside], FEATURE_NAMES.index(f"bar_phase_{c}")] for c in ("sin", "cos"))
     bar_phase = (np.arctan2(sin, cos) / (2 * np.pi)) % 1.0
     positions = np.floor(bar_phase * BEATS_PER_BAR + 1e-3).astype(int)
@@ -198,7 +206,7 @@ def build(tracks, window, stride, val_fraction=0.15, seed=0):
     if not windows:
         raise OnbeatError(f"no sequence is as long as a window ({window} frames)")
     split = np.array([t.group in held_out for t in tracks], np.int8)  # 0 train, 1 validation
-    train = [t for t, s in zip(tracks, split) if s == 0]
+    train = [t for t, s in zip(tracks, split, strict=True) if s == 0]
     mean, std = normalizer([t.rows for t in train])
     music_mean, music_std = music_normalizer(train)
     grids = [t.beats.times if t.beats is not None else np.zeros(0) for t in tracks]
@@ -314,7 +322,7 @@ class WindowData:
                "music": np.empty((size, self.window, FEATURE_DIM), np.float32),
                "music_mask": np.empty((size, self.window, len(MASK_GROUPS)), np.float32)}
         seqs, starts = self.arrays["windows"][indices].T
-        for i, (seq, start) in enumerate(zip(seqs, starts)):
+        for i, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
             factor = 1.0 if stretch is None else float(stretch[i])
             moved = start + (0 if shift is None else int(shift[i]))
             self._cut(out, i, seq, moved, factor)

@@ -92,7 +92,7 @@ def test_split_by_take_keeps_every_style_with_two_takes_in_both(fake_data, tmp_p
     tracks = dataset.load_tracks(tmp_path, ["ballroom", "motorica", "bvh"])
     arrays = dataset.build(tracks, window=30, stride=15, val_fraction=0.3, seed=1)
     groups = {}
-    for group, split in zip(arrays["seq_group"], arrays["seq_split"]):
+    for group, split in zip(arrays["seq_group"], arrays["seq_split"], strict=True):
         groups.setdefault(group, set()).add(split)
     assert all(len(s) == 1 for s in groups.values())  # the two phases of a take share a split
     val = arrays["seq_split"] == 1
@@ -105,7 +105,7 @@ def test_split_by_take_keeps_every_style_with_two_takes_in_both(fake_data, tmp_p
     again = dataset.build(dataset.load_tracks(tmp_path, ["ballroom", "motorica", "bvh"]), 30, 15, 0.3, seed=1)
     np.testing.assert_array_equal(again["seq_split"], arrays["seq_split"])
     # the music normalizer only counts real columns: Motorica's and BVH's zero audio columns do not drag it
-    train = [t for t, s in zip(tracks, arrays["seq_split"]) if s == 0 and t.has_music]
+    train = [t for t, s in zip(tracks, arrays["seq_split"], strict=True) if s == 0 and t.has_music]
     np.testing.assert_allclose(arrays["music_mean"][AUDIO_COLUMNS],
                                np.concatenate([t.music for t in train])[:, AUDIO_COLUMNS].mean(0), rtol=1e-5)
 
@@ -187,3 +187,13 @@ def test_real_sequences_build(data_dir, tmp_path):
     assert [t.beat_source for t in tracks] == ["audio", "annotated", "motion"]
     assert [t.style for t in tracks] == ["waltz", "popping", "freestyle"]
     assert 60 < np.median(tracks[1].bpm) < 180 and len(arrays["windows"]) > 10
+
+
+def test_a_song_without_beats_gets_the_dance_beats(fake_data, monkeypatch, tmp_path):
+    """The tracker hears no beat (a song of silence): the sequence's beats come from the motion instead."""
+    monkeypatch.setattr(dataset, "music_features", lambda path: (np.zeros((SONG_FRAMES, FEATURE_DIM), np.float32),
+                                                                 np.zeros(0)))
+    seq = fake_sequences()[0]
+    track = dataset.make_track(seq, tmp_path)
+    assert track.has_music and track.beat_source == "motion" and track.beats is not None
+    assert dataset.song_features(seq.audio_path, tmp_path)[1] is None  # cached as "no beats"

@@ -13,11 +13,24 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.importers.common import (TARGET_FPS, X_AXIS, Y_AXIS, Sequence, align, check_finite, finish,
-                                            locals_from_globals, signed_angle, smooth_twist, track_floor, unit)
+from onbeat.core.importers.common import (
+    TARGET_FPS,
+    X_AXIS,
+    Y_AXIS,
+    Sequence,
+    align,
+    check_finite,
+    finish,
+    locals_from_globals,
+    signed_angle,
+    smooth_twist,
+    track_floor,
+    unit,
+)
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_INDEX as _J
 from onbeat.core.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
+
 # Which of the 23 points each SMPL joint is. Inferred from the data: points 7/16 are 20 cm apart at pelvis height
 # and chain down through 8/17 (knees: bend forward), 9/18 (ankles), 11/20 (toes, which point forward); 10/19 are
 # outer heel points. 3/12 are the shoulders (rigid with 2, the lower chest, and with the head points 0 (right)

@@ -88,7 +88,7 @@ def smooth_twist(angle, weight, axial=None):
     angle, weight = np.asarray(angle, np.float64), np.clip(np.asarray(weight, np.float64), 0.0, 1.0)
     period = np.where(np.zeros(len(angle), bool) if axial is None else axial, np.pi, 2 * np.pi)
     unwrapped, estimate = np.empty_like(angle), 0.0
-    for t, (a, w) in enumerate(zip(angle, weight)):
+    for t, (a, w) in enumerate(zip(angle, weight, strict=True)):
         unwrapped[t] = a + period[t] * np.round((estimate - a) / period[t])
         estimate += w / (w + TWIST_TRUST) * (unwrapped[t] - estimate)
     count = len(angle)

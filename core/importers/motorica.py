@@ -14,11 +14,20 @@ import numpy as np
 from onbeat.core import rotations as R
 from onbeat.core.beat_grid import BeatGrid, bar_positions, track_beats
 from onbeat.core.errors import OnbeatError
-from onbeat.core.importers.common import (SMPL_REST, TARGET_FPS, Y_AXIS, Sequence, check_finite, finish,
-                                            read_pickle, sided)
+from onbeat.core.importers.common import (
+    SMPL_REST,
+    TARGET_FPS,
+    Y_AXIS,
+    Sequence,
+    check_finite,
+    finish,
+    read_pickle,
+    sided,
+)
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_INDEX as _J
 from onbeat.core.skeleton import NUM_JOINTS, REST_OFFSETS
+
 # Motorica's joints and their SMPL-24 counterparts. The pickles carry no skeleton; their rotations are local to a
 # T-pose rest with SMPL's axes (x = the character's left, y up, z forward): knees bend about +x and the left and
 # right elbows about -y and +y, as in SMPL (checked on the data), so the local rotations transfer as they are.

@@ -14,8 +14,18 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.importers.common import (SMPL_REST, align, finish, frame, limit_turn_speed, locals_from_globals,
-                                            rest_positions, sided, turn_angles, unit)
+from onbeat.core.importers.common import (
+    SMPL_REST,
+    align,
+    finish,
+    frame,
+    limit_turn_speed,
+    locals_from_globals,
+    rest_positions,
+    sided,
+    turn_angles,
+    unit,
+)
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_INDEX as _J
 from onbeat.core.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
