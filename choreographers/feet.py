@@ -56,8 +56,9 @@ STEP_LIFT_SHARE = 0.2  # the first and last fifth of a step lift and lower the f
 # The dance's own ankle this far (horizontally) from its pin, or its foot turned this far from the pin's: step after
 # it, one foot at a time (the other stands), unless it is twice as far.
 RELEASE_DISTANCE, RELEASE_TURN = 0.2, np.radians(45.0)
-# The legs' joints never turn faster than this more than the dance's own do: next to a glitch in the dance (a leg
-# turning 60+ degrees in a frame) the IK's changes could otherwise compose into a pop of their own.
+# No joint the finishing turns (the legs here, every joint in a key-pose landing) turns faster than this, or than
+# the dance's own does: next to a glitch in the dance (a leg turning 60+ degrees in a frame) the IK's changes
+# could otherwise compose into a pop of their own.
 MAX_TURN_SPEED = np.radians(45.0) * 30  # rad/s: 45 degrees per 30 fps frame (a pop is 60)
 KEY_POSE_RELEASE = 0.5  # above this key-pose weight (choreographers.keyposes) the legs follow the key pose
 
@@ -194,17 +195,8 @@ class FootGrounding:
         """In place: each leg joint's local rotation turns from frame to frame at most as fast as the dance's own
         does, or `MAX_TURN_SPEED` if that is more (carried across slices)."""
         shown, own = rotations[:, LEG_JOINTS], own[:, LEG_JOINTS]
-        limit = MAX_TURN_SPEED / self.fps
-        last_shown, last_own = (shown[0], own[0]) if self.last_legs is None else self.last_legs
-        for t in range(len(shown)):
-            allowed = np.maximum(_turn_angle(own[t], last_own), limit)
-            turned = _turn_angle(shown[t], last_shown)
-            over = turned > allowed
-            if over.any():
-                shown[t, over] = R.quat_slerp(last_shown[over], shown[t, over], allowed[over] / turned[over])
-            last_shown, last_own = shown[t], own[t]
-        self.last_legs = (last_shown, last_own)
-        rotations[:, LEG_JOINTS] = shown
+        rotations[:, LEG_JOINTS] = R.quat_limit_steps(shown, own, MAX_TURN_SPEED / self.fps, *(self.last_legs or ()))
+        self.last_legs = (rotations[-1, LEG_JOINTS], own[-1])
 
     # --- inverse kinematics -----------------------------------------------------------------------------------
     @staticmethod
@@ -280,11 +272,6 @@ def _up(height):
     out = np.zeros(height.shape + (3,))
     out[..., UP] = height
     return out
-
-
-def _turn_angle(a, b):
-    """Angles (radians) between rotations a and b (..., 4)."""
-    return 2 * np.arccos(np.minimum(np.abs(np.sum(a * b, axis=-1)), 1.0))
 
 
 def _smoothstep(x):

@@ -20,13 +20,11 @@ class Finishing:
         self.landing = KeyPoseLanding(fps)
         self.feet = FootGrounding(fps)
 
-    def strike(self, name: str, hit_time: float) -> bool:
+    def strike(self, name: str, hit_time: float) -> list[tuple[float, str]] | None:
         """Schedule the named key pose to be shown exactly at output time `hit_time` (at least
-        `landing.lead_seconds` after the start of the next slice); False for an unknown name."""
-        if name not in KEY_POSES:
-            return False
-        self.landing.schedule(name, hit_time)
-        return True
+        `landing.lead_seconds` after the start of the next slice); returns the (hit time, name) of the poses it
+        replaces (`KeyPoseLanding.schedule`), or None for an unknown name."""
+        return self.landing.schedule(name, hit_time) if name in KEY_POSES else None
 
     def __call__(self, motion: Motion, start: float, continues: bool = True) -> Motion:
         """The slice starting at output time `start`, finished. `continues`: False after a jump (the slice does not

@@ -13,8 +13,8 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.motion import Motion
-from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 from onbeat.core.music import FEATURE_FPS, FEATURE_NAMES
+from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 
 J = JOINT_INDEX
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from onbeat.choreographers.feet import lowest_sole
+from onbeat.choreographers.feet import MAX_TURN_SPEED, lowest_sole
 from onbeat.core import rotations as R
 from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.representation import heading_angles, yaw_quat
@@ -97,9 +97,10 @@ class KeyPoseLanding:
     heading kept, the pelvis height to the pose's standing height) over `EASE_IN_S`, holds it exactly for the frames
     within `HOLD_S` of the hit time, and eases back into the dance over `EASE_OUT_S`, with smoothstep weights.
 
-    Each joint turns by a share of its turn from the dance's rotation to the pose's, and that turn keeps its way
-    round from frame to frame (and slice to slice) instead of always the shortest: a joint the dance spins through
-    180 degrees away from the pose (a wrist twisting) would otherwise flip its way round mid-ease, a pop.
+    Each joint turns the short way from the dance's rotation towards the pose's, and no joint turns from frame to
+    frame faster than the dance's own does or `MAX_TURN_SPEED` (carried across slices): where the dance spins a
+    joint through 180 degrees away from the pose (a wrist twisting) the short way flips sides, and the joint
+    follows at that speed instead of popping. Near the hit the two sides are close, so the pose is still exact.
 
     Times are output seconds; a slice of `motion.num_frames` frames starting at `start` has frame i at
     start + i / fps. A hit must be scheduled at least `lead_seconds` after the start of the next slice this landing
@@ -111,21 +112,26 @@ class KeyPoseLanding:
 
     def __init__(self, fps: float):
         self.fps = fps
-        self.scheduled: list[tuple[str, float]] = []  # (name, hit time)
-        self._turns: dict[tuple[str, float], np.ndarray] = {}  # each scheduled pose's last (24, 4) turns
+        self.scheduled: list[tuple[float, str]] = []  # (hit time, name)
+        self._last: dict[tuple[float, str], tuple] = {}  # each scheduled pose's last frame: (shown, the dance's)
 
     @property
     def lead_seconds(self) -> float:
         return self.EASE_IN_S + self.HOLD_S
 
-    def schedule(self, name: str, hit_time: float) -> None:
+    def schedule(self, name: str, hit_time: float) -> list[tuple[float, str]]:
+        """Land the named pose at `hit_time`, instead of any pose scheduled to land during its ease-in or later (the
+        same downbeat predicted a few ms apart: the performer changed their mind before that one showed); returns
+        those it replaced, as (hit time, name)."""
         if name not in KEY_POSES:
             raise KeyError(name)
-        self.scheduled.append((name, float(hit_time)))
+        replaced = [pose for pose in self.scheduled if pose[0] >= hit_time - self.EASE_IN_S]
+        self.scheduled = [pose for pose in self.scheduled if pose not in replaced] + [(float(hit_time), name)]
+        return replaced
 
     def landing_between(self, start: float, end: float) -> str | None:
         """The name of a scheduled pose hit within [start, end), else None."""
-        return next((name for name, hit in self.scheduled if start <= hit < end), None)
+        return next((name for hit, name in self.scheduled if start <= hit < end), None)
 
     def weights(self, times: np.ndarray, hit_time: float) -> np.ndarray:
         """(T,) 0..1: how much of the pose hit at `hit_time` shows at `times`."""
@@ -137,32 +143,23 @@ class KeyPoseLanding:
     def apply(self, motion: Motion, start: float) -> tuple[Motion, np.ndarray]:
         """(the slice with the scheduled poses eased in, (T,) weight of the key pose in each frame)."""
         times = start + np.arange(motion.num_frames) / self.fps
-        self.scheduled = [(n, hit) for n, hit in self.scheduled if hit + self.HOLD_S + self.EASE_OUT_S > times[0]]
-        self._turns = {pose: turn for pose, turn in self._turns.items() if pose in self.scheduled}
+        self.scheduled = [(hit, n) for hit, n in self.scheduled if hit + self.HOLD_S + self.EASE_OUT_S > times[0]]
+        self._last = {pose: last for pose, last in self._last.items() if pose in self.scheduled}
         weight = np.zeros(motion.num_frames)
         if not self.scheduled:
             return motion, weight
         root, rotations = motion.root_translation.copy(), motion.rotations.copy()
         for pose in self.scheduled:  # a later request overrides an earlier one where both show
-            name, hit = pose
+            hit, name = pose
             w = self.weights(times, hit)
             if not (w > 0).any():
                 continue
             target = np.broadcast_to(key_pose_rotations(name), rotations.shape).copy()
             target[:, 0] = yaw_quat(heading_angles(rotations[:, 0]))  # the pose, facing where the dancer faces
-            turn = R.quat_multiply(target, R.quat_conjugate(rotations))  # the dance's rotation -> the pose's
-            previous = self._turns.get(pose, turn[:1])
-            turn = R.quat_make_continuous(np.concatenate([previous, turn]))[1:]  # keep each joint's way round
-            self._turns[pose] = turn[-1:]
-            rotations = R.quat_multiply(_share_of(turn, w), rotations)
+            shown = R.quat_slerp(rotations, target, w[:, None])
+            shown = R.quat_limit_steps(shown, rotations, MAX_TURN_SPEED / self.fps, *self._last.get(pose, ()))
+            self._last[pose] = (shown[-1], rotations[-1])
+            rotations = shown
             root[:, 1] += w * (standing_height(name) - root[:, 1])
             weight = np.maximum(weight, w)
         return Motion(motion.fps, root, rotations, motion.offsets, motion.contacts), weight
-
-
-def _share_of(turn, share):
-    """The rotations (T, J, 4) turned `share` (T,) of the way, each the way round its quaternion's sign says (a
-    negative w goes the long way)."""
-    half = np.arctan2(np.linalg.norm(turn[..., 1:], axis=-1), turn[..., 0])  # 0..pi: the long way above pi/2
-    axis = turn[..., 1:] / np.maximum(np.linalg.norm(turn[..., 1:], axis=-1, keepdims=True), 1e-12)
-    return R.quat_from_axis_angle(axis * (2 * half * share[:, None])[..., None])

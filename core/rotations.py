@@ -154,6 +154,28 @@ def quat_make_continuous(q, axis=0):
     return np.moveaxis(q, 0, axis)
 
 
+def quat_limit_steps(q, reference, limit, previous=None, reference_previous=None):
+    """(T, ..., 4) rotations `q` with every frame-to-frame turn at most as large as `reference`'s own turn over the
+    same step, or `limit` radians if that is more: a frame that turns further is slerped back towards the frame
+    before. Frame 0 is compared with `previous` (and `reference_previous`); without them it is kept."""
+    out = np.array(q, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if previous is None:
+        previous, reference_previous = out[0], reference[0]
+    for t in range(len(out)):
+        allowed = np.maximum(_turn_angle(reference[t], reference_previous), limit)
+        turned = _turn_angle(out[t], previous)
+        over = turned > allowed
+        if over.any():
+            out[t][over] = quat_slerp(previous[over], out[t][over], allowed[over] / turned[over])
+        previous, reference_previous = out[t], reference[t]
+    return out
+
+
+def _turn_angle(a, b):
+    return 2 * np.arccos(np.minimum(np.abs(np.sum(a * b, axis=-1)), 1.0))
+
+
 def quat_slerp(a, b, t):
     """Spherical interpolation from a to b; t broadcasts against the leading dimensions."""
     t = np.asarray(t, dtype=np.float64)[..., None]

@@ -358,10 +358,12 @@ class Engine:
         name = self.controls.take_key_pose()
         if name is not None:
             downbeat = self._next_downbeat(start + self.finishing.landing.lead_seconds)
-            if self.finishing.strike(name, downbeat):
-                self.stats.key_poses.append((downbeat, name))
-            else:
+            replaced = self.finishing.strike(name, downbeat)
+            if replaced is None:
                 self._warn(f"key pose: no pose called {name!r}")
+            else:
+                self.stats.key_poses = [pose for pose in self.stats.key_poses if pose not in replaced]
+                self.stats.key_poses.append((downbeat, name))
         return self.finishing.landing.landing_between(start, start + choreographer.slice_frames / choreographer.fps)
 
     def _next_downbeat(self, earliest):
