@@ -27,9 +27,12 @@ def add_arguments(parser):
                                                       "until Ctrl-C)")
     parser.add_argument("--model", default="default",
                         help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes' or an .onnx path")
-    parser.add_argument("--vmc", default=f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}", metavar="HOST:PORT",
-                        help="VMC target (default %(default)s)")
+    parser.add_argument("--vmc", action="append", metavar="HOST:PORT",
+                        help=f"VMC target, repeat for several (default {DEFAULT_VMC[0]}:{DEFAULT_VMC[1]})")
     parser.add_argument("--no-vmc", action="store_true", help="do not send VMC")
+    parser.add_argument("--vmc-upper-chest", action="store_true",
+                        help="the avatars have an UpperChest bone: send it on its own (default: its turn is folded "
+                             "into Chest, right on every humanoid)")
     parser.add_argument("--osc", metavar="HOST:PORT", help=f"also send the plain onbeat OSC schema (e.g. "
                                                            f"{DEFAULT_OSC[0]}:{DEFAULT_OSC[1]})")
     parser.add_argument("--record", metavar="OUT.npz|OUT.bvh", help="save the dance (and the audio as .wav)")
@@ -75,7 +78,8 @@ def run(args):
 def open_sinks(args):
     sinks = []
     if not args.no_vmc:
-        sinks.append(VmcSink(*parse_target(args.vmc, DEFAULT_VMC)))
+        for target in args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"]:
+            sinks.append(VmcSink(*parse_target(target, DEFAULT_VMC), upper_chest=args.vmc_upper_chest))
     if args.osc:
         sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC)))
     if args.record:

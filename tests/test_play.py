@@ -43,6 +43,23 @@ def test_play_demo_runs_and_reports(capsys):
     assert "frames=" in out and "bpm=" in out
 
 
+def test_several_vmc_targets_each_get_the_stream(capsys):
+    listeners = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        targets = []
+        for sock in listeners:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(2.0)
+            targets += ["--vmc", "127.0.0.1:%d" % sock.getsockname()[1]]
+        quiet = [arg for arg in QUIET if arg != "--no-vmc"]
+        assert main(["play", "--demo", "--seconds", "0.5", *targets, *quiet]) == 0
+        for sock in listeners:
+            assert b"/VMC/Ext/Bone/Pos" in sock.recv(65536)
+    finally:
+        for sock in listeners:
+            sock.close()
+
+
 @pytest.mark.parametrize("argv, problem", [
     (["play", "/no/such/song.ogg"], "no such audio file"),
     (["play"], "nothing to dance to"),
