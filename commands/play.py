@@ -3,7 +3,8 @@
 `play` dances to a file (heard through the speakers unless `--silent`) or to the built-in synthetic drum track
 (`--demo`, for a machine with no sound card); `live` dances to a sound input device. Both send VMC to
 127.0.0.1:39539 (`--vmc`, `--no-vmc`), optionally plain onbeat OSC (`--osc`), optionally record the session
-(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`).
+(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`). The beat
+clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
 """
 
 from onbeat.core.errors import OnbeatError
@@ -40,6 +41,12 @@ def add_arguments(parser):
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
     parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
+    parser.add_argument("--link", action="store_true",
+                        help="join the Ableton Link session: its tempo and beat lead the dance while it has peers")
+    parser.add_argument("--link-lead", action="store_true",
+                        help="join the Link session and publish onbeat's own tempo and beat to it")
+    parser.add_argument("--midi-clock", nargs="?", const="", metavar="PORT",
+                        help="follow MIDI beat clock from this input (name or part of it; default the first)")
     parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
 
@@ -51,13 +58,14 @@ def run(args):
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     choreographers = load_choreographers(args.model)
     controls = Controls(model=next(iter(choreographers), "groove"))
-    sinks, control, source = [], None, None
+    sinks, clocks, control, source = [], [], None, None
     try:
         sinks = open_sinks(args)
+        clocks = open_clocks(args)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
-        engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
+        engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate, clocks=clocks)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         dashboard = Dashboard(engine, quiet=args.quiet).start()
@@ -70,7 +78,7 @@ def run(args):
         print(plain_line(snapshot(engine)), flush=True)
         return 0
     finally:
-        for closable in (control, source, *sinks):
+        for closable in (control, source, *clocks, *sinks):
             if closable is not None:
                 closable.close()
 
@@ -85,6 +93,24 @@ def open_sinks(args):
     if args.record:
         sinks.append(Recorder(args.record, args.rate))
     return sinks
+
+
+def open_clocks(args):
+    """The external beat clocks asked for, in order of precedence (Link, then MIDI clock)."""
+    from onbeat.ear.clocks import LinkClock, MidiClock
+    if args.link and args.link_lead:
+        raise OnbeatError("give --link (follow the session) or --link-lead (lead it), not both")
+    clocks = []
+    try:
+        if args.link or args.link_lead:
+            clocks.append(LinkClock(lead=args.link_lead))
+        if args.midi_clock is not None:
+            clocks.append(MidiClock(args.midi_clock or None))
+    except OnbeatError:
+        for clock in clocks:
+            clock.close()
+        raise
+    return clocks
 
 
 def open_source(args):

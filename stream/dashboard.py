@@ -14,6 +14,7 @@ def snapshot(engine):
         "phase": beat.phase if beat else 0.0,
         "beat_in_bar": beat.bar_position if beat else 0,
         "confidence": beat.confidence if beat else 0.0,
+        "clock": engine.leader,  # which clock leads the timing: ear, link, midi or osc
         "mode": "idle" if engine.silent else engine.controls.model,
         "quality": engine.quality_level,
         "generation_ms": generation[len(generation) // 2] if generation else 0.0,
@@ -25,7 +26,7 @@ def snapshot(engine):
 
 
 def plain_line(s):
-    return (f"t={s['time']:.0f}s bpm={s['bpm']:.1f} conf={s['confidence']:.2f} mode={s['mode']} "
+    return (f"t={s['time']:.0f}s bpm={s['bpm']:.1f} clock={s['clock']} conf={s['confidence']:.2f} mode={s['mode']} "
             f"gen={s['generation_ms']:.1f}ms q={s['quality']:.2f} frames={s['frames']} late={s['late']} "
             f"dropped={s['dropped']} held={s['held']} nan={s['bad_slices']} jitter_p99={s['jitter_p99_ms']:.2f}ms "
             f"beats={s['beats']} | " + "; ".join(s["sinks"]))
@@ -37,7 +38,8 @@ def panel(s, width=32):
     beats = "".join("■" if i == s["beat_in_bar"] else "□" for i in range(4))
     return "\n".join([
         f"onbeat  {s['time']:7.1f} s   mode {s['mode']:<10} quality {s['quality']:.2f}",
-        f"BPM {s['bpm']:6.1f}  {beats}  [{'#' * filled}{'.' * (width - filled)}]  confidence {s['confidence']:.2f}",
+        f"BPM {s['bpm']:6.1f}  {beats}  [{'#' * filled}{'.' * (width - filled)}]  clock {s['clock']:<4}  "
+        f"confidence {s['confidence']:.2f}",
         f"generation {s['generation_ms']:6.1f} ms/slice   bad slices {s['bad_slices']}   control errors "
         f"{s['control_errors']}",
         f"frames {s['frames']}   late {s['late']}   dropped {s['dropped']}   held {s['held']}   "

@@ -33,6 +33,7 @@ from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import MIRROR_INDEX
 from onbeat.stream.control import Controls
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.ear.clocks import BeatGrid, Handover
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
 from onbeat.choreographers.groove import GrooveChoreographer
 
@@ -128,14 +129,19 @@ class FrameQueue:
 
 class Engine:
     def __init__(self, source, choreographers, sinks=(), *, ear=None, controls=None, rate=60.0, idle=None,
-                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep):
-        """choreographers: {name: Choreographer}; `controls.model` picks the active one ("groove" is added)."""
+                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep, clocks=()):
+        """choreographers: {name: Choreographer}; `controls.model` picks the active one ("groove" is added).
+        clocks: external beat clocks (`onbeat.ear.clocks`) in order of precedence; the OSC control clock
+        (`controls.clock`) comes last."""
         self.source, self.sinks, self.rate = source, list(sinks), float(rate)
         self.idle = idle or GrooveChoreographer()
         self.choreographers = {"groove": self.idle, **choreographers}
         self.controls = controls or Controls(model=next(iter(choreographers), "groove"))
         self.controls.models = tuple(self.choreographers)
         self.ear = ear or Ear(source.sample_rate)
+        self.clocks = [*clocks, self.controls.clock]
+        self.leader = "ear"  # the clock the dance's timing follows
+        self._handover = Handover()
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
@@ -208,7 +214,20 @@ class Engine:
             state, offset = states[-1], self._offset  # stream time → output time
             state = replace(state, time=state.time + offset, next_beats=state.next_beats + offset,
                             last_beat=state.last_beat + offset)
-            self._take_analysis(rows[-1], state)
+            self._take_analysis(rows[-1], self._follow_clocks(state))
+
+    def _follow_clocks(self, heard):
+        """The beat the dance follows: the first external clock with something fresh to say (Link, MIDI clock,
+        OSC: they win on timing), else the ear's `heard` state; `Handover` eases each change of leader. Clocks
+        keep host time (the engine's clock), the dance the output timeline."""
+        ear = BeatGrid.of(heard).shifted(self._t0)
+        for clock in self.clocks:
+            clock.hear(ear, heard.confidence)
+        self.leader, grid = next(((c.name, g) for c in self.clocks if (g := c.grid()) is not None), ("ear", ear))
+        followed = self._handover.follow(self.leader, grid.shifted(-self._t0), heard.time)
+        if self._handover.settled:
+            return heard  # the ear alone, as it is
+        return followed.beat_state(heard.time, heard.confidence if self.leader == "ear" else 1.0)
 
     def _reconnect(self):
         """The input device went away: dance the idle (the output never stops) and reopen it every second."""
