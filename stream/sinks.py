@@ -21,8 +21,8 @@ dancer's left; joint names are SMPL-24's (Pelvis, Left_Hip, ..., Right_Palm).
 VMC protocol (default 127.0.0.1:39539, the port VSeeFace, Warudo, VNyan, EVMC4U, VMC4UE and VMC4B listen on):
 per frame `/VMC/Ext/OK 1 3 0 1` (loaded, calibrated, normal mode, tracking ok), `/VMC/Ext/T time`,
 `/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw` and one `/VMC/Ext/Bone/Pos "<HumanBodyBones>" px py pz qx qy qz qw`
-per mapped bone (22: SMPL-24 without the palms). Several targets at once: one sink each. Conversion to Unity's left-handed frame (y up, z forward,
-+x = the character's right):
+per mapped bone (22: SMPL-24 without the palms); several targets at once: one sink each. Conversion to Unity's
+left-handed frame (y up, z forward, +x = the character's right):
 - onbeat's +x is the dancer's *left*, Unity's +x the avatar's *right*, y and z agree: positions map by the
   reflection M = diag(-1, 1, 1): (x, y, z) → (-x, y, z).
 - A rotation R becomes M R M. Its axis a maps to M a = (-ax, ay, az) and, a reflection reversing handedness,
@@ -35,8 +35,8 @@ per mapped bone (22: SMPL-24 without the palms). Several targets at once: one si
   sent as they are after the conversion; the small rest-pose differences (SMPL's arms slope a few degrees
   down) show up as that much offset on the avatar. The VMC spec recommends raw (un-normalized) bones for VRM
   1.0 senders; onbeat has no avatar of its own and sends normalized ones, which a receiver applying them to
-  raw VRM 1.0 bones with non-identity rest rotations shows twisted (EVMC4U: load VRM 1.0 avatars with its
-  control rig, `controlRigGenerationOptionOnLoad = Generate`; VRM 0.x avatars need nothing).
+  raw VRM 1.0 bones with non-identity rest rotations shows twisted: such receivers apply them to the control
+  rig (EVMC4U: `controlRigGenerationOptionOnLoad = Generate`); VRM 0.x avatars need nothing.
 - Positions, as VirtualMotionCapture's sender (ExternalSender.cs) has them: Root/Pos is the model's origin on
   the floor, Bone/Pos carries each bone's local position. The root carries the dance's travel and bounce:
   Root/Pos = the pelvis position minus the SMPL rest pelvis height (identity rotation), and the Hips bone sits
