@@ -38,8 +38,8 @@ def panel(s, width=32):
     beats = "".join("■" if i == s["beat_in_bar"] else "□" for i in range(4))
     return "\n".join([
         f"onbeat  {s['time']:7.1f} s   mode {s['mode']:<10} quality {s['quality']:.2f}",
-        f"BPM {s['bpm']:6.1f}  {beats}  [{'#' * filled}{'.' * (width - filled)}]  clock {s['clock']:<4}  "
-        f"confidence {s['confidence']:.2f}",
+        (f"BPM {s['bpm']:6.1f}  {beats}  [{'#' * filled}{'.' * (width - filled)}]  clock {s['clock']:<4}  "
+         f"confidence {s['confidence']:.2f}"),
         f"generation {s['generation_ms']:6.1f} ms/slice   bad slices {s['bad_slices']}   control errors "
         f"{s['control_errors']}",
         f"frames {s['frames']}   late {s['late']}   dropped {s['dropped']}   held {s['held']}   "

@@ -39,16 +39,20 @@ def require_private_network():
 
 
 class Recorder:
-    """A sink keeping beat events and, per frame, the output time, pelvis height and leading clock."""
+    """A sink keeping beat events (with the host time each went out) and, per frame, the output time, pelvis
+    height, leading clock and the tempo the dance follows."""
 
     def __init__(self):
-        self.engine, self.frames, self.beats = None, [], []
+        self.engine, self.frames, self.beats, self.beats_sent_at = None, [], [], []
 
     def send(self, frame):
-        self.frames.append((frame.time, float(frame.root_translation[1]), self.engine.leader))
+        beat = self.engine.beat
+        self.frames.append((frame.time, float(frame.root_translation[1]), self.engine.leader,
+                            beat.bpm if beat is not None else 0.0))
 
     def send_beat(self, state):
         self.beats.append((state.time, state.bpm, state.bar_position))
+        self.beats_sent_at.append(time.perf_counter())
 
     def close(self):
         pass
@@ -151,18 +155,19 @@ def link_follow():
     engine, rec, done = run_engine(14.0, [onbeat], bpm=120.0, events=[(7.0, tempo_change), (11.0, dj_leaves)])
     sampled.stop()
     t0 = engine._t0
-    leaders = [(t, leader) for t, _, leader in rec.frames]
+    leaders = [(t, leader) for t, _, leader, _ in rec.frames]
     joined = next(t for t, leader in leaders if leader == "link")
     change, left = done["tempo_change"] - t0, done["dj_leaves"] - t0
     settled = joined + 4 * 60.0 / 128.0 + 0.5  # after the one-bar handover
     beats = np.array(rec.beats)
-    steady = beats[(beats[:, 0] > settled) & (beats[:, 0] < change)]
+    in_steady = (beats[:, 0] > settled) & (beats[:, 0] < change)
+    steady = beats[in_steady]
     after_change = beats[(beats[:, 0] > change) & (beats[:, 0] < left)]
     errors_steady = grid_errors_ms(steady[:, 0] + t0, sampled.beat_at)
+    # when the beat messages went out: with the output frame nearest each beat (60 Hz: up to 8.3 ms early)
+    errors_sent = grid_errors_ms(np.array(rec.beats_sent_at)[in_steady], sampled.beat_at)
     errors_after = grid_errors_ms(after_change[:, 0] + t0, sampled.beat_at)
-    on_new_grid = [b for b, e in zip(after_change, errors_after) if abs(e) <= 5.0 and abs(b[1] - 140.0) < 0.5]
-    followed = (on_new_grid[0][0] - change) if on_new_grid else None
-    period_new = 60.0 / 140.0
+    tempo_followed = next((t for t, _, _, bpm in rec.frames if t > change and abs(bpm - 140.0) < 0.01), None)
     handed_back = next((t for t, leader in leaders if t > left and leader == "ear"), None)
     around_leave = beats[(beats[:, 0] > left - 2.0) & (beats[:, 0] < left + 4.0), 0]
     intervals = np.diff(around_leave)
@@ -171,9 +176,9 @@ def link_follow():
     dj.close()
     print(json.dumps({
         "join_s": joined, "steady": stats_ms(errors_steady), "steady_signed_median": float(np.median(errors_steady)),
-        "tempo_change_at": change, "first_beat_on_new_grid_s": followed,
-        "first_beat_on_new_grid_beats": followed / period_new if followed is not None else None,
-        "after_change": stats_ms(errors_after[after_change[:, 0] > change + period_new]),
+        "steady_sent_at": stats_ms(errors_sent), "steady_sent_at_signed_median": float(np.median(errors_sent)),
+        "tempo_change_at": change, "dance_tempo_followed_after_s": tempo_followed - change if tempo_followed else None,
+        "first_beat_after_change_s": float(after_change[0, 0] - change), "after_change": stats_ms(errors_after),
         "bpm_after_change": float(after_change[-1, 1]) if len(after_change) else None,
         "left_at": left, "ear_leads_after_s": handed_back - left if handed_back else None,
         "intervals_around_leave": [float(x) for x in intervals],
@@ -241,7 +246,7 @@ def midi_follow(seconds):
     engine, rec, _ = run_engine(float(seconds), [clock], bpm=100.0, events=[(0.5, listening)])
     clock.close()
     print(json.dumps({"port": clock.port_name, "beats": [(t + engine._t0, bpm, bar) for t, bpm, bar in rec.beats],
-                      "leaders": [(t + engine._t0, leader) for t, _, leader in rec.frames]}))
+                      "leaders": [(t + engine._t0, leader) for t, _, leader, _ in rec.frames]}))
 
 
 if __name__ == "__main__":

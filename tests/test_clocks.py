@@ -3,7 +3,6 @@ the engine following a clock, and, for real, Ableton Link in a private network n
 private JACK server."""
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -50,7 +49,8 @@ def test_handover_eases_the_phase_over_a_bar_and_the_ear_keeps_the_clocks_bars()
     ear = BeatGrid(0.13, 1, 0.5)  # 120 BPM, its own bar guess
     link = BeatGrid(0.0, 0, 60 / 128)  # 128 BPM, another phase and numbering
     times = np.arange(0.0, 12.0, 0.01)
-    leaders = lambda t: ("link", link) if 2.0 <= t < 7.0 else ("ear", ear)  # noqa: E731
+    def leaders(t):
+        return ("link", link) if 2.0 <= t < 7.0 else ("ear", ear)
     handover = Handover()
     beats = shown_beats(handover, leaders, times)
     steps = np.diff(beats)
@@ -245,8 +245,10 @@ def test_link_leads_the_dance_in_a_private_network():
     assert result["join_s"] < 2.0
     steady = result["steady"]
     assert steady["n"] >= 6 and steady["median"] <= 5.0 and steady["p95"] <= 5.0
-    assert result["first_beat_on_new_grid_beats"] is not None and result["first_beat_on_new_grid_beats"] <= 1.0
-    assert result["after_change"]["p95"] <= 5.0 and result["bpm_after_change"] == pytest.approx(140.0, abs=0.01)
+    # the dance takes the new tempo within one beat (in a few audio blocks), every beat after it on the new grid
+    assert result["dance_tempo_followed_after_s"] < 60 / 140  # within one beat
+    assert result["after_change"]["n"] >= 6 and result["after_change"]["max"] <= 5.0
+    assert result["bpm_after_change"] == pytest.approx(140.0, abs=0.01)
     assert result["downbeats_on_link_bars"] and result["bounce_phase_spread_beats"] < 0.1
     assert result["ear_leads_after_s"] is not None and result["ear_leads_after_s"] < 0.5
     assert result["final_leader"] == "ear" and result["final_bpm"] == pytest.approx(120.0, abs=3.0)
