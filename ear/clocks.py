@@ -5,8 +5,8 @@ The ear (`onbeat.ear.beats`) hears the beat, takes seconds to lock and errs on s
   0 of every bar is a downbeat). It leads while the session has other peers. With `lead=True` it never leads
   the dance but publishes the ear's tempo and beat to the session, for lights and visuals to follow.
 - `MidiClock`: MIDI beat clock (mido + python-rtmidi): 24 pulses per beat, start/stop/continue, song position.
-  The tempo comes from a line fitted through the last beat's pulses (a smoothed pulse period that follows a
-  tempo change within one beat). It leads while pulses arrive and the transport is not stopped; a clock
+  The tempo comes from a line through the last beat's pulses (a smoothed pulse period that follows a tempo
+  change within a beat). It leads while pulses arrive and the transport is not stopped; a clock
   without start or song position (many DJ mixers) gives the tempo, and the phase is the ear's when it began.
 - `OscClock`: `/onbeat/tempo f` and `/onbeat/beat [i]` from the control input (`onbeat.stream.control`), for
   rigs with neither. It leads from the first tempo (or two taps) until `/onbeat/tempo 0`.
@@ -180,28 +180,26 @@ class ClockPulses:
     """MIDI beat clock → beat grid: counts the 24-per-beat pulses between start/stop/continue/song position.
 
     The tempo and phase come from a line through the last beat's pulses that late or bunched pulses (a stalled
-    reader, a late JACK cycle) do not pull (see `_line`). Pulses lost on the way are counted all the same when
-    the ones after them stay a whole period late (see `_pulse`); the price is that a tempo cut by a third or more
-    from one pulse to the next reads as lost pulses. Not thread-safe: `MidiClock` locks around it."""
+    reader, a late JACK cycle) do not pull (see `_line`). A pulse lost on the way shifts the beat by 1/24 until
+    the next Start or Song Position: MIDI over ALSA or USB does not lose them, and a JACK server in
+    synchronous mode (`jackd -S`) delays a late client's events instead of dropping them. Not thread-safe:
+    `MidiClock` locks around it."""
 
     PULSES_PER_BEAT = 24
     STALE_SECONDS = 0.5  # no pulse for this long: the clock has gone (at 30 BPM pulses come every 83 ms)
-    LOSS_PULSES = 3
 
     def __init__(self):
         self._pulses = deque(maxlen=self.PULSES_PER_BEAT + 1)  # (host time, pulse count) of the last beat
-        self._count = 0  # pulses counted
-        self._held = []  # (time, pulses late) of late pulses not counted yet: lost pulses before them, or delay?
+        self._count = 0  # pulses received
         self._start = None  # pulse count of song position 0; None: the phase is not known
         self._stopped_at = None  # song position (pulses) while stopped
 
     def receive(self, message, at: float) -> None:
         """One MIDI message (mido's: type, and pos for song position) that arrived at host time `at`."""
         if message.type == "clock":
-            self._pulse(at)
-            return
-        self._count_held()
-        if message.type == "start":
+            self._pulses.append((at, self._count))
+            self._count += 1
+        elif message.type == "start":
             self._start, self._stopped_at = self._count, None  # the next pulse is the first beat's
         elif message.type == "continue" and self._stopped_at is not None:
             self._start, self._stopped_at = self._count - self._stopped_at, None
@@ -214,40 +212,17 @@ class ClockPulses:
             else:
                 self._start = self._count - position
 
-    def _pulse(self, at: float) -> None:
-        """Count one pulse. Pulses that come a whole period (or more) late and stay that late for LOSS_PULSES
-        pulses mean pulses were lost on the way (JACK drops the events of a client that misses its cycle): the
-        lost ones are counted all the same. Late pulses that catch up again were only delayed."""
-        line = self._line()
-        if line is not None:
-            seconds_per_pulse, last_time = line
-            late = (at - last_time) / seconds_per_pulse - (1 + len(self._held))  # in pulses
-            if late > 0.6 and (not self._held or abs(late - self._held[0][1]) < 0.4):
-                self._held.append((at, late))
-                if len(self._held) < self.LOSS_PULSES:
-                    return
-                self._count += round(float(np.median([lag for _, lag in self._held])))
-                self._count_held()
-                return
-        self._count_held()
-        self._pulses.append((at, self._count))
-        self._count += 1
-
-    def _count_held(self) -> None:
-        for at, _ in self._held:
-            self._pulses.append((at, self._count))
-            self._count += 1
-        self._held.clear()
-
     def _line(self) -> tuple[float, float] | None:
-        """(seconds per pulse, time of the last counted pulse) from the last beat's pulses, robust to pulses
-        that come late or in a bunch after a stall: the median period over half a beat, and the time that puts
-        the earliest fifth of the pulses on the line (a pulse is never early)."""
+        """(seconds per pulse, time of the last pulse) from the last beat's pulses, robust to pulses that come
+        late or in a bunch after a stall: the median period over every pair of pulses half a beat or more apart
+        (Theil-Sen), and the time that puts the earliest fifth of the pulses on the line (a pulse is never
+        early)."""
         if len(self._pulses) < 3:
             return None
         times, counts = np.array(self._pulses).T
-        span = max(len(times) // 2, 1)
-        seconds_per_pulse = float(np.median((times[span:] - times[:-span]) / (counts[span:] - counts[:-span])))
+        apart = counts[None, :] - counts[:, None]
+        pairs = apart >= max(len(times) // 2, 1)
+        seconds_per_pulse = float(np.median((times[None, :] - times[:, None])[pairs] / apart[pairs]))
         last_time = float(np.percentile(times + (counts[-1] - counts) * seconds_per_pulse, 20))
         return seconds_per_pulse, last_time
 

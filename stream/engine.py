@@ -13,7 +13,8 @@ Three threads share a little state:
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
-percentile over 2 s; sources must be real-time). Predicted beats go to sinks as beat events with the output
+percentile over 2 s; sources must be real-time). The beat the dance follows is the ear's, or an external clock's
+when one has something fresh to say (Link, MIDI clock, OSC tempo: `_follow_clocks`, `onbeat.ear.clocks`). Predicted beats go to sinks as beat events with the output
 frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
 """

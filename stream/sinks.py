@@ -108,7 +108,7 @@ def bone_transforms(rotations: np.ndarray, upper_chest: bool = False) -> tuple[n
         bone_rotations[_UPPER_CHEST] = R.quat_identity()
         positions[_UPPER_CHEST] = 0.0
         # The Spine3 offset, seen from the folded Chest frame (Chest·Spine3), hangs on Spine3's children.
-        positions[_ON_UPPER_CHEST] += R.quat_apply(R.quat_conjugate(spine3), REST_OFFSETS[_SPINE3])
+        positions[_ON_UPPER_CHEST] += R.quat_to_matrix(spine3).T @ REST_OFFSETS[_SPINE3]
     return positions, bone_rotations
 
 

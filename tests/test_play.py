@@ -69,6 +69,7 @@ def test_several_vmc_targets_each_get_the_stream(capsys):
     (["play", "--demo", "--model", "bdam"], "choose default, groove, badm, codes"),
     (["play", "--demo", "--rate", "0"], "--rate"),
     (["play", "--demo", "--record", "/no/such/folder/out.npz"], "does not exist"),
+    (["play", "--demo", "--link", "--link-lead"], "not both"),  # refused before any Link is started
 ])
 def test_user_mistakes_are_one_line_errors(argv, problem, capsys):
     assert main(argv + ["--control-port", "0"]) == 2
