@@ -14,10 +14,9 @@ The ear (`onbeat.ear.beats`) hears the beat, takes seconds to lock and errs on s
 Each clock's `grid()` is a `BeatGrid` in host seconds (`time.perf_counter`, the engine's clock), or None while
 it has nothing fresh to say; `hear(grid, confidence)` gives it the ear's grid (a clock without a phase of its
 own anchors to it; Link publishes it when leading). `Handover` eases a change of leader so no move jumps.
-The optional packages are in the `clock` extra; without them the clock's option says so in one line.
+The optional packages are in the `clock` extra (`onbeat.commands.cli` names it when one is missing).
 """
 import asyncio
-import importlib
 import logging
 import math
 import os
@@ -35,15 +34,6 @@ from onbeat.ear.beats import BeatState
 logger = logging.getLogger(__name__)
 
 HANDOVER_BEATS = 4  # a change of leader eases the beat phase over one bar
-
-
-def import_extra(module: str, option: str):
-    """An optional module of the `clock` extra, or a one-line error naming the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise OnbeatError(f"{option} needs the 'clock' extra: pip install 'onbeat[clock]' ({module} is missing)") \
-            from None
 
 
 @dataclass(frozen=True)
@@ -79,6 +69,26 @@ class BeatGrid:
     def of(cls, state: BeatState) -> "BeatGrid":
         """The grid of the ear's BeatState: its next predicted beat follows the bar position of its last."""
         return cls(float(state.next_beats[0]), state.bar_position + 1, 60.0 / max(state.bpm, 1.0))
+
+
+class ExternalClock:
+    """A beat clock outside onbeat that may lead the dance's timing.
+
+    Threading: the engine calls `hear` and then `grid` from its analysis thread with every feature row (~30 times
+    a second); both must return at once (no waiting on a device or the network). `close` is called once, at the
+    end. Times are host seconds (`time.perf_counter`)."""
+
+    name: str  # what the live view shows while it leads: link, midi, osc
+
+    def grid(self) -> BeatGrid | None:
+        """The beat now, or None while the clock has nothing fresh to say (the ear leads then)."""
+        raise NotImplementedError
+
+    def hear(self, ear: BeatGrid, confidence: float) -> None:
+        """The ear's grid and its confidence (0..1)."""
+
+    def close(self) -> None:
+        pass
 
 
 def _smoothstep(x: float) -> float:
@@ -117,14 +127,14 @@ class Handover:
         return shown
 
 
-class LinkClock:
+class LinkClock(ExternalClock):
     """An Ableton Link session (see the module docstring). aalink needs an asyncio loop: it gets its own thread."""
 
     name = "link"
 
     def __init__(self, lead: bool = False, bpm: float = 120.0, quantum: int = BEATS_PER_BAR,
                  lead_confidence: float = 0.3):
-        aalink = import_extra("aalink", "--link")
+        import aalink  # the clock extra
         self.lead, self.quantum, self.lead_confidence = lead, quantum, lead_confidence
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="onbeat-link", daemon=True)
@@ -243,7 +253,7 @@ class ClockPulses:
                         self.PULSES_PER_BEAT * seconds_per_pulse)
 
 
-class MidiClock:
+class MidiClock(ExternalClock):
     """MIDI beat clock from an input port (see the module docstring and `ClockPulses`). `port`: a name or part
     of one (None: the first input); `api`: python-rtmidi's API name ("LINUX_ALSA", "UNIX_JACK", ...; None: the
     first MIDI system that has inputs).
@@ -256,8 +266,9 @@ class MidiClock:
     name = "midi"
 
     def __init__(self, port: str | None = None, api: str | None = None):
-        self._mido = import_extra("mido", "--midi-clock")  # parses the messages
-        rtmidi = import_extra("rtmidi", "--midi-clock")
+        import mido  # the clock extra; it parses the messages
+        import rtmidi
+        self._mido = mido
         os.environ.setdefault("JACK_NO_START_SERVER", "1")  # probing JACK must not start a server
         try:
             self._input = rtmidi.MidiIn(getattr(rtmidi, f"API_{api}") if api else rtmidi.API_UNSPECIFIED,
@@ -315,7 +326,7 @@ def _pick_port(port: str | None, names: list[str]) -> str:
     return found[0]
 
 
-class OscClock:
+class OscClock(ExternalClock):
     """Tempo and beats from OSC control messages (see the module docstring); the control server calls
     `set_tempo` and `tap` with the host time each message arrived."""
 
@@ -372,6 +383,3 @@ class OscClock:
             if period is None or self._anchor is None:
                 return None
             return BeatGrid(self._anchor[0], self._anchor[1], period)
-
-    def close(self) -> None:
-        pass

@@ -23,6 +23,7 @@ import numpy as np
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.ear.sources import SyntheticSource
 from onbeat.stream.engine import Engine
+from onbeat.stream.sinks import Sink
 
 NAMESPACE_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
@@ -38,7 +39,7 @@ def require_private_network():
         raise SystemExit(f"refusing to start Ableton Link: interfaces {interfaces}, not a private loopback only")
 
 
-class Recorder:
+class Recorder(Sink):
     """A sink keeping beat events (with the host time each went out) and, per frame, the output time, pelvis
     height, leading clock and the tempo the dance follows."""
 
@@ -53,9 +54,6 @@ class Recorder:
     def send_beat(self, state):
         self.beats.append((state.time, state.bpm, state.bar_position))
         self.beats_sent_at.append(time.perf_counter())
-
-    def close(self):
-        pass
 
 
 def run_engine(seconds, clocks, bpm=120.0, events=()):

@@ -15,12 +15,13 @@ from pythonosc.udp_client import SimpleUDPClient
 from clock_helpers import in_private_network
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core.errors import OnbeatError
-from onbeat.ear.clocks import BeatGrid, ClockPulses, Handover, import_extra
+from onbeat.ear.clocks import BeatGrid, ClockPulses, ExternalClock, Handover
 from onbeat.ear.jack import JackServer
 from onbeat.ear.sources import SyntheticSource
 from onbeat.stream.control import ControlServer, Controls
 from onbeat.stream.dashboard import snapshot
 from onbeat.stream.engine import Engine
+from onbeat.stream.sinks import Sink
 
 HELPERS = Path(__file__).with_name("clock_helpers.py")
 
@@ -35,9 +36,23 @@ def test_a_grid_gives_the_beat_state_at_any_time():
     assert again.at(10.25) % 4 == pytest.approx(grid.at(10.25) % 4) and again.period == 0.5
 
 
-def test_missing_optional_packages_name_the_extra():
-    with pytest.raises(OnbeatError, match=r"--link needs the 'clock' extra: pip install 'onbeat\[clock\]'"):
-        import_extra("onbeat_no_such_module", "--link")
+WITHOUT_MIDO = """
+import sys
+class NoMido:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mido":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoMido())
+from onbeat.commands.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_missing_clock_package_names_the_extra_in_one_line(tmp_path):
+    argv = ["play", "--demo", "--silent", "--no-vmc", "--control-port", "0", "--midi-clock", "--seconds", "1"]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_MIDO, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == (
+        "onbeat: error: `onbeat play` needs mido: install the clock extra (pip install 'onbeat[clock]')")
 
 
 def shown_beats(handover, leaders, times):
@@ -151,7 +166,7 @@ def test_osc_tempo_and_beats_drive_the_osc_clock():
     assert controls.malformed == len(bad)
 
 
-class Keep:
+class Keep(Sink):
     def __init__(self):
         self.frames, self.beats = [], []
 
@@ -161,11 +176,8 @@ class Keep:
     def send_beat(self, state):
         self.beats.append(state)
 
-    def close(self):
-        pass
 
-
-class Vanishing:
+class Vanishing(ExternalClock):
     """An external clock with a steady grid until `until` (host time), then nothing."""
 
     name = "link"
@@ -173,14 +185,8 @@ class Vanishing:
     def __init__(self, grid, until):
         self._grid, self.until = grid, until
 
-    def hear(self, grid, confidence):
-        pass
-
     def grid(self):
         return self._grid if time.perf_counter() < self.until else None
-
-    def close(self):
-        pass
 
 
 def test_the_engine_follows_a_clock_and_hands_back_to_the_ear():

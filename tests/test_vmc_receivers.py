@@ -27,8 +27,8 @@ from onbeat.core import rotations as R
 from onbeat.core.motion import forward_kinematics
 from onbeat.core.skeleton import JOINT_INDEX, PARENTS
 from onbeat.ear.sources import SyntheticSource
-from onbeat.stream.engine import Engine, PoseFrame
-from onbeat.stream.sinks import VMC_BONES, VmcSink, to_unity_position, to_unity_quaternion
+from onbeat.stream.engine import Engine
+from onbeat.stream.sinks import VMC_BONES, PoseFrame, Sink, VmcSink, to_unity_position, to_unity_quaternion
 
 AVATAR = Path(__file__).resolve().parents[2] / "shared" / "assets" / "avatars" / "cryptovoxels.vrm"
 
@@ -286,8 +286,8 @@ def test_evmc4u_with_bone_positions_shows_onbeats_joints(vmcp_receiver, add_uppe
 def dance_frames(seconds=3.0):
     """A live dance: the groove engine on the synthetic track, every output frame kept."""
     kept = []
-    sink = type("Keep", (), {"send": lambda self, f: kept.append(f), "send_beat": lambda self, s: None,
-                             "close": lambda self: None})()
+    sink = Sink()
+    sink.send = kept.append
     return Engine(SyntheticSource(bpm=120), {"default": GrooveChoreographer()}, [sink]), kept, seconds
 
 
