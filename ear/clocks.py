@@ -198,11 +198,11 @@ class ClockPulses:
     PULSES_PER_BEAT = 24
     STALE_SECONDS = 0.5  # no pulse for this long: the clock has gone (at 30 BPM pulses come every 83 ms)
 
-    def __init__(self):
-        self._pulses = deque(maxlen=self.PULSES_PER_BEAT + 1)  # (host time, pulse count) of the last beat
+    def __init__(self) -> None:
+        self._pulses: deque[tuple[float, int]] = deque(maxlen=self.PULSES_PER_BEAT + 1)  # (host time, count)
         self._count = 0  # pulses received
-        self._start = None  # pulse count of song position 0; None: the phase is not known
-        self._stopped_at = None  # song position (pulses) while stopped
+        self._start: int | None = None  # pulse count of song position 0; None: the phase is not known
+        self._stopped_at: int | None = None  # song position (pulses) while stopped
 
     def receive(self, message, at: float) -> None:
         """One MIDI message (mido's: type, and pos for song position) that arrived at host time `at`."""
@@ -239,9 +239,10 @@ class ClockPulses:
     def grid(self, now: float, ear: BeatGrid | None = None) -> BeatGrid | None:
         """The beat grid at host time `now`; None while stopped or without pulses. Without start or song
         position the phase is taken from the `ear` grid, once."""
-        if len(self._pulses) < 3 or now - self._pulses[-1][0] > self.STALE_SECONDS or self._stopped_at is not None:
+        line = self._line()
+        if line is None or now - self._pulses[-1][0] > self.STALE_SECONDS or self._stopped_at is not None:
             return None
-        seconds_per_pulse, last_time = self._line()
+        seconds_per_pulse, last_time = line
         last = self._pulses[-1][1]
         if self._start is None:
             if ear is None:
@@ -281,8 +282,9 @@ class MidiClock(ExternalClock):
         self._input.open_port(names.index(self.port_name))
         self._lock = threading.Lock()
         self._pulses = ClockPulses()
-        self._ear = None
-        self._stamp, self._lags = 0.0, deque(maxlen=256)  # RtMidi's time; recent host time minus it
+        self._ear: BeatGrid | None = None
+        self._stamp = 0.0  # RtMidi's time: the sum of its deltas
+        self._lags: deque[float] = deque(maxlen=256)  # recent host times minus it
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name="onbeat-midi-clock", daemon=True)
         self._reader.start()
@@ -333,12 +335,12 @@ class OscClock(ExternalClock):
     name = "osc"
     TAPS = 4  # tap tempo: the median interval of the last taps
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bpm: float | None = None  # from /onbeat/tempo
         self._anchor: tuple[float, int] | None = None  # (host time, beat number) of the last beat
-        self._taps = deque(maxlen=self.TAPS + 1)
-        self._ear = None
+        self._taps: deque[float] = deque(maxlen=self.TAPS + 1)
+        self._ear: BeatGrid | None = None
 
     def set_tempo(self, bpm: float, at: float) -> None:
         """A tempo in BPM; 0 gives the beat back to the ear."""

@@ -15,7 +15,8 @@ Three threads share a little state:
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
 percentile over 2 s; sources must be real-time). The beat the dance follows is the ear's, or an external clock's
 when one has something fresh to say (Link, MIDI clock, OSC tempo: `_follow_clocks`, `onbeat.ear.clocks`).
-Predicted beats go to sinks as beat events with the output frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
+Predicted beats go to sinks as beat events with the output frame nearest to them. A lost input device
+(`source.lost`) is reopened every second while the idle dances on.
 `/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
 while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.

@@ -359,7 +359,7 @@ class VmcSink(_OscSink):
         positions, rotations = bone_transforms(frame.rotations, self.upper_chest)
         messages = [self.OK, self.TIME.encode(frame.time), self.ROOT.encode(*root, 0.0, 0.0, 0.0, 1.0)]
         messages += [t.encode(*p, *q) for t, p, q in zip(self.BONES, to_unity_position(positions).tolist(),
-                                                          to_unity_quaternion(rotations).tolist())]
+                                                          to_unity_quaternion(rotations).tolist(), strict=True)]
         self.target.send(pack_bundles(messages))
 
 

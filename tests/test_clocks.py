@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clock_helpers import in_private_network
 from pythonosc.udp_client import SimpleUDPClient
 
-from clock_helpers import in_private_network
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.clocks import BeatGrid, ClockPulses, ExternalClock, Handover
 from onbeat.ear.jack import JackServer
 from onbeat.ear.sources import SyntheticSource
-from onbeat.stream.control import ControlServer, Controls
+from onbeat.stream.control import Controls, ControlServer
 from onbeat.stream.dashboard import snapshot
 from onbeat.stream.engine import Engine
 from onbeat.stream.sinks import Sink
@@ -156,10 +156,12 @@ def test_osc_tempo_and_beats_drive_the_osc_clock():
     assert grid.bpm == pytest.approx(90.0) and grid.index == 0 and time.perf_counter() - grid.time < 0.5
     assert controls.apply("/onbeat/tempo", [0])
     assert clock.grid() is None
-    for _ in range(4):  # tap tempo
-        assert controls.apply("/onbeat/beat", [])
-        time.sleep(0.25)
-    assert clock.grid().bpm == pytest.approx(240.0, rel=0.15) and clock.grid().index == 3
+    assert controls.apply("/onbeat/beat", [])  # a tap: a beat, but no tempo yet
+    assert clock.grid() is None
+    start = time.perf_counter()
+    for k in range(1, 4):  # tap tempo (the times the taps came, as the control server stamps them)
+        clock.tap(start + 0.25 * k)
+    assert clock.grid().bpm == pytest.approx(240.0) and clock.grid().index == 3
     bad = [("/onbeat/tempo", [10.0]), ("/onbeat/tempo", [500]), ("/onbeat/tempo", [True]), ("/onbeat/tempo", []),
            ("/onbeat/beat", [4]), ("/onbeat/beat", ["1"]), ("/onbeat/beat", [1, 2])]
     assert not any(controls.apply(address, args) for address, args in bad)
@@ -202,7 +204,7 @@ def test_the_engine_follows_a_clock_and_hands_back_to_the_ear():
     assert len(led) >= 4 and all(b.bpm == pytest.approx(100.0) for b in led)
     errors = [(b.time + t0 - clock._grid.time) / 0.6 for b in led]
     assert np.allclose(errors, np.round(errors), atol=0.005 / 0.6)  # on the clock's beats within 5 ms
-    assert all(b.bar_position == round(e) % 4 for b, e in zip(led, errors))
+    assert all(b.bar_position == round(e) % 4 for b, e in zip(led, errors, strict=True))
     assert {leader for t, leader, _ in seen if 0.5 < t + t0 - start < 3.9} == {"link"}
     assert seen[-1][1:] == ("ear", "ear")
     later = np.diff([b.time for b in sink.beats if b.time + t0 - start > 3.0])
@@ -316,4 +318,4 @@ def test_midi_clock_leads_the_dance_at_120_and_174_bpm(midi_jack):
               f"{np.median(errors):+.2f}), tempo {np.median(ours[:, 1]):.2f}")
         assert len(errors) >= 6 and np.percentile(np.abs(errors), 95) <= 10.0
         assert np.median(ours[:, 1]) == pytest.approx(bpm, rel=0.005)
-        assert all(number % 4 == bar for number, bar in zip(numbers[nearest], ours[:, 2].astype(int)))
+        assert all(number % 4 == bar for number, bar in zip(numbers[nearest], ours[:, 2].astype(int), strict=True))
