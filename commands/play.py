@@ -3,15 +3,22 @@
 `play` dances to a file (heard through the speakers unless `--silent`) or to the built-in synthetic drum track
 (`--demo`, for a machine with no sound card); `live` dances to a sound input device. Both send VMC to
 127.0.0.1:39539 (`--vmc`, `--no-vmc`), optionally plain onbeat OSC (`--osc`), optionally record the session
-(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`).
+(`--record`), listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`), and serve the
+browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage`; see `onbeat.stream.stage`).
 """
+import logging
+from pathlib import Path
 
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
 from onbeat.choreographers.runtime import load_choreographers
+from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+
+logger = logging.getLogger(__name__)
+MOTION_SUFFIXES = (".npz", ".bvh", ".pkl")
 
 
 def add_arguments(parser):
@@ -37,8 +44,22 @@ def add_arguments(parser):
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
     parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
+    add_stage_arguments(parser)
+    parser.add_argument("--no-stage", action="store_true", help="do not serve the browser stage")
     parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
+
+
+def add_stage_arguments(parser):
+    """The stage's options, shared with `onbeat view`."""
+    parser.add_argument("--stage-host", default="127.0.0.1",
+                        help="address the stage page listens on (default %(default)s: this machine only; on any "
+                             "other address its controls need the token printed at start)")
+    parser.add_argument("--stage-port", type=int, help=f"stage page port (default {DEFAULT_STAGE_PORT}, or a free "
+                                                       "one if that is taken; 0 = any free port)")
+    parser.add_argument("--avatar", metavar="FILE.vrm|mannequin",
+                        help="the dancer on the stage: your own VRM avatar, or the built-in mannequin (default: the "
+                             "shipped wooden VRM avatar)")
 
 
 def run(args):
@@ -50,11 +71,14 @@ def run(args):
     controls = Controls(model=next(iter(choreographers), "groove"))
     sinks, control, source = [], None, None
     try:
-        sinks = open_sinks(args)
+        sinks = open_sinks(args, controls)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
         engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
+        for sink in sinks:
+            if isinstance(sink, Stage):
+                sink.attach(engine)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         dashboard = Dashboard(engine, quiet=args.quiet).start()
@@ -72,8 +96,14 @@ def run(args):
                 closable.close()
 
 
-def open_sinks(args):
+def open_sinks(args, controls):
     sinks = []
+    if not args.no_stage:
+        from onbeat.choreographers.groove import KEY_POSES
+        stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES),
+                      rate=args.rate)
+        sinks.append(stage)
+        logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
     if not args.no_vmc:
         sinks.append(VmcSink(*parse_target(args.vmc, DEFAULT_VMC)))
     if args.osc:
@@ -91,6 +121,8 @@ def open_source(args):
     if args.file and args.demo:
         raise OnbeatError("give either a FILE or --demo, not both")
     if args.file:
+        if Path(args.file).suffix.lower() in MOTION_SUFFIXES:
+            raise OnbeatError(f"{args.file} is a motion file, not music: watch it with `onbeat view {args.file}`")
         return sources.FileSource(args.file, play=not args.silent), None
     if not args.demo:
         raise OnbeatError("nothing to dance to: give an audio FILE, or --demo for the built-in track")
