@@ -10,7 +10,7 @@ const params = new URLSearchParams(location.search);
 const overlay = params.get('overlay') === '1';
 const config = await (await fetch('config.json')).json();
 const $ = (id) => document.getElementById(id);
-if (overlay) document.body.classList.add('overlay');
+if (overlay) document.documentElement.classList.add('overlay');
 
 // --- scene ----------------------------------------------------------------------------------------------------
 const renderer = new THREE.WebGLRenderer({ antialias: true, alpha: overlay });
