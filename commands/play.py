@@ -9,13 +9,13 @@ browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage
 import logging
 from pathlib import Path
 
+from onbeat.choreographers.runtime import load_choreographers
 from onbeat.core.errors import OnbeatError
-from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
+from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.choreographers.runtime import load_choreographers
-from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
 
 logger = logging.getLogger(__name__)
 MOTION_SUFFIXES = (".npz", ".bvh", ".pkl")

@@ -23,5 +23,8 @@ def run(args):
     with Stage(None, args.stage_host, args.stage_port, args.avatar, recording=motion, audio=audio) as stage:
         print(f"{args.input}: {motion.duration:.1f} s at {motion.fps:g} fps{f', with {audio}' if audio else ''}; "
               f"open {stage.url} (Ctrl-C to stop)", flush=True)
-        threading.Event().wait(args.seconds)
+        try:
+            threading.Event().wait(args.seconds)
+        except KeyboardInterrupt:
+            pass
     return 0

@@ -38,18 +38,19 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import ServerConnection, broadcast, serve
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
-
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
 from onbeat.stream.control import Controls
 from onbeat.stream.dashboard import snapshot
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 logger = logging.getLogger(__name__)
 _server_logger = logging.getLogger(f"{__name__}.server")  # the websockets library's: its per-connection chatter
@@ -124,7 +125,7 @@ class Stage:
         self.frames_sent = 0
         self._wake_pending = False
         self._clients: set[ServerConnection] = set()
-        self._engine = None
+        self._engine: Any = None  # the Engine whose numbers the HUD shows
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="onbeat-stage", daemon=True)
         self._thread.start()
@@ -187,8 +188,8 @@ class Stage:
 
     # --- the loop thread --------------------------------------------------------------------------------
     async def _listen(self, port):
-        options = dict(process_request=self._http, compression=None, max_size=4096, ping_interval=None,
-                       logger=_server_logger)
+        options = {"process_request": self._http, "compression": None, "max_size": 4096, "ping_interval": None,
+                   "logger": _server_logger}
         try:
             return await serve(self._viewer, self.host, DEFAULT_STAGE_PORT if port is None else port, **options)
         except OSError as e:
@@ -237,7 +238,7 @@ class Stage:
 
     async def _viewer(self, ws: ServerConnection):
         """One page: its frames go out from `_flush`; here its control messages come in."""
-        query = parse_qs(urlsplit(ws.request.path).query)
+        query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
         may_control = self.controls is not None and (
             self.token is None or secrets.compare_digest(query.get("token", [""])[0], self.token))
         await ws.send(json.dumps({"type": "hello", "controls": may_control}))
@@ -247,7 +248,7 @@ class Stage:
                 reply = self._control(message, may_control)
                 if reply is not None:
                     await ws.send(json.dumps(reply))
-        except Exception:  # noqa: BLE001 - a page closing mid-message is normal
+        except ConnectionClosed:  # a page closed mid-message: normal
             pass
         finally:
             self._clients.discard(ws)

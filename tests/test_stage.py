@@ -9,15 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
-
 from onbeat.commands.cli import main
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import NUM_JOINTS
 from onbeat.stream.control import Controls
 from onbeat.stream.engine import PoseFrame
 from onbeat.stream.stage import POSE_HEADER, RECORDING_HEADER, Stage, encode_pose
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
@@ -219,9 +218,8 @@ def test_play_prints_the_stage_address_and_no_stage_turns_it_off(capsys, logs):
 
 
 def test_an_explicit_port_that_is_taken_is_an_error_the_default_moves_on():
-    with Stage(Controls(), port=0) as first:
-        with pytest.raises(Exception, match="cannot listen"):
-            Stage(Controls(), port=first.port)
+    with Stage(Controls(), port=0) as first, pytest.raises(Exception, match="cannot listen"):
+        Stage(Controls(), port=first.port)
 
 
 def test_view_serves_until_its_time_is_up(tmp_path, capsys):
