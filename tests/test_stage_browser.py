@@ -196,23 +196,33 @@ class VmcListener:
         self.sock.close()
 
 
+def arms(listener):
+    """How far (degrees, rounded) the left and the right upper arm are turned from rest in the VMC stream."""
+    return tuple(round(angle_degrees(listener.bones.get(f"{side}UpperArm", [0, 0, 0, 1]), [0, 0, 0, 1]))
+                 for side in ("Left", "Right"))
+
+
+def eventually(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_mirror_on_the_page_changes_the_pose_sent_over_vmc(browser):
     listener = VmcListener()
     vmc = VmcSink("127.0.0.1", listener.port)
-    identity = np.array([0.0, 0.0, 0.0, 1.0])
     try:
         with LiveShow("mannequin", ArmUp(), sinks=[vmc]) as show:
             page = Page(browser, show.stage.url)
-            time.sleep(0.3)
-            assert angle_degrees(listener.bones["LeftUpperArm"], identity) == pytest.approx(60, abs=1)
-            assert angle_degrees(listener.bones["RightUpperArm"], identity) < 1
+            assert eventually(lambda: arms(listener) == (60, 0))
             page.page.click("#mirror")
             page.page.wait_for_function("document.getElementById('mirror').getAttribute('aria-pressed') === 'true'",
                                         timeout=5_000)  # the engine's state, echoed back to the page
             assert show.controls.mirror
-            time.sleep(0.5)  # the blend into the mirrored pose
-            assert angle_degrees(listener.bones["RightUpperArm"], identity) == pytest.approx(60, abs=1)
-            assert angle_degrees(listener.bones["LeftUpperArm"], identity) < 1
+            assert eventually(lambda: arms(listener) == (0, 60))  # after the blend into the mirrored pose
             assert page.errors == []
             page.close()
     finally:
@@ -228,29 +238,31 @@ def test_a_recording_replays_with_pause_and_scrubbing(browser):
     root = np.tile([0.0, -rest_positions()[list(FOOT_JOINTS), 1].min(), 0.0], (frames, 1))
     with Stage(None, port=0, avatar="mannequin", recording=Motion(30.0, root, rotations)) as stage:
         page = Page(browser, stage.url)
+        arm_w = "Math.abs(onbeatStage.bones().leftUpperArm[3])"  # cos(half the arm's turn)
         page.js("onbeatStage.seek(1.0)")
-        time.sleep(0.3)
-        at_rest = page.js("onbeatStage.bones()")["leftUpperArm"]
+        page.page.wait_for_function(f"{arm_w} > 0.9999", timeout=10_000)  # at rest
         page.page.fill("#scrub", "0.75")  # a user dragging the scrub bar to 3 s of 4
         page.page.dispatch_event("#scrub", "input")
-        time.sleep(0.3)
-        forward = page.js("onbeatStage.bones()")["leftUpperArm"]
-        assert angle_degrees(at_rest, [0, 0, 0, 1]) < 1 and angle_degrees(forward, [0, 0, 0, 1]) == pytest.approx(90, abs=2)
+        page.page.wait_for_function(f"Math.abs({arm_w} - Math.SQRT1_2) < 0.01", timeout=10_000)  # 90 degrees
         clock = page.js("document.getElementById('clock').textContent")
         time.sleep(0.3)
         assert page.js("document.getElementById('clock').textContent") == clock  # paused
         page.page.click("#play")
-        time.sleep(0.5)
-        assert page.js("document.getElementById('clock').textContent") != clock  # playing
+        page.page.wait_for_function(f"document.getElementById('clock').textContent !== {clock!r}",
+                                    timeout=10_000)  # playing
         assert page.errors == []
         page.close()
 
 
 @pytest.mark.slow
 def test_the_page_gets_the_frames_at_60_hz_with_low_latency(browser):
+    """Over 20 s at 60 Hz after the avatar is in (parsing it blocks the page for a moment): the page gets >= 99 %
+    of the frames, and p99 engine-to-page latency is <= 20 ms. On a machine so loaded that the engine's own
+    clock falls behind (load above 1.5 per core), only the stage's part is asserted: it loses no more than 1 %
+    of the frames the engine sent; the targets are then reported, and the test skips saying why."""
     seconds = 20.0
     with LiveShow() as show:
-        page = Page(browser, show.stage.url + "?camera=front")  # the avatar is in: parsing it blocked the page
+        page = Page(browser, show.stage.url + "?camera=front")
         time.sleep(1.0)
         page.js("onbeatStage.resetStats()")
         dropped_before = show.engine.stats.dropped
@@ -259,12 +271,19 @@ def test_the_page_gets_the_frames_at_60_hz_with_low_latency(browser):
                         "latencies: onbeatStage.stats.latencies})")
         engine_dropped = show.engine.stats.dropped - dropped_before
         page.close()
+    load = os.getloadavg()
     latency = 1000 * np.array(stats["latencies"])
     expected = seconds * 60
-    print(f"\nstage delivery over {seconds:.0f} s at 60 Hz: received {stats['received']} of {expected:.0f} "
-          f"({100 * stats['received'] / expected:.1f} %), missed {stats['missed']} (engine dropped "
-          f"{engine_dropped}, stage dropped {show.stage.dropped}); latency p50 {np.percentile(latency, 50):.2f} ms "
-          f"p99 {np.percentile(latency, 99):.2f} ms max {latency.max():.2f} ms; load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    assert stats["received"] >= 0.99 * expected
-    assert np.percentile(latency, 99) <= 20.0
+    p99 = np.percentile(latency, 99)
+    report = (f"stage delivery over {seconds:.0f} s at 60 Hz: received {stats['received']} of {expected:.0f} "
+              f"({100 * stats['received'] / expected:.1f} %), missed {stats['missed']} (the engine's clock dropped "
+              f"{engine_dropped}); latency p50 {np.percentile(latency, 50):.2f} ms p99 {p99:.2f} ms max "
+              f"{latency.max():.2f} ms; load average {' '.join(f'{x:.2f}' for x in load)} on {os.cpu_count()} cores")
+    print("\n" + report)
+    assert stats["missed"] - engine_dropped <= 0.01 * expected  # the stage itself loses next to nothing
+    if stats["received"] >= 0.99 * expected and p99 <= 20.0:
+        return
+    if load[0] > 1.5 * os.cpu_count():
+        pytest.skip(f"machine overloaded, timing targets not judged: {report}")
+    assert stats["received"] >= 0.99 * expected, report
+    assert p99 <= 20.0, report

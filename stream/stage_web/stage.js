@@ -142,20 +142,18 @@ $('mannequin').onclick = () => setAvatar('mannequin', 'mannequin');
 const pose = new Float32Array(FLOATS_PER_DANCER);
 const buffer = []; // recent frames {time, arrival, floats} (dancer 0)
 const stats = { received: 0, missed: 0, lastIndex: -1, latencies: [], offsets: [] };
-const wallNow = () => (performance.timeOrigin + performance.now()) / 1000;
-let beatPulse = 0, lastStatus = null, canControl = false, socket = null;
+let beatPulse = 0, lastStatus = null, canControl = false, net = null;
 
-function onFrame(data) {
+function onFrame(data, arrival) { // arrival: Unix seconds, timed by the worker that received it
   const frame = decodePose(data);
-  const arrival = performance.now() / 1000;
-  stats.latencies.push(wallNow() - frame.sent);
+  stats.latencies.push(arrival - frame.sent);
   if (stats.latencies.length > 20000) stats.latencies.splice(0, 10000);
   if (stats.lastIndex >= 0 && frame.index > stats.lastIndex + 1) stats.missed += frame.index - stats.lastIndex - 1;
   stats.lastIndex = frame.index;
   stats.received++;
   // The page's playhead runs a frame and a half behind the engine's clock, as seen by the earliest arrivals
   // (a jitter buffer): frames arriving a little late still land before they are shown.
-  stats.offsets.push(arrival - frame.time);
+  stats.offsets.push(arrival - performance.timeOrigin / 1000 - frame.time);
   if (stats.offsets.length > 120) stats.offsets.shift();
   buffer.push({ time: frame.time, floats: frame.floats.slice(0, FLOATS_PER_DANCER) });
   if (buffer.length > 240) buffer.shift();
@@ -174,20 +172,18 @@ function livePose() {
 
 function connect() {
   const token = params.get('token');
-  socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`);
-  socket.binaryType = 'arraybuffer';
-  socket.onmessage = (e) => {
-    if (typeof e.data !== 'string') { onFrame(e.data); return; }
-    const m = JSON.parse(e.data);
+  net = new Worker('net.js');
+  net.onmessage = (e) => {
+    if (e.data.frame) { onFrame(e.data.frame, e.data.arrival); return; }
+    if (e.data.closed) { $('page-stats').textContent = 'not connected to onbeat (retrying)'; return; }
+    const m = JSON.parse(e.data.text);
     if (m.type === 'hello') setControls(m.controls);
     else if (m.type === 'status') showStatus(m);
     else if (m.type === 'beat') { beatPulse = m.downbeat ? 1 : 0.7; showBeat(m.beat_in_bar); }
     else if (m.type === 'control' && !m.ok) say(`${m.address || 'control'}: ${m.error || 'refused'}`);
   };
-  socket.onclose = () => {
-    $('page-stats').textContent = 'not connected to onbeat (retrying)';
-    setTimeout(connect, 1000);
-  };
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  net.postMessage({ connect: `${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}` });
 }
 
 // --- HUD and controls -----------------------------------------------------------------------------------------
@@ -223,7 +219,7 @@ function showStatus(s) {
 
 // Every control goes to onbeat as the OSC control message of the same name (onbeat.stream.control).
 function control(address, value) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'control', address, args: [value] }));
+  if (net) net.postMessage({ send: JSON.stringify({ type: 'control', address, args: [value] }) });
 }
 
 function setControls(allowed) {
