@@ -71,10 +71,12 @@ def run(args):
     controls = Controls(model=next(iter(choreographers), "groove"))
     sinks, control, source = [], None, None
     try:
-        sinks = open_sinks(args, controls)
+        sinks = open_sinks(args)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
+        if not args.no_stage:  # opened last: a mistake in any other argument is reported alone
+            sinks.append(open_stage(args, controls))
         engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
         for sink in sinks:
             if isinstance(sink, Stage):
@@ -96,14 +98,8 @@ def run(args):
                 closable.close()
 
 
-def open_sinks(args, controls):
+def open_sinks(args):
     sinks = []
-    if not args.no_stage:
-        from onbeat.choreographers.groove import KEY_POSES
-        stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES),
-                      rate=args.rate)
-        sinks.append(stage)
-        logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
     if not args.no_vmc:
         sinks.append(VmcSink(*parse_target(args.vmc, DEFAULT_VMC)))
     if args.osc:
@@ -111,6 +107,13 @@ def open_sinks(args, controls):
     if args.record:
         sinks.append(Recorder(args.record, args.rate))
     return sinks
+
+
+def open_stage(args, controls):
+    from onbeat.choreographers.groove import KEY_POSES
+    stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), rate=args.rate)
+    logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
+    return stage
 
 
 def open_source(args):

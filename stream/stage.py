@@ -155,7 +155,7 @@ class Stage:
     @property
     def dropped(self) -> int:
         """Messages the loop thread never took off the queue (it fell more than `queue_frames` behind)."""
-        return self.queued - self.taken - len(self._queue)
+        return max(0, self.queued - self.taken - len(self._queue))  # (0 while a message is half queued)
 
     def attach(self, engine) -> None:
         """Send this engine's numbers (the dashboard's snapshot) to the pages' HUD."""
@@ -195,7 +195,7 @@ class Stage:
         except OSError as e:
             if port is not None:
                 raise OnbeatError(f"stage {self.host}:{port}: cannot listen ({e.strerror or e})") from None
-        logger.info("stage: port %d is taken, using a free one", DEFAULT_STAGE_PORT)
+        logger.debug("stage: port %d is taken, using a free one", DEFAULT_STAGE_PORT)
         return await serve(self._viewer, self.host, 0, **options)
 
     async def _shutdown(self):
