@@ -9,7 +9,7 @@ browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage
 import logging
 from pathlib import Path
 
-from onbeat.choreographers.runtime import load_choreographers
+from onbeat.choreographers.library import Library, first_choice
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
@@ -67,8 +67,9 @@ def run(args):
         raise OnbeatError(f"--rate {args.rate}: choose 1..240 frames per second")
     if args.seconds is not None and args.seconds <= 0:
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
-    choreographers = load_choreographers(args.model)
-    controls = Controls(model=next(iter(choreographers), "groove"))
+    library = Library()
+    model = first_choice(library, args.model)
+    controls = Controls(model=model)
     sinks, control, source = [], None, None
     try:
         sinks = open_sinks(args)
@@ -77,7 +78,8 @@ def run(args):
             sinks.append(speakers)
         if not args.no_stage:  # opened last: a mistake in any other argument is reported alone
             sinks.append(open_stage(args, controls))
-        engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
+        engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
+                        library=library)
         for sink in sinks:
             if isinstance(sink, Stage):
                 sink.attach(engine)

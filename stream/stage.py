@@ -47,6 +47,7 @@ from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
 from onbeat.stream.control import Controls
 from onbeat.stream.dashboard import snapshot
+from onbeat.stream.sinks import Sink
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -100,8 +101,8 @@ def skeleton_description() -> dict:
             "rest_height": (rest[:, 1] - floor).round(6).tolist(), "feet": list(FOOT_JOINTS)}
 
 
-class Stage:
-    """The stage server and sink. Live: `Stage(controls=...)` then `attach(engine)` for the HUD's numbers.
+class Stage(Sink):
+    """The stage server and sink (`send` never blocks: it has its own bounded queue, so `may_block` is False). Live: `Stage(controls=...)` then `attach(engine)` for the HUD's numbers.
     Replay: `Stage(recording=motion, audio=path)`. `url` is the address to open (with the token, if any)."""
 
     def __init__(self, controls: Controls | None = None, host: str = "127.0.0.1", port: int | None = None,

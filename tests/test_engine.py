@@ -9,12 +9,13 @@ from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import forward_kinematics
 from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.ear.sources import AudioBlock, SyntheticSource
+from onbeat.ear.sources import AudioBlock, Source, SyntheticSource
+from onbeat.stream.sinks import Sink
 
 RATE = 60.0
 
 
-class Collect:
+class Collect(Sink):
     """A sink that keeps everything, with the clock time of each send."""
 
     def __init__(self, clock=time.perf_counter, on_send=None):
@@ -31,9 +32,6 @@ class Collect:
         self.beats.append(state)
         self.beats_at.append(self.clock())
 
-    def close(self):
-        pass
-
 
 class FakeClock:
     """Virtual time: `sleep` jumps ahead, and every reading advances it by a tick (time passes while spinning)."""
@@ -49,7 +47,7 @@ class FakeClock:
         self.now += max(seconds, 0.0)
 
 
-class QuietSource:
+class QuietSource(Source):
     """No audio until closed (the fake-clock test exercises the output clock alone)."""
     sample_rate, channels = 22050, 1
 

@@ -5,7 +5,8 @@ import torch
 from onbeat.models import dataset
 from onbeat.evaluation import dance as evaluate
 from onbeat.core import rotations as R
-from onbeat.models.codes import Codes, checkpoint_state
+from onbeat.models.checkpoint import save_model
+from onbeat.models.codes import Codes
 from onbeat.core.motion import Motion
 from onbeat.core.representation import encode
 from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
@@ -42,9 +43,10 @@ def tiny_setup(tmp_path):
     data = tmp_path / "data.npz"
     dataset.save(data, arrays)
     torch.manual_seed(0)
-    model = Codes.from_config(Codes.PRESETS["tiny"], dataset.WindowData(arrays).stats)
+    stats = dataset.WindowData(arrays).stats
+    model = Codes.from_config(Codes.PRESETS["tiny"], stats)
     checkpoint = tmp_path / "codes.pt"
-    torch.save(checkpoint_state(model), checkpoint)
+    save_model(checkpoint, "codes", model, stats)
     return data, checkpoint
 
 

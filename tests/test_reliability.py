@@ -30,13 +30,13 @@ from onbeat.commands.cli import build_parser, main
 from onbeat.stream.control import ControlServer, Controls
 from onbeat.stream.engine import Engine
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.stream.sinks import OnbeatOscSink, Recorder, VmcSink
+from onbeat.stream.sinks import OnbeatOscSink, Recorder, Sink, VmcSink
 from onbeat.ear.sources import SyntheticSource
 
 RATE = 60.0
 
 
-class Collect:
+class Collect(Sink):
     """A sink that keeps the frames and the monotonic time each one was sent."""
 
     def __init__(self):
@@ -45,12 +45,6 @@ class Collect:
     def send(self, frame):
         self.frames.append(frame)
         self.sent_at.append(time.monotonic())
-
-    def send_beat(self, state):
-        pass
-
-    def close(self):
-        pass
 
 
 def run_engine(choreographer, seconds, sinks=()):

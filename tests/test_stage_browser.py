@@ -164,6 +164,9 @@ class ArmUp:
     def reset(self):
         pass
 
+    def set_quality(self, level):
+        pass
+
 
 class VmcListener:
     """The latest rotation of each VMC bone, from a UDP socket on loopback."""
