@@ -68,13 +68,14 @@ class LiveShow:
 class Page:
     """A browser tab on the stage; `errors` collects console errors and uncaught exceptions."""
 
-    def __init__(self, browser, url, size=(640, 400)):
+    def __init__(self, browser, url, size=(640, 400), wait_for_frames=True):
         self.errors = []
         self.page = browser.new_page(viewport={"width": size[0], "height": size[1]})
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(url)
-        self.page.wait_for_function("window.onbeatStage && window.onbeatStage.ready()", timeout=60_000)
+        ready = "onbeatStage.ready()" if wait_for_frames else "!onbeatStage.status.loading"
+        self.page.wait_for_function(f"window.onbeatStage && {ready}", timeout=60_000)
 
     def js(self, expression):
         return self.page.evaluate(expression)
@@ -290,3 +291,20 @@ def test_the_page_gets_the_frames_at_60_hz_with_low_latency(browser):
         pytest.skip(f"machine overloaded, timing targets not judged: {report}")
     assert stats["received"] >= 0.99 * expected, report
     assert p99 <= 20.0, report
+
+
+def test_open_to_a_network_the_page_steers_only_with_the_token(browser):
+    controls = Controls()
+    with Stage(controls, host="0.0.0.0", port=0) as stage:
+        local = f"http://127.0.0.1:{stage.port}/"
+        watcher = Page(browser, local + "?camera=front", wait_for_frames=False)
+        watcher.page.wait_for_function("document.getElementById('controls-note').textContent.includes('token')")
+        assert watcher.js("document.getElementById('mirror').disabled") is True
+        assert watcher.errors == []
+        watcher.close()  # one page at a time: two pages drawing in software on two cores crawl
+        steerer = Page(browser, local + f"?token={stage.token}", wait_for_frames=False)
+        steerer.page.wait_for_function("!document.getElementById('mirror').disabled")
+        steerer.page.click("#mirror")
+        assert eventually(lambda: controls.mirror)
+        assert steerer.errors == []
+        steerer.close()
