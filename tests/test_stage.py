@@ -222,7 +222,10 @@ def test_an_explicit_port_that_is_taken_is_an_error_the_default_moves_on():
         Stage(Controls(), port=first.port)
 
 
-def test_view_serves_until_its_time_is_up(tmp_path, capsys):
+def test_view_serves_until_its_time_is_up_with_the_recorded_music(tmp_path, capsys):
     Motion(30.0, np.zeros((30, 3)), np.tile([1.0, 0, 0, 0], (30, NUM_JOINTS, 1))).save(tmp_path / "dance.npz")
     assert main(["view", str(tmp_path / "dance.npz"), "--stage-port", "0", "--seconds", "0.3"]) == 0
     assert "dance.npz: 1.0 s at 30 fps; open http://127.0.0.1:" in capsys.readouterr().out
+    (tmp_path / "dance.wav").write_bytes(b"RIFF")  # what --record leaves beside the motion
+    assert main(["view", str(tmp_path / "dance.npz"), "--stage-port", "0", "--seconds", "0.1"]) == 0
+    assert f"with {tmp_path / 'dance.wav'}" in capsys.readouterr().out
