@@ -145,6 +145,7 @@ def test_loss_trains_every_part_and_beat_term_prefers_stillness_on_beats():
     assert scores[1] < scores[0]
 
 
+@pytest.mark.slow
 def test_generation_is_continuous_and_deterministic_per_seed():
     model = tiny_model()
     music = np.random.default_rng(0).standard_normal((40, FEATURE_DIM)).astype(np.float32)

@@ -28,6 +28,7 @@ print(f"{np.median(speed):.4f} {'torch' in sys.modules}")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["badm", "codes"])
 def test_default_model_dances_a_minute_without_torch(name):
     """The live path: the shipped ONNX model, onnxruntime and numpy only (torch is never imported)."""

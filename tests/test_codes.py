@@ -47,6 +47,7 @@ def test_body_halves_cover_every_column_once():
     assert {0, 1, 2, 147, 148, 149, 150} <= set(LOWER_COLUMNS)  # root and foot contacts go with the legs
 
 
+@pytest.mark.slow
 def test_vq_stage_learns_to_reconstruct():
     model = tiny()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

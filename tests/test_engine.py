@@ -3,6 +3,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
@@ -121,6 +122,7 @@ def run_engine(choreographer, seconds, source=None, on_send=None):
     return engine, stats, sink
 
 
+@pytest.mark.slow
 def test_slow_model_degrades_but_the_output_clock_holds():
     model = SlowOnce()
     engine, stats, sink = run_engine(model, 7.0)
@@ -154,6 +156,7 @@ class BreaksSometimes(GrooveChoreographer):
         return motion
 
 
+@pytest.mark.slow
 def test_nan_from_the_model_holds_the_last_good_pose():
     model = BreaksSometimes()
     engine, stats, sink = run_engine(model, 5.0)
@@ -182,6 +185,7 @@ class Backlogged(SyntheticSource):
             yield block
 
 
+@pytest.mark.slow
 def test_beat_events_land_on_the_true_beats_even_after_a_backlog():
     source = Backlogged(backlog=0.7)
     engine, stats, sink = run_engine(GrooveChoreographer(), 7.0, source)
@@ -211,6 +215,7 @@ class GappedSource(SyntheticSource):
             yield block
 
 
+@pytest.mark.slow
 def test_silence_goes_idle_and_music_brings_the_dance_back():
     modes = []
     engine_box = []
@@ -264,6 +269,7 @@ class Unplugged(SyntheticSource):
         self.lost = False
 
 
+@pytest.mark.slow
 def test_lost_input_dances_the_idle_and_comes_back():
     source = Unplugged(first=2.5)
     modes = []

@@ -56,6 +56,7 @@ def test_beat_times_are_where_the_phase_wraps():
     assert np.allclose(beats, np.arange(1, 20) * 0.5, atol=1 / FPS)
 
 
+@pytest.mark.slow
 def test_eval_dance_prints_one_table_and_plots(tiny_setup, tmp_path, capsys):
     data, checkpoint = tiny_setup
     plot = tmp_path / "speed.png"

@@ -11,6 +11,8 @@ from onbeat.choreographers.onnx import OnnxStep, metadata_props
 from onbeat.commands.cli import main
 from onbeat.core.music import FEATURE_NAMES
 
+pytestmark = pytest.mark.slow  # every test here traces torch modules into ONNX
+
 
 class TinyDenoiser(torch.nn.Module):
     """Just enough of a step module to exercise the export machinery: conv over time, an integer step input."""

@@ -27,6 +27,7 @@ from onbeat.stream.sinks import Sink
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
 
+@pytest.mark.slow
 def test_a_receiver_in_another_process_gets_every_frame_at_60_hz():
     engine, _, received = run_pipeline(3.0, model="groove")
     report = frame_report(received["frames"], 60.0)
@@ -132,6 +133,7 @@ def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
     assert 0.0 <= controls.energy <= 2.0 and controls.model in controls.models
 
 
+@pytest.mark.slow
 def test_hold_freezes_the_pose_and_key_pose_is_taken_on_a_downbeat():
     controls = Controls()
     frames = []
@@ -158,6 +160,7 @@ sys.exit(main(["play", "--demo", "--seconds", "8", "--record", sys.argv[1], *sys
 """
 
 
+@pytest.mark.slow
 def test_disk_full_while_recording_stops_the_recording_not_the_show(tmp_path):
     out = tmp_path / "show.npz"
     result = subprocess.run([sys.executable, "-c", DISK_FULL, str(out), *QUIET], capture_output=True, text=True,

@@ -27,6 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox",
          "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 SHIPPED_AVATAR = WEB_ROOT / "avatars" / "cryptovoxels.vrm"
+pytestmark = pytest.mark.slow  # a browser drawing in software: seconds a test
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,6 @@ def test_a_recording_replays_with_pause_and_scrubbing(browser):
         page.close()
 
 
-@pytest.mark.slow
 def test_the_page_gets_the_frames_at_60_hz_with_low_latency(browser):
     """Over 20 s at 60 Hz after the avatar is in (parsing it blocks the page for a moment): the page gets >= 99 %
     of the frames, and p99 engine-to-page latency is <= 20 ms. On a machine so loaded that the engine's own

@@ -5,6 +5,7 @@ import socket
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+import pytest
 
 from onbeat.models import dataset, train
 from onbeat.models.checkpoint import load_model, read_checkpoint
@@ -33,6 +34,7 @@ def synthetic_file(path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_trains_checkpoints_and_resumes(tmp_path):
     data = synthetic_file(tmp_path / "d.npz")
     (tmp_path / "cfg.json").write_text(json.dumps(TINY))
@@ -49,6 +51,7 @@ def test_cli_trains_checkpoints_and_resumes(tmp_path):
     assert model.generate(np.zeros((20, FEATURE_DIM), np.float32)).shape == (20, 151)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_validation_loss(tmp_path):
     data = dataset.WindowData.load(synthetic_file(tmp_path / "d.npz"))
     cfg = {**train.TRAIN_DEFAULTS, **kind_named("badm").model_class().PRESETS["tiny"], **TINY, "steps": 60, "eval_every": 1000}
@@ -80,6 +83,7 @@ def _rank(rank, world, port, data, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_keeps_replicas_identical(tmp_path):
     data = synthetic_file(tmp_path / "d.npz")
     with socket.socket() as s:
