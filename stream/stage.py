@@ -42,16 +42,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
 from onbeat.stream.control import Controls
 from onbeat.stream.dashboard import snapshot
 from onbeat.stream.sinks import Sink
-from websockets.asyncio.server import ServerConnection, broadcast, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 logger = logging.getLogger(__name__)
 _server_logger = logging.getLogger(f"{__name__}.server")  # the websockets library's: its per-connection chatter
@@ -102,7 +103,8 @@ def skeleton_description() -> dict:
 
 
 class Stage(Sink):
-    """The stage server and sink (`send` never blocks: it has its own bounded queue, so `may_block` is False). Live: `Stage(controls=...)` then `attach(engine)` for the HUD's numbers.
+    """The stage server and sink (`send` never blocks: it has its own bounded queue, so `may_block` is False).
+    Live: `Stage(controls=...)` then `attach(engine)` for the HUD's numbers.
     Replay: `Stage(recording=motion, audio=path)`. `url` is the address to open (with the token, if any)."""
 
     def __init__(self, controls: Controls | None = None, host: str = "127.0.0.1", port: int | None = None,
@@ -114,8 +116,8 @@ class Stage(Sink):
         self.recording = encode_recording(recording) if recording is not None else None
         self.audio = _existing(audio, "audio file") if audio else None
         self.token = None if is_loopback(host) else secrets.token_urlsafe(12)
-        self._config = {"mode": "view" if recording is not None else "live", "rate": rate,
-                        "avatar": MANNEQUIN if avatar == MANNEQUIN else "avatar.vrm" if self.avatar_file else DEFAULT_AVATAR,
+        shown = avatar if avatar == MANNEQUIN else "avatar.vrm" if self.avatar_file else DEFAULT_AVATAR
+        self._config = {"mode": "view" if recording is not None else "live", "rate": rate, "avatar": shown,
                         "skeleton": skeleton_description(),
                         "key_poses": list(key_poses), "styles": list(styles), "needs_token": self.token is not None,
                         "frame_version": FRAME_VERSION,
@@ -172,7 +174,8 @@ class Stage(Sink):
     def status(self) -> str:
         problems = [f"{n} {what}" for n, what in ((self.dropped, "dropped"), (self.skipped, "skipped")) if n]
         viewers = len(self._clients)
-        return f"stage {self.url} {viewers} viewer{'s' * (viewers != 1)}" + (f", {', '.join(problems)}" if problems else "")
+        line = f"stage {self.url} {viewers} viewer{'s' * (viewers != 1)}"
+        return line + (f", {', '.join(problems)}" if problems else "")
 
     def close(self) -> None:
         if not self._loop.is_running():

@@ -9,14 +9,15 @@ import time
 
 import numpy as np
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
 from onbeat.commands.cli import main
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import NUM_JOINTS
 from onbeat.stream.control import Controls
 from onbeat.stream.engine import PoseFrame
 from onbeat.stream.stage import POSE_HEADER, RECORDING_HEADER, Stage, encode_pose
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
@@ -76,7 +77,7 @@ def test_a_viewer_gets_every_frame_and_the_beats_in_order():
         got = [decode(ws.recv(timeout=5)) for _ in frames]
         assert stage.dropped == 0 and stage.frames_sent == 50
     assert [g[0][2] for g in got] == list(range(50))
-    for frame, (_, root, rotations) in zip(frames, got):
+    for frame, (_, _, rotations) in zip(frames, got, strict=True):
         np.testing.assert_allclose(rotations[0], frame.rotations, rtol=1e-6)
     assert all(0 <= time.time() - g[0][4] < 5 for g in got)  # the send time is the wall clock (for latency)
 

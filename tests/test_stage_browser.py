@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.motion import Motion
