@@ -199,7 +199,8 @@ function showBeat(beatInBar) {
 
 function showStatus(s) {
   lastStatus = s;
-  $('bpm').textContent = s.bpm ? s.bpm.toFixed(1) : '---.-';
+  $('bpm').textContent = s.listening ? '---.-' : s.bpm.toFixed(1);
+  $('bpm').title = s.listening ? 'listening (locking onto the beat)' : '';
   $('confidence').style.width = `${Math.round(100 * s.confidence)}%`;
   $('confidence-text').textContent = s.confidence.toFixed(2);
   $('mode').textContent = s.mode === 'idle' ? 'idle (no music)' : s.mode;
