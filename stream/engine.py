@@ -8,6 +8,8 @@ Three threads share a little state:
   *predicted* beats. On silence it switches to the groove's calm idle; if a slice is late it re-anchors the
   next one at "now + expected generation time" and lowers the model's quality (`set_quality`) until it keeps
   up again; a slice with NaN/Inf (or an exception) is replaced by the last good pose and the model is reset.
+  Every good slice is finished (`onbeat.choreographers.finishing`: key poses, grounded feet) whichever
+  choreographer made it; `/onbeat/keypose` is scheduled there for the next predicted downbeat it can ease into.
 - output (the caller's thread): emits a PoseFrame every 1/rate s at absolute deadlines (sleep, then a short
   spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
