@@ -1,7 +1,7 @@
 """The contact-consistency training term (models.contact), alone and wired into both choreographers."""
-import numpy as np
 import pytest
 import torch
+from test_codes import STATS, one_thread  # noqa: F401 - tiny models' normalizer; one torch thread (autouse)
 
 from onbeat.core.music import FEATURE_DIM
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM
@@ -9,17 +9,6 @@ from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS
 from onbeat.models.badm import BADM
 from onbeat.models.codes import Codes
 from onbeat.models.contact import contact_consistency
-
-STATS = {"pose_mean": np.zeros(POSE_DIM, np.float32), "pose_std": np.ones(POSE_DIM, np.float32),
-         "music_mean": np.zeros(FEATURE_DIM, np.float32), "music_std": np.ones(FEATURE_DIM, np.float32)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def feet_moving(cm_per_frame, frames=10):
