@@ -27,7 +27,7 @@ def bench_finishing(choreographer, seconds: float, rounds: int) -> dict:
     slices = [choreographer.next_slice(music[i:i + 2 * frames])
               for i in range(0, len(music) - 2 * frames + 1, frames)]
     names = list(KEY_POSES)
-    per_frame, cpu = [], 0.0
+    timings, cpu = [], 0.0
     for _ in range(rounds):
         finishing = Finishing(choreographer.fps)
         next_strike = 1.0
@@ -39,8 +39,8 @@ def bench_finishing(choreographer, seconds: float, rounds: int) -> dict:
             began, began_cpu = time.perf_counter(), time.thread_time()
             finishing(motion, start)
             cpu += time.thread_time() - began_cpu
-            per_frame.append(1000.0 * (time.perf_counter() - began) / motion.num_frames)
-    per_frame = np.array(per_frame)
+            timings.append(1000.0 * (time.perf_counter() - began) / motion.num_frames)
+    per_frame = np.array(timings)
     count = len(slices) * frames * rounds
     return {"frames": count, "median": float(np.median(per_frame)), "p99": float(np.percentile(per_frame, 99)),
             "max": float(per_frame.max()), "cpu": 1000.0 * cpu / count}
