@@ -162,6 +162,9 @@ def quat_limit_steps(q, reference, limit, previous=None, reference_previous=None
     reference = np.asarray(reference, dtype=np.float64)
     if previous is None:
         previous, reference_previous = out[0], reference[0]
+    allowed = np.maximum(_turn_angle(reference, np.concatenate([reference_previous[None], reference[:-1]])), limit)
+    if (_turn_angle(out, np.concatenate([previous[None], out[:-1]])) <= allowed).all():
+        return out  # the usual case, at once: nothing turns too fast
     for t in range(len(out)):
         allowed = np.maximum(_turn_angle(reference[t], reference_previous), limit)
         turned = _turn_angle(out[t], previous)
