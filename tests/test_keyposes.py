@@ -145,7 +145,8 @@ def test_key_poses_land_on_the_downbeats_smoothly(choreographer):
         around |= np.abs(times - hit) < 1.0
     around = around[1:] & around[:-1]
     steps = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(rotations[1:] * rotations[:-1], -1)), 0, 1)))
-    assert steps[around].max() < 30.0  # no pop (30 degrees per 1/60 s) on the way in or out
+    periods = np.round(np.diff(times) * 60)[:, None]  # a busy machine drops output frames: a gap spans several
+    assert (steps / periods)[around].max() < 30.0  # no pop (30 degrees per 1/60 s) on the way in or out
 
 
 @pytest.mark.slow
