@@ -7,7 +7,7 @@ from importlib import metadata
 
 from onbeat.core.paths import ASSETS
 
-PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "aubio", "sounddevice")
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "sounddevice")
 
 
 def version_of(distribution):

@@ -318,7 +318,7 @@ class Engine:
             return self.controls.take_key_pose()  # no beat clock: strike the pose now
         self._key_pose_asked = self._key_pose_asked if self._key_pose_asked is not None else start
         end = start + choreographer.slice_frames / choreographer.fps
-        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % 4 == 0 for k, t in enumerate(beat.next_beats))
+        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % beat.beats_per_bar == 0 for k, t in enumerate(beat.next_beats))
         if downbeat or start - self._key_pose_asked > 4 * 60.0 / max(beat.bpm, 1.0):
             self._key_pose_asked = None
             return self.controls.take_key_pose()
@@ -439,7 +439,7 @@ class Engine:
             if not beat_time <= t:  # also skips NaN (no beat yet)
                 continue
             if beat_time > after + 0.5 * period:
-                bar_position = (beat.bar_position + 1 + k) % 4
+                bar_position = (beat.bar_position + 1 + k) % beat.beats_per_bar
                 event = replace(beat, time=float(beat_time), phase=0.0, bar_position=bar_position, is_beat=True,
                                 is_downbeat=bar_position == 0)
                 for sink in self.sinks:
