@@ -94,6 +94,7 @@ class BeatActivation:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         state = self.session.get_inputs()[1]
         self.state = np.zeros([int(d) for d in state.shape], dtype=np.float32)
+        self.trained_on = self.session.get_modelmeta().custom_metadata_map.get("trained_on", "not recorded")
 
     def process(self, features: np.ndarray) -> np.ndarray:
         probabilities, self.state = self.session.run(None, {"features": features[None], "state": self.state})

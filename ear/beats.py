@@ -29,7 +29,7 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, BEATS_PER_BAR, HOP
-from onbeat.ear.activation import (BANDS, FPS, SUB_HOP, SUB_HOPS, BeatActivation, SpectralFrontEnd, frame_time,
+from onbeat.ear.activation import (BANDS, FPS, MODEL_PATH, SUB_HOPS, BeatActivation, SpectralFrontEnd, frame_time,
                                    label_frames)
 
 METERS = (3, 4)
@@ -192,12 +192,13 @@ class BeatTracker:
     and counted in `.bad_samples` (a glitching sound card must not stop the show).
     """
 
-    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, **filter_options):
+    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, network=MODEL_PATH,
+                 **filter_options):
         if sample_rate != ANALYSIS_RATE or hop != HOP:
             raise OnbeatError(f"beat tracker: expects {HOP}-sample hops at {ANALYSIS_RATE} Hz, got {hop} at {sample_rate}")
         self.sample_rate, self.hop = sample_rate, hop
         self.front_end = SpectralFrontEnd()
-        self.network = BeatActivation()
+        self.network = BeatActivation(network)
         self.filter = TempoPhaseFilter(**filter_options)
         self.bars = BarTracker()
         self.changes = TrackChangeDetector() if detect_track_changes else None

@@ -27,6 +27,9 @@ from onbeat.ear.activation import FRONT_END_DIM, SUB_HOPS, SpectralFrontEnd, lab
 
 logger = logging.getLogger(__name__)
 CROP_FRAMES = 720              # 8 s training crops
+# the loss weighs the rare beat (1 frame in ~45) and downbeat frames up; the exported network divides the odds
+# by the same factors again, so the tracker gets calibrated probabilities (mostly near 0, high on beats)
+POSITIVE_WEIGHT = (8.0, 24.0)
 
 
 def song_features(audio: np.ndarray) -> np.ndarray:
@@ -46,6 +49,21 @@ def targets(frames: int, beats: np.ndarray, downbeats: np.ndarray) -> np.ndarray
             k = k[(k >= 0) & (k < frames)]
             out[k, column] = np.maximum(out[k, column], value)
     return out
+
+
+def build_annotated(out: Path, folder: Path):
+    """Front-end features and targets of annotated real clips (audio + .beats), with their genres and folds."""
+    from onbeat.models.beat_clips import fold_of, load_set
+    _, clips = load_set(folder)
+    features, labels, starts = [], [], [0]
+    for clip in clips:
+        x = song_features(clip.audio)
+        features.append(x.astype(np.float16))
+        labels.append(targets(len(x), clip.beats, clip.downbeats))
+        starts.append(starts[-1] + len(x))
+    np.savez(out, features=np.concatenate(features), targets=np.concatenate(labels), starts=np.array(starts),
+             styles=np.array([clip.genre for clip in clips]), folds=fold_of(clips),
+             names=np.array([clip.name for clip in clips]))
 
 
 def build_data(out: Path, songs: int, seconds: float, seed: int):
@@ -76,15 +94,21 @@ class BeatNet(nn.Module):
         self.output = nn.Linear(hidden, 2)
 
     def forward(self, features, state):
+        """Calibrated (beat, downbeat) probabilities and the next recurrent state (the exported step)."""
         y, state = self.gru(self.input((features - self.mean) / self.std), state)
-        return torch.sigmoid(self.output(y)), state
+        return torch.sigmoid(self.output(y) - torch.log(torch.tensor(POSITIVE_WEIGHT))), state
 
     def logits(self, features):
         return self.output(self.gru(self.input((features - self.mean) / self.std))[0])
 
 
-def train(data_path: Path, out: Path, minutes: float, hidden: int, seed: int, batch: int = 32):
-    """Adam on random 8 s crops, BCE weighted towards the rare beat frames; keeps the best validation loss."""
+def train(data_path: Path, out: Path, minutes: float, hidden: int, seed: int, batch: int = 32, init: Path | None = None,
+          lr: float = 2e-3, extra: Path | None = None, extra_folds: tuple = (), steps: int | None = None):
+    """Adam on random 8 s crops, BCE weighted towards the rare beat frames; keeps the best validation loss
+    (on held-out synthesized songs) as best.pt and the final weights as last.pt (fine-tuning on real clips
+    ends there: the synthesized validation songs cannot tell how well it hears real music). `init`: a checkpoint to continue from (its weights and input
+    normalisation). `extra`: annotated real clips (`build_annotated`), those of `extra_folds` only, half of
+    every batch. Stops after `minutes` or `steps`."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = np.load(data_path)
@@ -94,15 +118,29 @@ def train(data_path: Path, out: Path, minutes: float, hidden: int, seed: int, ba
     training = np.setdiff1d(np.arange(songs), validation)
     sample = features[rng.choice(len(features), min(len(features), 200000), replace=False)].astype(np.float32)
     model = BeatNet(hidden, mean=sample.mean(0), std=sample.std(0) + 1e-3)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    weights = torch.tensor([8.0, 24.0])   # beats are ~1 frame in 45, downbeats 1 in 180
+    if init is not None:
+        saved = torch.load(init, map_location="cpu")
+        model = BeatNet(saved["hidden"])
+        model.load_state_dict(saved["state"])
+        hidden = saved["hidden"]
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    weights = torch.tensor(POSITIVE_WEIGHT)
 
-    def crops(song_ids):
+    sets = [(features, labels, starts, training)]
+    if extra is not None:
+        real = np.load(extra)
+        chosen = np.flatnonzero(np.isin(real["folds"], extra_folds))
+        sets.append((real["features"], real["targets"], real["starts"], chosen))
+        logger.info("real clips: %s", ", ".join(real["names"][chosen]))
+
+    def crops():
         x, y = [], []
-        for s in song_ids:
-            start = rng.integers(starts[s], starts[s + 1] - CROP_FRAMES)
-            x.append(features[start:start + CROP_FRAMES])
-            y.append(labels[start:start + CROP_FRAMES])
+        for k in range(batch):
+            features_, labels_, starts_, songs_ = sets[k % len(sets)]
+            s = rng.choice(songs_)
+            start = rng.integers(starts_[s], starts_[s + 1] - CROP_FRAMES)
+            x.append(features_[start:start + CROP_FRAMES])
+            y.append(labels_[start:start + CROP_FRAMES])
         return torch.as_tensor(np.stack(x).astype(np.float32)), torch.as_tensor(np.stack(y))
 
     def loss_of(x, y):
@@ -119,28 +157,30 @@ def train(data_path: Path, out: Path, minutes: float, hidden: int, seed: int, ba
     val_x, val_y = torch.as_tensor(np.stack(val_x).astype(np.float32)), torch.as_tensor(np.stack(val_y))
     out.mkdir(parents=True, exist_ok=True)
     began, step, best = time.time(), 0, float("inf")
-    while time.time() - began < minutes * 60:
+    while time.time() - began < minutes * 60 and (steps is None or step < steps):
         model.train()
-        x, y = crops(rng.choice(training, batch))
+        x, y = crops()
         loss = loss_of(x, y)
         optimiser.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         step += 1
-        if step % 100 == 0:
+        if step % 50 == 0 or step == steps:
             model.eval()
             with torch.no_grad():
                 val = float(loss_of(val_x, val_y))
-            logger.info("step %d  train %.4f  val %.4f  (%.0f s)", step, float(loss), val, time.time() - began)
+            logger.info("step %d  train %.4f  val %.4f  (%.0f s)", step, loss.item(), val, time.time() - began)
             if val < best:
                 best = val
                 torch.save({"state": model.state_dict(), "hidden": hidden, "step": step, "val": val}, out / "best.pt")
+    torch.save({"state": model.state_dict(), "hidden": hidden, "step": step}, out / "last.pt")
     logger.info("done: %d steps, best val %.4f", step, best)
 
 
-def export(checkpoint: Path, path: Path):
-    """The trained network as ONNX: features (1, T, FRONT_END_DIM), state -> probabilities (1, T, 2), state."""
+def export(checkpoint: Path, path: Path, trained_on: str):
+    """The trained network as ONNX: features (1, T, FRONT_END_DIM), state -> probabilities (1, T, 2), state;
+    `trained_on` (what data it saw) is stored in the file's metadata for the evaluation to print."""
     saved = torch.load(checkpoint, map_location="cpu")
     model = BeatNet(saved["hidden"])
     model.load_state_dict(saved["state"])
@@ -151,6 +191,10 @@ def export(checkpoint: Path, path: Path):
                       output_names=["probabilities", "state_out"], dynamic_axes={"features": {1: "frames"},
                                                                                   "probabilities": {1: "frames"}},
                       opset_version=17, dynamo=False)
+    import onnx
+    exported = onnx.load(str(path))
+    exported.metadata_props.add(key="trained_on", value=trained_on)
+    onnx.save(exported, str(path))
 
 
 def main(argv=None):
@@ -161,6 +205,7 @@ def main(argv=None):
     data.add_argument("--songs", type=int, default=500)
     data.add_argument("--seconds", type=float, default=30.0)
     data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--annotated", type=Path, help="instead: the annotated real clips of this folder")
     fit = sub.add_parser("train")
     fit.add_argument("--data", type=Path, required=True)
     fit.add_argument("--out", type=Path, required=True)
@@ -168,18 +213,27 @@ def main(argv=None):
     fit.add_argument("--hidden", type=int, default=64)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--threads", type=int, default=1)
+    fit.add_argument("--init", type=Path, help="continue from this checkpoint")
+    fit.add_argument("--lr", type=float, default=2e-3)
+    fit.add_argument("--steps", type=int, help="stop after this many steps (else after --minutes)")
+    fit.add_argument("--extra", type=Path, help="annotated real clips (data --annotated) to mix in")
+    fit.add_argument("--extra-folds", default="0,1,2", help="the folds of --extra to train on (comma separated)")
     onnx = sub.add_parser("export")
     onnx.add_argument("--checkpoint", type=Path, required=True)
     onnx.add_argument("-o", "--out", type=Path, required=True)
+    onnx.add_argument("--trained-on", required=True, help="what data the network saw (stored in the file)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.step == "data":
+    if args.step == "data" and args.annotated:
+        build_annotated(args.out, args.annotated)
+    elif args.step == "data":
         build_data(args.out, args.songs, args.seconds, args.seed)
     elif args.step == "train":
         torch.set_num_threads(args.threads)
-        train(args.data, args.out, args.minutes, args.hidden, args.seed)
+        train(args.data, args.out, args.minutes, args.hidden, args.seed, init=args.init, lr=args.lr, extra=args.extra,
+              extra_folds=tuple(int(f) for f in args.extra_folds.split(",")), steps=args.steps)
     else:
-        export(args.checkpoint, args.out)
+        export(args.checkpoint, args.out, args.trained_on)
 
 
 if __name__ == "__main__":
