@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import soundfile
 
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.capture import CHUNK_HEADER
-from onbeat.ear.devices import find_device, import_sounddevice
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,26 @@ class AudioBlock:
 
 
 class Source:
-    """Context-manager plumbing shared by the sources."""
+    """Where the music comes from: a file, a sound device, the synthetic demo track.
+
+    Threading: the engine iterates `blocks()` on its analysis thread. A live source yields blocks as the audio
+    arrives (in real time: a source reading faster than real time would put the beats ahead of the sound); a
+    file source paces itself. When a device goes away mid-stream, `blocks()` ends with `lost` set and `message`
+    saying why; the engine then calls `reopen()` (raising OnbeatError while it is still gone) every second and
+    iterates `blocks()` again. `close()` may be called from any thread and ends `blocks()`."""
     sample_rate: int
     channels: int
+    lost: bool = False  # the stream ended because the device went away (not because the music did)
+    message: str = ""  # what the source wants the user to know (a fallback it took, why it was lost)
 
-    def blocks(self):
+    def blocks(self) -> Iterator[AudioBlock]:
         raise NotImplementedError
 
-    def close(self):
+    def reopen(self) -> None:
+        """Open the device again after it was lost; OnbeatError while it is still gone."""
+        raise OnbeatError(f"{type(self).__name__} cannot be reopened")
+
+    def close(self) -> None:
         pass
 
     def __enter__(self):
@@ -307,20 +320,11 @@ class FileSource(Source):
     def _open_output(self, device):
         """An output stream on `device`, or None (with a warning) when this machine cannot play sound."""
         try:
-            sd = import_sounddevice()
-            index = find_device(sd, device, "output")
-            # blocksize 0 = the host's own: PortAudio's JACK backend corrupts memory on blocking writes with
-            # another size
-            stream = sd.OutputStream(device=index, samplerate=self.sample_rate, channels=self.channels,
-                                     dtype="float32")
-            stream.start()
-            return stream
+            return open_output(self.sample_rate, self.channels, device)
         except OnbeatError as e:
             if device is not None:
                 raise
             self.message = f"{self.path}: playing silently: {e}"
-        except Exception as e:  # PortAudio errors are untyped
-            self.message = f"{self.path}: playing silently: cannot open the output device ({e})"
         logger.warning(self.message)
         return None
 

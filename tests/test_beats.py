@@ -9,6 +9,7 @@ from onbeat.evaluation import beats as beat_eval
 from onbeat.ear.beats import BarTracker, BeatTracker
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
+from onbeat.models.beat_clips import load_clip
 from onbeat.commands.cli import main
 from onbeat.core.music import ANALYSIS_RATE, HOP
 
@@ -132,7 +133,7 @@ def test_bad_input():
 
 
 def test_locks_to_a_real_808_kick_loop(data_dir):
-    audio = beat_eval.load_clip(data_dir / "beat-unit" / "808kick120bpm.mp3")   # 10 s at 120 BPM
+    audio = load_clip(data_dir / "beat-unit" / "808kick120bpm.mp3")   # 10 s at 120 BPM
     states = run_tracker(audio)
     assert all(abs(s.bpm - 120) <= 2.4 for s in states if s.time > 3.0)
     beats = tracked_beats(states, after=3.0)
@@ -150,6 +151,7 @@ def test_gtzan_cross_validated(data_dir):
     assert result["octave"]["right"] >= 20
 
 
+@pytest.mark.slow
 def test_eval_command_prints_the_table(data_dir, tmp_path, capsys):
     out = tmp_path / "beats.json"
     assert main(["eval", "beats", "--data", str(data_dir), "--clips", "2", "--no-cv", "--json", str(out)]) == 0
