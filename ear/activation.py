@@ -65,7 +65,7 @@ class SpectralFrontEnd:
         gain = 10.0 ** ((LEVEL_DB - self.level.update(power_db(np.mean(hop.astype(np.float64) ** 2)))) / 20.0)
         self.buffer = np.concatenate([self.buffer[HOP:], hop * np.float32(gain)])
         spectra = []
-        for indices, window, filters in zip(self.indices, self.windows, self.filters):
+        for indices, window, filters in zip(self.indices, self.windows, self.filters, strict=True):
             power = np.abs(np.fft.rfft(self.buffer[indices] * window, axis=1)) ** 2
             spectra.append(np.log1p(COMPRESSION * (power @ filters) / len(window)))
         log_mel = np.concatenate(spectra, axis=1)                              # (SUB_HOPS, 2 * BANDS)

@@ -29,8 +29,16 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, BEATS_PER_BAR, HOP
-from onbeat.ear.activation import (BANDS, FPS, MODEL_PATH, SUB_HOPS, BeatActivation, SpectralFrontEnd, frame_time,
-                                   label_frames)
+from onbeat.ear.activation import (
+    BANDS,
+    FPS,
+    MODEL_PATH,
+    SUB_HOPS,
+    BeatActivation,
+    SpectralFrontEnd,
+    frame_time,
+    label_frames,
+)
 
 METERS = (3, 4)
 
@@ -59,7 +67,7 @@ class TempoPhaseFilter:
     `coast_s`, frames carry no evidence and the clock keeps its tempo and phase."""
 
     def __init__(self, fps=FPS, min_bpm=55.0, max_bpm=215.0, transition_lambda=100.0, observation_lambda=16.0,
-                 floor=1e-5, coast_below=0.1, coast_s=1.0):
+                 floor=1e-5, coast_below=0.1, coast_s=1.0, prior_bpm=None, prior_octaves=1.0):
         self.fps = fps
         self.intervals = np.arange(int(np.ceil(60.0 * fps / max_bpm)), int(np.floor(60.0 * fps / min_bpm)) + 1)
         self.first = np.concatenate([[0], np.cumsum(self.intervals)[:-1]])
@@ -69,6 +77,9 @@ class TempoPhaseFilter:
         ratio = self.intervals[None, :] / self.intervals[:, None]
         transition = np.exp(-transition_lambda * np.abs(ratio - 1.0))
         self.transition = transition / transition.sum(axis=1, keepdims=True)   # from row tempo to column tempo
+        if prior_bpm:   # a log-Gaussian preference for tempi near prior_bpm, applied at every beat
+            bpm = 60.0 * fps / self.intervals
+            self.transition *= np.exp(-0.5 * (np.log2(bpm / prior_bpm) / prior_octaves) ** 2)[None, :]
         # the beat region: the 1/lambda of the interval centred on the beat (position 0)
         half_region = np.maximum(0.5, 0.5 * self.intervals[self.tempo_of] / observation_lambda)
         distance = np.minimum(self.position, self.intervals[self.tempo_of] - self.position)
@@ -111,8 +122,10 @@ class TempoPhaseFilter:
 
 
 class BarTracker:
-    """Beat-synchronous forward filter over (meter, position in the bar): `predict()` the next beat's position,
-    `observe(downbeat probability)` of that beat once the network has heard it."""
+    """Beat-synchronous forward filter over (meter, position in the bar): `beat()` at each beat gives its meter and
+    position, `observe(downbeat probability)` of that beat once the network has heard it.
+
+    `stay`: how surely the position moves on by one each beat; `meter_change`: odds of a new meter at a beat."""
 
     def __init__(self, meters=METERS, stay=0.98, meter_change=1e-3, sharpness=1.0):
         self.states = [(m, q) for m in meters for q in range(m)]
@@ -126,8 +139,10 @@ class BarTracker:
                     self.transition[i, j] = meter_change   # a new meter starts a bar
             self.transition[i] /= self.transition[i].sum()
         self.is_downbeat = np.array([q == 0 for _, q in self.states])
-        meter_prior = np.array([0.3 if m == 3 else 0.7 for m, _ in self.states])
-        self.prior = meter_prior / np.array([m for m, _ in self.states])
+        self.meters = meters
+        self.meter_of = np.array([m for m, _ in self.states])
+        meter_prior = np.where(self.meter_of == 3, 0.3, 0.7)    # most music is in 4
+        self.prior = meter_prior / self.meter_of
         self.sharpness = sharpness
         self.reset()
 
@@ -135,13 +150,12 @@ class BarTracker:
         self.belief = self.prior.copy()   # about the latest beat
 
     def beat(self) -> tuple[int, int]:
-        """A beat: the belief moves on one beat. Returns this beat's (beats per bar, position), before its evidence."""
+        """A beat: the belief moves on one beat. This beat's (beats per bar, position), before its evidence."""
         belief = self.belief @ self.transition
         self.belief = belief / belief.sum()
-        meter_mass = {m: sum(p for p, (m2, _) in zip(self.belief, self.states) if m2 == m) for m, _ in self.states}
-        meter = max(meter_mass, key=meter_mass.get)
-        candidates = [i for i, (m, _) in enumerate(self.states) if m == meter]
-        return meter, self.states[max(candidates, key=lambda i: self.belief[i])][1]
+        meter = max(self.meters, key=lambda m: self.belief[self.meter_of == m].sum())
+        candidates = np.flatnonzero(self.meter_of == meter)
+        return meter, self.states[int(candidates[np.argmax(self.belief[candidates])])][1]
 
     def observe(self, downbeat: float):
         """The downbeat probability the network gave the latest beat."""
@@ -195,7 +209,8 @@ class BeatTracker:
     def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, network=MODEL_PATH,
                  **filter_options):
         if sample_rate != ANALYSIS_RATE or hop != HOP:
-            raise OnbeatError(f"beat tracker: expects {HOP}-sample hops at {ANALYSIS_RATE} Hz, got {hop} at {sample_rate}")
+            raise OnbeatError(f"beat tracker: expects {HOP}-sample hops at {ANALYSIS_RATE} Hz, "
+                              f"got {hop} at {sample_rate}")
         self.sample_rate, self.hop = sample_rate, hop
         self.front_end = SpectralFrontEnd()
         self.network = BeatActivation(network)

@@ -101,7 +101,8 @@ def beat_columns(state, times):
     # extend the grid by whole periods until it brackets every requested time
     back = max(0, int(np.ceil((beats[0] - times.min()) / period)))
     ahead = max(0, int(np.floor((times.max() - beats[-1]) / period)) + 1)
-    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats, beats[-1] + period * np.arange(1, ahead + 1)])
+    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats,
+                            beats[-1] + period * np.arange(1, ahead + 1)])
     k = np.clip(np.searchsorted(beats, times, side="right") - 1, 0, len(beats) - 2)
     previous, following = beats[k], beats[k + 1]
     interval = np.maximum(following - previous, 1e-6)
@@ -205,7 +206,8 @@ class FeatureExtractor:
             chroma = np.zeros(12)
         else:
             chroma = chroma / chroma.max()
-        return np.concatenate([[onset, self._relative(rms_db), flux], self._relative(power_db(self.mel8 @ power)), chroma])
+        mel8 = self._relative(power_db(self.mel8 @ power))
+        return np.concatenate([[onset, self._relative(rms_db), flux], mel8, chroma])
 
     def _relative(self, db):
         """dB -> 0..1: RANGE_DB below the running peak level .. at it."""

@@ -66,7 +66,7 @@ def follow(replay, options=None, detect_track_changes=True):
     """Beats, downbeats and (hop time, predicted next beat) of a replayed clip under filter `options`."""
     tracker = BeatTracker(detect_track_changes=detect_track_changes, **(options or {}))
     beats, downbeats, predictions = [], [], []
-    for rms, features, activation in zip(replay.rms, replay.features, replay.activation):
+    for rms, features, activation in zip(replay.rms, replay.features, replay.activation, strict=True):
         state = tracker.follow(rms, features, activation)
         if state.is_beat:
             beats.append(state.last_beat)
@@ -174,29 +174,28 @@ def evaluate(data, clips=None, cross_validate=True, networks=None):
     folds = fold_of(loaded)
     per_fold = fold_networks(networks) if networks else {}
     paths = [per_fold.get(int(fold), MODEL_PATH) for fold in folds]
-    recorded = [record(clip.audio, path) for clip, path in zip(loaded, paths)]
+    recorded = [record(clip.audio, path) for clip, path in zip(loaded, paths, strict=True)]
     trained_on = sorted({BeatActivation(path).trained_on for path in set(paths)})
     replays, costs = [r for r, _ in recorded], np.concatenate([c for _, c in recorded]) * 1e6
-    grid = [dict(zip(TUNABLE, values)) for values in itertools.product(*TUNABLE.values())]
+    grid = [dict(zip(TUNABLE, values, strict=True)) for values in itertools.product(*TUNABLE.values())]
     defaults = [{}] if not cross_validate else grid
     runs = [[follow(replay, options) for replay in replays] for options in defaults]
-    per_options = [[score_clip(clip, beats, downbeats) for clip, (beats, downbeats, _) in zip(loaded, run)]
-                   for run in runs]
+    per_options = [[score_clip(clip, beats, downbeats)
+                    for clip, (beats, downbeats, _) in zip(loaded, run, strict=True)] for run in runs]
     chosen = {}
     rows = [None] * len(loaded)
     for fold in sorted(set(folds)):
         others = folds != fold
+        best = 0
         if cross_validate and others.any():
-            best = int(np.argmax([np.mean([r["F"] for r, o in zip(rows_, others) if o]) for rows_ in per_options]))
-        else:
-            best = 0
+            tuning_f = [np.mean([row["F"] for row, other in zip(scored, others, strict=True) if other])
+                        for scored in per_options]
+            best = int(np.argmax(tuning_f))
         chosen[int(fold)] = defaults[best]
         for i in np.flatnonzero(folds == fold):
-            rows[i] = {**per_options[best][i], "fold": int(fold)}
-            predictions = runs[best][i][2]
-            rows[i]["_predictions"] = predictions
+            rows[i] = {**per_options[best][i], "fold": int(fold), "_predictions": runs[best][i][2]}
     leads, errors = [], []
-    for row, clip in zip(rows, loaded):
+    for row, clip in zip(rows, loaded, strict=True):
         lead, error = prediction_quality(row.pop("_predictions"), clip.beats)
         leads.append(lead)
         errors.append(error)
@@ -249,7 +248,8 @@ def print_report(result):
     lock = result["lock_s"]
     print(f"lock time: median {lock['median']:.1f} s from the clip start ({lock['never']} clips never lock); "
           + (f"after a track change (clips back to back): median {lock['median_after_change']:.1f} s "
-             f"({lock['never_after_change']} never)" if lock["median_after_change"] is not None else "no track changes (one clip)"))
+             f"({lock['never_after_change']} never)" if lock["median_after_change"] is not None
+             else "no track changes (one clip)"))
     print("tempo octave (tracked vs annotated): " + ", ".join(f"{k} {v}" for k, v in result["octave"].items() if v))
     if result["cross_validated"]:
         print("parameters chosen per fold: " + "; ".join(

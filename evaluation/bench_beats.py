@@ -30,8 +30,8 @@ DEFAULT_ENVIRONMENTS = (PACKAGE_ROOT.parent / "madmom-env" / "venv" / "bin" / "p
 
 def find_madmom(python=None):
     """(interpreter, None) for a Python that imports madmom, or (None, why not)."""
-    candidates = [Path(python)] if python else (
-        [Path(os.environ["ONBEAT_MADMOM_PYTHON"])] if os.environ.get("ONBEAT_MADMOM_PYTHON") else list(DEFAULT_ENVIRONMENTS))
+    named = python or os.environ.get("ONBEAT_MADMOM_PYTHON")
+    candidates = [Path(named)] if named else list(DEFAULT_ENVIRONMENTS)
     for candidate in candidates:
         if not candidate.is_file():
             continue
@@ -70,13 +70,14 @@ def bench(data, clips=None, madmom_python=None, networks=None):
     paths = [audio for audio, _ in pairs[:clips]]
     per_fold = fold_networks(networks) if networks else {}
     onbeat_rows, costs = [], []
-    for clip, fold in zip(loaded, fold_of(loaded)):
+    for clip, fold in zip(loaded, fold_of(loaded), strict=True):
         replay, cost = record(clip.audio, per_fold.get(int(fold), MODEL_PATH))
         beats, downbeats, _ = follow(replay)
         onbeat_rows.append(score_clip(clip, beats, downbeats))
         costs.append(cost)
     hop_s = HOP / ANALYSIS_RATE
-    result = {"set": set_name, "network": f"per fold, {networks}" if networks else str(MODEL_PATH), "trackers": {"onbeat": summarise(onbeat_rows, float(np.concatenate(costs).mean() / hop_s))},
+    result = {"set": set_name, "network": f"per fold, {networks}" if networks else str(MODEL_PATH),
+              "trackers": {"onbeat": summarise(onbeat_rows, float(np.concatenate(costs).mean() / hop_s))},
               "clips": {"onbeat": onbeat_rows}, "madmom": None}
     python, why = find_madmom(madmom_python)
     if python is not None:
@@ -86,7 +87,7 @@ def bench(data, clips=None, madmom_python=None, networks=None):
         return result
     madmom_rows = []
     cpu, seconds = 0.0, 0.0
-    for clip, path in zip(loaded, paths):
+    for clip, path in zip(loaded, paths, strict=True):
         found = output[str(path)]
         beats = np.array(found["beats"])
         row = score_clip(clip, beats, np.zeros(0))
@@ -107,6 +108,12 @@ def print_bench(result):
         print(f"{name:<10}{s['clips']:>6}{s['F']:>8.3f}{s['CMLt']:>8.3f}{s['AMLt']:>8.3f}{s['lock_s']:>8.1f}"
               f"{s['right_octave']:>11}{100 * s['cpu_fraction']:>9.2f}%")
     print(f"onbeat's activation network: {result['network']}")
+    genres = sorted({row["genre"] for row in result["clips"]["onbeat"]})
+    if len(genres) > 1:
+        print("F per genre: " + "; ".join(
+            f"{genre} " + " / ".join(f"{np.mean([r['F'] for r in rows if r['genre'] == genre]):.2f}"
+                                     for rows in result["clips"].values())
+            for genre in genres) + f"  ({' / '.join(result['clips'])})")
     print("CPU: onbeat's thread time per hop, hop by hop as live; madmom's process time over each whole file "
           "(batched, so a lower bound on its live cost), as a share of one core")
     if "madmom" not in result["trackers"]:

@@ -22,7 +22,9 @@ def main(paths):
     result = {}
     for path in paths:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        mono = resample_poly(audio.mean(axis=1), 44100, rate).astype(np.float32) if rate != 44100 else audio.mean(axis=1)
+        mono = audio.mean(axis=1)
+        if rate != 44100:
+            mono = resample_poly(mono, 44100, rate).astype(np.float32)
         began = time.process_time()
         activation = RNNBeatProcessor(online=True, origin="online")(Signal(mono, sample_rate=44100))
         beats = DBNBeatTrackingProcessor(fps=100, online=True).process_online(activation, reset=True)

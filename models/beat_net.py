@@ -106,9 +106,10 @@ def train(data_path: Path, out: Path, minutes: float, hidden: int, seed: int, ba
           lr: float = 2e-3, extra: Path | None = None, extra_folds: tuple = (), steps: int | None = None):
     """Adam on random 8 s crops, BCE weighted towards the rare beat frames; keeps the best validation loss
     (on held-out synthesized songs) as best.pt and the final weights as last.pt (fine-tuning on real clips
-    ends there: the synthesized validation songs cannot tell how well it hears real music). `init`: a checkpoint to continue from (its weights and input
-    normalisation). `extra`: annotated real clips (`build_annotated`), those of `extra_folds` only, half of
-    every batch. Stops after `minutes` or `steps`."""
+    ends there: the synthesized validation songs cannot tell how well it hears real music).
+    `init`: a checkpoint to continue from (its weights and input normalisation). `extra`: annotated real
+    clips (`build_annotated`), those of `extra_folds` only, half of every batch. Stops after `minutes` or
+    `steps`."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = np.load(data_path)
@@ -215,6 +216,7 @@ def main(argv=None):
     fit.add_argument("--threads", type=int, default=1)
     fit.add_argument("--init", type=Path, help="continue from this checkpoint")
     fit.add_argument("--lr", type=float, default=2e-3)
+    fit.add_argument("--batch", type=int, default=32)
     fit.add_argument("--steps", type=int, help="stop after this many steps (else after --minutes)")
     fit.add_argument("--extra", type=Path, help="annotated real clips (data --annotated) to mix in")
     fit.add_argument("--extra-folds", default="0,1,2", help="the folds of --extra to train on (comma separated)")
@@ -231,7 +233,7 @@ def main(argv=None):
     elif args.step == "train":
         torch.set_num_threads(args.threads)
         train(args.data, args.out, args.minutes, args.hidden, args.seed, init=args.init, lr=args.lr, extra=args.extra,
-              extra_folds=tuple(int(f) for f in args.extra_folds.split(",")), steps=args.steps)
+              extra_folds=tuple(int(f) for f in args.extra_folds.split(",")), steps=args.steps, batch=args.batch)
     else:
         export(args.checkpoint, args.out, args.trained_on)
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
-from onbeat.evaluation import beats as beat_eval
+from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.ear.beats import BarTracker, BeatTracker
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
+from onbeat.evaluation import beats as beat_eval
 from onbeat.models.beat_clips import load_clip
-from onbeat.commands.cli import main
-from onbeat.core.music import ANALYSIS_RATE, HOP
 
 RNG = np.random.default_rng(0)
 
