@@ -13,8 +13,6 @@ def add_arguments(parser):
     parser.add_argument("--clips", type=int, help="only the first N clips (sorted by name)")
     parser.add_argument("--madmom", type=Path, help="a Python that imports madmom (default: $ONBEAT_MADMOM_PYTHON, "
                         "else madmom-env/venv/bin/python beside the checkout or in the home folder)")
-    parser.add_argument("--networks", type=Path, help="folder of fold0.onnx .. fold2.onnx activation networks, "
-                        "each trained without that fold's clips (see onbeat eval beats)")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
 
 
@@ -22,7 +20,7 @@ def run(args):
     data_dir = args.data or data_root()
     if data_dir is None:
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
-    result = bench(data_dir, args.clips, args.madmom, args.networks)
+    result = bench(data_dir, args.clips, args.madmom)
     print_bench(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float))

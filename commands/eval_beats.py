@@ -13,8 +13,6 @@ def add_arguments(parser):
     parser.add_argument("--clips", type=int, help="evaluate only the first N clips (sorted by name)")
     parser.add_argument("--no-cv", action="store_true", help="score the shipped parameters instead of "
                         "cross-validating the filter parameters")
-    parser.add_argument("--networks", type=Path, help="folder of fold0.onnx .. fold2.onnx activation networks, "
-                        "each trained without that fold's clips (held-out numbers when the shipped network saw them)")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
 
 
@@ -22,7 +20,7 @@ def run(args):
     data_dir = args.data or data_root()
     if data_dir is None:
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
-    result = evaluate(data_dir, args.clips, cross_validate=not args.no_cv, networks=args.networks)
+    result = evaluate(data_dir, args.clips, cross_validate=not args.no_cv)
     print_report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float))

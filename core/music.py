@@ -14,7 +14,7 @@ format (retrain and re-export). Row i describes the hop of audio [i/30, (i+1)/30
 | 23 | beat_phase_sin | -1..1 | sin(2 pi phase), phase = fraction of the current beat interval elapsed at the row time |
 | 24 | beat_phase_cos | -1..1 | cos(2 pi phase); (0, 1) on a beat |
 | 25 | beat_distance | 0..1 | Beat-It's beat condition: time to the nearest beat (past or predicted) / half the beat interval: 0 on a beat, 1 midway |
-| 26 | bar_phase_sin | -1..1 | sin(2 pi (beat-in-bar + phase) / beats-per-bar), the tracked meter: 4, or 3 (waltz) |
+| 26 | bar_phase_sin | -1..1 | sin(2 pi (beat-in-bar + phase) / 4) |
 | 27 | bar_phase_cos | -1..1 | cos of the same; (0, 1) on the guessed downbeat |
 
 Columns 23-27 (`BEAT_COLUMNS`) come from the beat tracker; the rest (`AUDIO_COLUMNS`) describe the sound itself.
@@ -35,7 +35,7 @@ FEATURE_NAMES = (
 FEATURE_DIM = len(FEATURE_NAMES)
 AUDIO_COLUMNS = slice(0, FEATURE_NAMES.index("beat_phase_sin"))   # the descriptors of the sound itself
 BEAT_COLUMNS = slice(AUDIO_COLUMNS.stop, FEATURE_DIM)              # the beat clock's columns
-BEATS_PER_BAR = 4   # the meter assumed until the beat tracker hears another (it tracks 3 and 4)
+BEATS_PER_BAR = 4
 
 
 def synthetic_music(seconds, bpm=120.0, seed=0):

@@ -6,28 +6,31 @@ frame i): its spectrum comes from the last 2048 samples (93 ms) ending at the en
 causal, and its beat columns are evaluated at the row's time i/30 s.
 
 Gain robustness (a mic at -20 dB and a file at 0 dB look alike): levels are in dB relative to a running peak
-level (of the hop RMS, `onbeat.ear.level.PeakLevel`) that follows any rise at once and falls by 1 dB/s, never below
--50 dBFS (faint noise is not boosted to full scale; digital silence gives 0). The beat tracker normalises its
-input to the same running level. Onset strength, flux and chroma are level-free ratios.
+level (of the hop RMS) that follows any rise at once and falls by 1 dB/s (`LEVEL_RELEASE_DB_PER_S`), never below
+-50 dBFS (`QUIETEST_PEAK_DB`: faint noise is not boosted to full scale; digital silence gives 0). The beat tracker
+is fed the hops scaled to that level too. Onset strength, flux and chroma are level-free ratios.
 
-The columns are listed in `onbeat.core.music`. Columns 23-27 come from the `BeatTracker` run inside the
-extractor and are computed by `beat_columns`, which `future_features` shares to extrapolate them over predicted
-beats (the live model generates ahead of the sound). The bar phase follows the tracked meter (4 or 3 beats).
+The columns are listed in `onbeat.core.music`. Columns 23-27 come from the `BeatTracker` run inside the extractor and are computed by `beat_columns`, which
+`future_features` shares to extrapolate them over predicted beats (the live model generates ahead of the sound).
 """
 from math import gcd
 
 import numpy as np
 from scipy.signal import firwin
 
-from onbeat.core.music import ANALYSIS_RATE, BEAT_COLUMNS, FEATURE_DIM, FEATURE_FPS, HOP
+from onbeat.core.music import (ANALYSIS_RATE, BEAT_COLUMNS, BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS,
+                               HOP)
 from onbeat.ear.beats import BeatTracker
-from onbeat.ear.filterbanks import N_FFT, chroma_filterbank, mel_filterbank
-from onbeat.ear.level import EPS, PeakLevel, power_db
 from onbeat.ear.sources import read_audio
 
+N_FFT = 2048
+QUIETEST_PEAK_DB = -50.0         # dBFS: music peaking below this is treated as quiet, not boosted to full scale
 RANGE_DB = 60.0                  # dynamic range mapped onto 0..1 below the running peak level
+LEVEL_RELEASE_DB_PER_S = 1.0
 ONSET_SCALE_DB = 6.0
 CHROMA_GATE_DB = 50.0            # chroma is zero for hops this far below the peak level
+TRACKER_LEVEL_DB = -20.0         # the beat tracker hears the music with its running peak at this level
+EPS = 1e-12
 
 
 # --- resampling --------------------------------------------------------------------------------------------
@@ -88,6 +91,31 @@ class Resampler:
         return max(0, needed - (self.buffer_start + len(self.buffer)))
 
 
+# --- filterbanks ---------------------------------------------------------------------------------------------
+
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def mel_filterbank(bands, n_fft=N_FFT, sample_rate=ANALYSIS_RATE, fmin=30.0, fmax=11000.0):
+    """(bands, n_fft//2 + 1) triangular filters, evenly spaced in mel, each summing the power it covers."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = 700.0 * (10 ** (np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), bands + 2) / 2595.0) - 1.0)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs - lower) / (centre - lower)
+    falling = (upper - freqs) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def chroma_filterbank(n_fft=N_FFT, sample_rate=ANALYSIS_RATE, fmin=55.0, fmax=5000.0):
+    """(12, n_fft//2 + 1): each bin's weight per pitch class (0 = C), a Gaussian of its distance in semitones."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    in_range = (freqs >= fmin) & (freqs <= fmax)
+    midi = 69 + 12 * np.log2(np.where(in_range, freqs, 440.0) / 440.0)
+    distance = (midi[None, :] - np.arange(12)[:, None] + 6) % 12 - 6
+    return np.exp(-0.5 * (distance / 0.5) ** 2) * in_range
+
+
 # --- beat columns --------------------------------------------------------------------------------------------
 
 def beat_columns(state, times):
@@ -101,15 +129,14 @@ def beat_columns(state, times):
     # extend the grid by whole periods until it brackets every requested time
     back = max(0, int(np.ceil((beats[0] - times.min()) / period)))
     ahead = max(0, int(np.floor((times.max() - beats[-1]) / period)) + 1)
-    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats,
-                            beats[-1] + period * np.arange(1, ahead + 1)])
+    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats, beats[-1] + period * np.arange(1, ahead + 1)])
     k = np.clip(np.searchsorted(beats, times, side="right") - 1, 0, len(beats) - 2)
     previous, following = beats[k], beats[k + 1]
     interval = np.maximum(following - previous, 1e-6)
     phase = np.clip((times - previous) / interval, 0.0, 1.0)
     distance = np.clip(np.minimum(times - previous, following - times) / (0.5 * interval), 0.0, 1.0)
-    beat_in_bar = (state.bar_position + k - back) % state.beats_per_bar
-    bar_phase = (beat_in_bar + phase) / state.beats_per_bar
+    beat_in_bar = (state.bar_position + k - back) % BEATS_PER_BAR
+    bar_phase = (beat_in_bar + phase) / BEATS_PER_BAR
     return np.stack([np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase), distance,
                      np.sin(2 * np.pi * bar_phase), np.cos(2 * np.pi * bar_phase)], axis=1)
 
@@ -130,6 +157,10 @@ def future_features(last_row, beat_state, n_frames):
 
 # --- the extractor -------------------------------------------------------------------------------------------
 
+def _db(power):
+    return 10.0 * np.log10(power + EPS)
+
+
 class FeatureExtractor:
     """Feed blocks of any size at `sample_rate` (mono (n,) or (n, channels)); get the rows completed so far.
 
@@ -139,15 +170,16 @@ class FeatureExtractor:
     def __init__(self, sample_rate):
         self.sample_rate = int(sample_rate)
         self.resampler = Resampler(self.sample_rate, ANALYSIS_RATE)
-        self.tracker = BeatTracker()
+        self.tracker = BeatTracker(ANALYSIS_RATE, HOP)
         self.window = np.hanning(N_FFT + 1)[:-1]
         self.power_scale = 2.0 / (N_FFT * np.sum(self.window ** 2))   # sum of the spectrum ~ mean square
         self.mel8 = mel_filterbank(8)
         self.mel40 = mel_filterbank(40)
         self.chroma = chroma_filterbank()
+        self.release_db = LEVEL_RELEASE_DB_PER_S / FEATURE_FPS
         self.frame = np.zeros(N_FFT)          # the last N_FFT analysis samples
         self.pending = np.zeros(0)            # resampled samples not yet a whole hop
-        self.level = PeakLevel()
+        self.level_db = QUIETEST_PEAK_DB
         self.previous_mel_db = None
         self.previous_magnitude = np.zeros(N_FFT // 2 + 1)
         self.frames = 0
@@ -184,9 +216,10 @@ class FeatureExtractor:
     def _row(self, hop):
         """The feature row of one hop of analysis-rate samples."""
         self.frame = np.concatenate([self.frame[HOP:], hop])
-        rms_db = power_db(np.mean(hop ** 2))
-        self.level_db = self.level.update(rms_db)
-        state = self.tracker.process(hop.astype(np.float32))
+        rms_db = _db(np.mean(hop ** 2))
+        self.level_db = max(self.level_db - self.release_db, rms_db, QUIETEST_PEAK_DB)
+        gain = 10.0 ** ((TRACKER_LEVEL_DB - self.level_db) / 20.0)   # the beat tracker is gain-robust too
+        state = self.tracker.process((hop * gain).astype(np.float32))
         self.states.append(state)
         self.frames += 1
         beats = beat_columns(state, [row_time(state)])[0]
@@ -196,7 +229,7 @@ class FeatureExtractor:
         """The audio columns (0-22) of the current frame."""
         power = np.abs(np.fft.rfft(self.frame * self.window)) ** 2 * self.power_scale
         magnitude = np.sqrt(power)
-        mel_db = np.maximum(power_db(self.mel40 @ power), self.level_db - RANGE_DB)
+        mel_db = np.maximum(_db(self.mel40 @ power), self.level_db - RANGE_DB)
         previous = mel_db if self.previous_mel_db is None else self.previous_mel_db
         onset = 1.0 - np.exp(-np.mean(np.maximum(mel_db - previous, 0.0)) / ONSET_SCALE_DB)
         flux = np.sum(np.maximum(magnitude - self.previous_magnitude, 0.0)) / (np.sum(magnitude) + EPS)
@@ -206,8 +239,7 @@ class FeatureExtractor:
             chroma = np.zeros(12)
         else:
             chroma = chroma / chroma.max()
-        mel8 = self._relative(power_db(self.mel8 @ power))
-        return np.concatenate([[onset, self._relative(rms_db), flux], mel8, chroma])
+        return np.concatenate([[onset, self._relative(rms_db), flux], self._relative(_db(self.mel8 @ power)), chroma])
 
     def _relative(self, db):
         """dB -> 0..1: RANGE_DB below the running peak level .. at it."""

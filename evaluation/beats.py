@@ -6,11 +6,10 @@ AMLt, downbeat F, lock time (from the clip start to the first run of `LOCK_RUN` 
 tempo octave (tracked against annotated median beat interval), and, with all clips played back to back
 (genres interleaved, abrupt cuts), the lock time after a track change.
 
-Cross-validation: the tracker's filter parameters (`TUNABLE`) are chosen on the other folds' clips and
-each fold is scored with the parameters chosen without it. The activation network: the shipped one, or with
-`networks` one per fold trained without that fold's clips; what each network was trained on is stored in it
-and printed, so a number is only called held-out when it is. The network's output does not depend on the
-filter parameters, so it is computed once per clip and replayed.
+Cross-validation: the tracker's clock parameters (`TUNABLE`) are chosen on the other folds' clips and each
+fold is scored with the parameters chosen without it. The onset envelope does not depend on them, so it is
+computed once per clip and replayed through the clock. (The shipped defaults were themselves chosen on the
+gtzan-dev clips, so `--no-cv` numbers there are in-sample.)
 """
 from __future__ import annotations
 
@@ -24,50 +23,128 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.activation import MODEL_PATH, BeatActivation
-from onbeat.ear.beats import BeatTracker
-from onbeat.models.beat_clips import FOLDS, fold_of, load_set
+from onbeat.ear.beats import SUB_HOPS, BeatTracker
+from onbeat.ear.features import Resampler
+from onbeat.ear.sources import read_audio
 
 TOLERANCE_S = 0.07
 LOCK_RUN = 4
-# the filter parameters tuned by cross-validation (TempoPhaseFilter arguments)
-TUNABLE = {"transition_lambda": (30.0, 100.0, 300.0), "observation_lambda": (8.0, 16.0, 32.0)}
+# the clock parameters tuned by cross-validation (BeatClock arguments)
+TUNABLE = {"prior_bpm": (90.0, 100.0, 115.0), "tightness": (3.0, 5.0, 8.0)}
 OCTAVES = {"right": 1.0, "double": 2.0, "half": 0.5, "triple": 3.0, "third": 1 / 3, "3:2": 1.5, "2:3": 2 / 3}
 COLUMNS = ("F", "CMLt", "AMLt", "downbeat_F", "lock_s")
 
 
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+DEFAULT_SET = "gtzan-dev"
+FOLDS = 3
+
+
+@dataclass
+class Clip:
+    name: str
+    genre: str
+    audio: np.ndarray
+    beats: np.ndarray
+    downbeats: np.ndarray
+
+
+def load_clip(path):
+    """A clip as mono float32 at the analysis rate, read and resampled as the feature extractor does."""
+    audio, rate = read_audio(path)
+    resampler = Resampler(rate, ANALYSIS_RATE)
+    length = -(-len(audio) * resampler.up // resampler.down)   # all of it, as resample_poly gives it
+    mono = resampler.process(audio.mean(axis=1))
+    tail = resampler.process(np.zeros(resampler.input_for(length - len(mono))))   # the look-ahead, zero-padded
+    return np.concatenate([mono, tail])[:length].astype(np.float32)
+
+
+def load_beats(path):
+    """Annotated beat times and downbeat times (the beats at position 1 in the bar; none if not annotated)."""
+    try:
+        table = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as e:
+        raise OnbeatError(f"{path}: cannot read beat annotations ({e})") from None
+    if table.size == 0:
+        raise OnbeatError(f"{path}: no beats annotated")
+    downbeats = table[table[:, 1] == 1, 0] if table.shape[1] > 1 else np.zeros(0)
+    return table[:, 0], downbeats
+
+
+def find_clips(data):
+    """(set name, [(audio path, annotation path)]): audio files with `<name>.beats` beside them or in `beats/`.
+    A shared data root holding `gtzan-dev/` means that set."""
+    folder = Path(data)
+    if (folder / DEFAULT_SET).is_dir():
+        folder = folder / DEFAULT_SET
+    if not folder.is_dir():
+        raise OnbeatError(f"{folder}: not a folder")
+    pairs = []
+    for audio in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+        for annotation in (folder / "beats" / f"{audio.stem}.beats", folder / f"{audio.stem}.beats"):
+            if annotation.is_file():
+                pairs.append((audio, annotation))
+                break
+    if not pairs:
+        raise OnbeatError(f"{folder}: no audio clips ({', '.join(AUDIO_SUFFIXES)}) with <name>.beats annotations "
+                          "beside them or in beats/")
+    return folder.name, pairs
+
+
+def genre_of(name):
+    """GTZAN names are genre.number; other sets are one group."""
+    return name.split(".")[0] if "." in name else "all"
+
+
+def load_set(data, clips=None):
+    name, pairs = find_clips(data)
+    loaded = []
+    for audio, annotation in pairs[:clips]:
+        beats, downbeats = load_beats(annotation)
+        loaded.append(Clip(audio.stem, genre_of(audio.stem), load_clip(audio), beats, downbeats))
+    return name, loaded
+
+
+def fold_of(clips):
+    """Fold per clip: the k-th clip of each genre goes to fold k mod FOLDS, so every fold holds every genre."""
+    seen = {}
+    folds = []
+    for clip in clips:
+        folds.append(seen.get(clip.genre, 0) % FOLDS)
+        seen[clip.genre] = seen.get(clip.genre, 0) + 1
+    return np.array(folds)
+
+
 @dataclass
 class Replay:
-    """One clip's tracker input after the network, per hop: RMS, front-end features, activation."""
+    """One clip's tracker input after the onset envelope, per hop: RMS and the sub-hops' envelope values."""
     rms: list = field(default_factory=list)
-    features: list = field(default_factory=list)
-    activation: list = field(default_factory=list)
+    onsets: list = field(default_factory=list)
 
 
-def record(audio, network=MODEL_PATH):
-    """Run the tracker's front end and `network` over `audio` -> its Replay and the CPU seconds per hop."""
-    tracker = BeatTracker(network=network)
+def record(audio):
+    """Run the tracker over `audio` hop by hop -> its Replay and the CPU seconds (thread time) per hop."""
+    tracker = BeatTracker()
     replay, costs = Replay(), []
+    sub_hop = HOP // SUB_HOPS
     for start in range(0, len(audio) - HOP + 1, HOP):
         began = time.thread_time()
         samples = audio[start:start + HOP]
-        features = tracker.front_end.process(samples)
-        activation = tracker.network.process(features)
+        onsets = [tracker.onsets.process(samples[k * sub_hop:(k + 1) * sub_hop]) for k in range(SUB_HOPS)]
         rms = float(np.sqrt(np.mean(samples ** 2)))
-        tracker.follow(rms, features, activation)
+        tracker.follow(rms, onsets)
         costs.append(time.thread_time() - began)
         replay.rms.append(rms)
-        replay.features.append(features)
-        replay.activation.append(activation)
+        replay.onsets.append(onsets)
     return replay, np.array(costs)
 
 
 def follow(replay, options=None, detect_track_changes=True):
-    """Beats, downbeats and (hop time, predicted next beat) of a replayed clip under filter `options`."""
+    """Beats, downbeats and (hop time, predicted next beat) of a replayed clip under clock `options`."""
     tracker = BeatTracker(detect_track_changes=detect_track_changes, **(options or {}))
     beats, downbeats, predictions = [], [], []
-    for rms, features, activation in zip(replay.rms, replay.features, replay.activation, strict=True):
-        state = tracker.follow(rms, features, activation)
+    for rms, onsets in zip(replay.rms, replay.onsets, strict=True):
+        state = tracker.follow(rms, onsets)
         if state.is_beat:
             beats.append(state.last_beat)
             if state.is_downbeat:
@@ -146,7 +223,7 @@ def track_change_locks(clips, replays, options):
     starts = []
     for i in order:
         starts.append(len(chain.rms) * HOP / ANALYSIS_RATE)
-        for part in ("rms", "features", "activation"):
+        for part in ("rms", "onsets"):
             getattr(chain, part).extend(getattr(replays[i], part))
     beats, _, _ = follow(chain, options)
     locks = {}
@@ -157,25 +234,12 @@ def track_change_locks(clips, replays, options):
     return locks
 
 
-def fold_networks(folder):
-    """{fold: network path} from a folder of `fold<k>.onnx` files, each trained without fold k's clips."""
-    found = {k: Path(folder) / f"fold{k}.onnx" for k in range(FOLDS)}
-    missing = [str(path) for path in found.values() if not path.is_file()]
-    if missing:
-        raise OnbeatError(f"--networks: missing {', '.join(missing)}")
-    return found
-
-
-def evaluate(data, clips=None, cross_validate=True, networks=None):
-    """Scores of the tracker on every annotated clip of `data`: with cross-validated filter parameters (or the
-    shipped defaults with `cross_validate=False`), lock times after track changes, cost and prediction numbers.
-    `networks`: a folder of per-fold activation networks (`fold_networks`); else the shipped one for all."""
+def evaluate(data, clips=None, cross_validate=True):
+    """Scores of the tracker on every annotated clip of `data`: with cross-validated clock parameters (or the
+    shipped defaults with `cross_validate=False`), lock times after track changes, cost and prediction numbers."""
     set_name, loaded = load_set(data, clips)
     folds = fold_of(loaded)
-    per_fold = fold_networks(networks) if networks else {}
-    paths = [per_fold.get(int(fold), MODEL_PATH) for fold in folds]
-    recorded = [record(clip.audio, path) for clip, path in zip(loaded, paths, strict=True)]
-    trained_on = sorted({BeatActivation(path).trained_on for path in set(paths)})
+    recorded = [record(clip.audio) for clip in loaded]
     replays, costs = [r for r, _ in recorded], np.concatenate([c for _, c in recorded]) * 1e6
     grid = [dict(zip(TUNABLE, values, strict=True)) for values in itertools.product(*TUNABLE.values())]
     defaults = [{}] if not cross_validate else grid
@@ -209,8 +273,6 @@ def evaluate(data, clips=None, cross_validate=True, networks=None):
     return {
         "set": set_name,
         "cross_validated": cross_validate,
-        "network": "per fold, " + str(networks) if networks else str(MODEL_PATH),
-        "trained_on": trained_on,
         "chosen_parameters": chosen,
         "clips": rows,
         "mean": {key: column_mean(rows, key) for key in COLUMNS if key != "lock_s"},
@@ -233,10 +295,9 @@ def column_mean(rows, key):
 
 
 def print_report(result):
-    how = (f"{FOLDS}-fold cross-validated: each fold scored with filter parameters tuned on the other folds"
+    how = (f"{FOLDS}-fold cross-validated: each fold scored with clock parameters tuned on the other folds"
            if result["cross_validated"] else "shipped parameters")
     print(f"beat tracking on {result['set']} ({len(result['clips'])} clips; {how})")
-    print(f"activation network {result['network']}, trained on: {'; '.join(result['trained_on'])}")
     print("mir_eval: F ±70 ms, CMLt, AMLt, beats in the first 5 s trimmed; downbeat_F against the annotated bar "
           f"starts; lock_s: median seconds from the clip start to {LOCK_RUN} consecutive correct beats")
     print(f"{'genre':<12}{'clips':>6}" + "".join(f"{c:>12}" for c in COLUMNS))

@@ -17,9 +17,7 @@ import numpy as np
 
 from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.core.paths import PACKAGE_ROOT
-from onbeat.ear.activation import MODEL_PATH
-from onbeat.evaluation.beats import fold_networks, follow, record, score_clip
-from onbeat.models.beat_clips import find_clips, fold_of, load_set
+from onbeat.evaluation.beats import find_clips, follow, load_set, record, score_clip
 
 logger = logging.getLogger(__name__)
 RUNNER = Path(__file__).with_name("madmom_online.py")
@@ -62,22 +60,20 @@ def summarise(rows, cpu_fraction):
             "cpu_fraction": cpu_fraction}
 
 
-def bench(data, clips=None, madmom_python=None, networks=None):
-    """Both trackers on the same clips: per-tracker summaries, per-clip rows, and why madmom is missing if it is.
-    `networks`: per-fold activation networks for onbeat (`fold_networks`), else the shipped one."""
+def bench(data, clips=None, madmom_python=None):
+    """Both trackers on the same clips: per-tracker summaries, per-clip rows, and why madmom is missing if it is."""
     set_name, loaded = load_set(data, clips)
     _, pairs = find_clips(data)
     paths = [audio for audio, _ in pairs[:clips]]
-    per_fold = fold_networks(networks) if networks else {}
     onbeat_rows, costs = [], []
-    for clip, fold in zip(loaded, fold_of(loaded), strict=True):
-        replay, cost = record(clip.audio, per_fold.get(int(fold), MODEL_PATH))
+    for clip in loaded:
+        replay, cost = record(clip.audio)
         beats, downbeats, _ = follow(replay)
         onbeat_rows.append(score_clip(clip, beats, downbeats))
         costs.append(cost)
     hop_s = HOP / ANALYSIS_RATE
-    result = {"set": set_name, "network": f"per fold, {networks}" if networks else str(MODEL_PATH),
-              "trackers": {"onbeat": summarise(onbeat_rows, float(np.concatenate(costs).mean() / hop_s))},
+    cpu_fraction = float(np.concatenate(costs).mean() / hop_s)
+    result = {"set": set_name, "trackers": {"onbeat": summarise(onbeat_rows, cpu_fraction)},
               "clips": {"onbeat": onbeat_rows}, "madmom": None}
     python, why = find_madmom(madmom_python)
     if python is not None:
@@ -107,7 +103,6 @@ def print_bench(result):
     for name, s in result["trackers"].items():
         print(f"{name:<10}{s['clips']:>6}{s['F']:>8.3f}{s['CMLt']:>8.3f}{s['AMLt']:>8.3f}{s['lock_s']:>8.1f}"
               f"{s['right_octave']:>11}{100 * s['cpu_fraction']:>9.2f}%")
-    print(f"onbeat's activation network: {result['network']}")
     genres = sorted({row["genre"] for row in result["clips"]["onbeat"]})
     if len(genres) > 1:
         print("F per genre: " + "; ".join(
