@@ -12,13 +12,14 @@ from onbeat.core.errors import OnbeatError
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
-            "tqdm": "train", "onnxruntime": "cpu"}
+            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
 
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
     ("play",): ("onbeat.commands.play", "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
     ("live",): ("onbeat.commands.play", "dance to live input from a sound device, stream over OSC"),
+    ("view",): ("onbeat.commands.view", "replay a motion (.npz/.bvh) on the browser stage, with play/pause and scrubbing"),
     ("render",): ("onbeat.commands.render", "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
