@@ -7,10 +7,8 @@ Without one, onbeat's numbers are printed alone with the reason.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.core.paths import PACKAGE_ROOT
 from onbeat.evaluation.beats import find_clips, follow, load_set, record, score_clip
 
-logger = logging.getLogger(__name__)
 RUNNER = Path(__file__).with_name("madmom_online.py")
 # where a benchmark environment is looked for when neither --madmom nor $ONBEAT_MADMOM_PYTHON names one
 DEFAULT_ENVIRONMENTS = (PACKAGE_ROOT.parent / "madmom-env" / "venv" / "bin" / "python",
@@ -92,7 +89,7 @@ def bench(data, clips=None, madmom_python=None):
         cpu, seconds = cpu + found["cpu_s"], seconds + found["seconds"]
     result["trackers"]["madmom"] = summarise(madmom_rows, cpu / seconds)
     result["clips"]["madmom"] = madmom_rows
-    result["madmom"] = f"{python} ({sys.version.split()[0]} here)"
+    result["madmom"] = str(python)
     return result
 
 
