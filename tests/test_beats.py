@@ -229,6 +229,7 @@ def test_relocks_after_a_track_change():
     assert beat_eval.lock_time(second, beats[beats >= 15.0 - 0.07], start=15.13) <= 5.0
 
 
+@pytest.mark.slow
 def test_live_and_offline_agree_on_tempo(data_dir):
     """Issue 17: on Vibe Ace the live clock said about 130 BPM while the offline analysis' beats (`extract_file`,
     the same causal tracker) made 103.8: the clock flipped between metrical levels. On every music-cc file the
