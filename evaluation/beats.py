@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mir_eval  # the train extra: imported first, so a user without it is told which extra to install
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
@@ -155,7 +156,6 @@ def follow(replay, options=None, detect_track_changes=True):
 
 def scores(reference, estimated):
     """mir_eval's F-measure (±70 ms), CMLt and AMLt; both beat lists lose their first 5 s (mir_eval's default)."""
-    import mir_eval
     reference, estimated = mir_eval.beat.trim_beats(reference), mir_eval.beat.trim_beats(estimated)
     with warnings.catch_warnings():   # an empty beat list is a valid result (it scores 0), not worth a warning
         warnings.simplefilter("ignore")
