@@ -12,25 +12,38 @@ from onbeat.core.errors import OnbeatError
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
-            "tqdm": "train", "onnxruntime": "cpu"}
+            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
 
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
     ("play",): ("onbeat.commands.play", "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
     ("live",): ("onbeat.commands.play", "dance to live input from a sound device, stream over OSC"),
+    ("view",): ("onbeat.commands.view", "replay a motion (.npz/.bvh) on the browser stage, with play/pause and scrubbing"),
     ("render",): ("onbeat.commands.render", "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
     ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
     ("dataset", "check"): ("onbeat.commands.dataset_check", "rotation pops and FK errors of the data, per collection"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
-    ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval)"),
+    ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval), cross-validated"),
     ("eval", "dance"): ("onbeat.commands.eval_dance", "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),
+    ("bench", "beats"): ("onbeat.commands.bench_beats", "onbeat's online beat tracker next to madmom's (when installed apart)"),
     ("bench", "model"): ("onbeat.commands.bench_model", "per-step latency: torch eager vs onnxruntime"),
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
     ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
+    ("bench", "feet"): ("onbeat.commands.bench_feet", "cost of the finishing every slice gets (key poses, grounded feet)"),
 }
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Says "(default: X)" after every option whose help does not already say its default (None and False are
+    not worth saying)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser(argv):
@@ -44,7 +57,7 @@ def build_parser(argv):
             if prefix not in groups:
                 group_parser = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} subcommands")
                 groups[prefix] = group_parser.add_subparsers(dest="_".join(prefix), metavar="WHAT", required=True)
-        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text, formatter_class=_Help)
         sub.set_defaults(_module=module, _words=words)
         if tuple(argv[:len(words)]) == words:
             chosen = (sub, module)

@@ -8,13 +8,17 @@ Three threads share a little state:
   *predicted* beats. On silence it switches to the groove's calm idle; if a slice is late it re-anchors the
   next one at "now + expected generation time" and lowers the model's quality (`set_quality`) until it keeps
   up again; a slice with NaN/Inf (or an exception) is replaced by the last good pose and the model is reset.
+  Every good slice is finished (`onbeat.choreographers.finishing`: key poses, grounded feet) whichever
+  choreographer made it; `/onbeat/keypose` is scheduled there for the next predicted downbeat it can ease into.
 - output (the caller's thread): emits a PoseFrame every 1/rate s at absolute deadlines (sleep, then a short
   spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
-percentile over 2 s; sources must be real-time). Predicted beats go to sinks as beat events with the output
-frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
+percentile over 2 s; sources must be real-time). The beat the dance follows is the ear's, or an external clock's
+when one has something fresh to say (Link, MIDI clock, OSC tempo: `_follow_clocks`, `onbeat.ear.clocks`).
+Predicted beats go to sinks as beat events with the output frame nearest to them. A lost input device
+(`source.lost`) is reopened every second while the idle dances on.
 `/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
 while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
@@ -33,12 +37,14 @@ from dataclasses import replace
 import numpy as np
 
 from onbeat.choreographers.base import Choreographer
+from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.core.skeleton import MIRROR_INDEX
+from onbeat.ear.clocks import BeatGrid, ExternalClock, Handover
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
 from onbeat.ear.sources import Source
 from onbeat.stream.control import Controls
@@ -81,6 +87,7 @@ class EngineStats:
         self.jitter = deque(maxlen=window)
         self.generation_ms = deque(maxlen=64)
         self.beats_sent = 0
+        self.key_poses = []  # (output time of the downbeat it was asked for, name) of each key pose handed on
 
     def jitter_ms(self, q):
         return 1000.0 * float(np.percentile(self.jitter, q)) if self.jitter else 0.0
@@ -143,10 +150,11 @@ class Engine:
     def __init__(self, source: Source, choreographers: dict[str, Choreographer], sinks: Iterable[Sink] = (), *,
                  ear=None, controls: Controls | None = None, rate: float = 60.0, idle: Choreographer | None = None,
                  library=None, silence_seconds: float = 2.0, blend_seconds: float = 0.3,
-                 clock=time.perf_counter, sleep=time.sleep):
+                 clock=time.perf_counter, sleep=time.sleep, clocks: Iterable[ExternalClock] = ()):
         """choreographers: {name: Choreographer} to start with; `controls.model` picks the active one ("groove"
         is added). `library` (an `onbeat.choreographers.library.Library`) loads the other names it knows when
-        the performer switches to them."""
+        the performer switches to them. `clocks`: external beat clocks (`onbeat.ear.clocks`) in order of
+        precedence; the OSC control clock (`controls.clock`) comes last."""
         self.source, self.rate = source, float(rate)
         self.sinks = [QueuedSink(sink) if sink.may_block else sink for sink in sinks]
         self.idle = idle or GrooveChoreographer()
@@ -156,10 +164,14 @@ class Engine:
         self.controls.models = tuple(dict.fromkeys([*self.choreographers, *(library.names() if library else ())]))
         self._loading = None  # the name being loaded from the library, on its worker thread
         self.ear = ear or Ear(source.sample_rate)
+        self.clocks = [*clocks, self.controls.clock]
+        self.leader = "ear"  # the clock the dance's timing follows
+        self._handover = Handover()
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
         self.queue = FrameQueue()
+        self.finishing = Finishing()  # key poses and grounded feet, for every choreographer's slices
         self.silent = True  # until the music proves otherwise
         self.beat = None  # latest BeatState
         self.quality = 0
@@ -177,7 +189,6 @@ class Engine:
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
-        self._key_pose_asked = None  # output time of the first slice that could have shown the key pose
 
     # --- time ---------------------------------------------------------------------------------------------
     def now(self):
@@ -227,7 +238,20 @@ class Engine:
             state, offset = states[-1], self._offset  # stream time → output time
             state = replace(state, time=state.time + offset, next_beats=state.next_beats + offset,
                             last_beat=state.last_beat + offset)
-            self._take_analysis(rows[-1], state)
+            self._take_analysis(rows[-1], self._follow_clocks(state))
+
+    def _follow_clocks(self, heard):
+        """The beat the dance follows: the first external clock with something fresh to say (Link, MIDI clock,
+        OSC: they win on timing), else the ear's `heard` state; `Handover` eases each change of leader. Clocks
+        keep host time (the engine's clock), the dance the output timeline."""
+        ear = BeatGrid.of(heard).shifted(self._t0)
+        for clock in self.clocks:
+            clock.hear(ear, heard.confidence)
+        self.leader, grid = next(((c.name, g) for c in self.clocks if (g := c.grid()) is not None), ("ear", ear))
+        followed = self._handover.follow(self.leader, grid.shifted(-self._t0), heard.time)
+        if self._handover.settled:
+            return heard  # the ear alone, as it is
+        return followed.beat_state(heard.time, heard.confidence if self.leader == "ear" else 1.0)
 
     def _reconnect(self):
         """The input device went away: dance the idle (the output never stops) and reopen it every second."""
@@ -307,6 +331,8 @@ class Engine:
         try:
             motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
             good = _finite(motion)
+            if good:
+                motion = self.finishing(motion, start, continues=not jump)
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the show; it is counted and logged
             motion, good = None, False
             self._warn(f"choreographer failed: {type(e).__name__}: {e}")
@@ -348,21 +374,29 @@ class Engine:
         return np.asarray(self.ear.future(row, beat, max(frames, first + frames - 1))[-frames:], np.float32)
 
     def _key_pose_for(self, start, choreographer):
-        """The requested key pose if this slice holds the next predicted downbeat (or a bar has gone by without
-        one: the downbeat guess can be wrong), else None."""
-        if self.controls.key_pose is None:
-            return None
+        """Hands a requested key pose on to the finishing for the next predicted downbeat it can still ease into
+        (without a beat clock: as soon as it can), and returns the name of a key pose landing within this slice,
+        for the choreographer to move towards (the finishing lands it whatever the choreographer does)."""
+        name = self.controls.take_key_pose()
+        if name is not None:
+            downbeat = self._next_downbeat(start + self.finishing.landing.lead_seconds)
+            replaced = self.finishing.strike(name, downbeat)
+            if replaced is None:
+                self._warn(f"key pose: no pose called {name!r}")
+            else:
+                self.stats.key_poses = [pose for pose in self.stats.key_poses if pose not in replaced]
+                self.stats.key_poses.append((downbeat, name))
+        return self.finishing.landing.landing_between(start, start + choreographer.slice_frames / choreographer.fps)
+
+    def _next_downbeat(self, earliest):
+        """Output time of the first predicted downbeat at or after `earliest` (`earliest` without a beat clock)."""
         beat = self.beat
         if beat is None or not len(beat.next_beats):
-            return self.controls.take_key_pose()  # no beat clock: strike the pose now
-        self._key_pose_asked = self._key_pose_asked if self._key_pose_asked is not None else start
-        end = start + choreographer.slice_frames / choreographer.fps
-        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % BEATS_PER_BAR == 0
-                       for k, t in enumerate(beat.next_beats))
-        if downbeat or start - self._key_pose_asked > BEATS_PER_BAR * 60.0 / max(beat.bpm, 1.0):
-            self._key_pose_asked = None
-            return self.controls.take_key_pose()
-        return None
+            return earliest
+        period = 60.0 / max(beat.bpm, 1.0)
+        bar = BEATS_PER_BAR * period
+        downbeat = beat.next_beats[0] + ((-1 - beat.bar_position) % BEATS_PER_BAR) * period  # next_beats[k] is beat
+        return float(downbeat + max(0, math.ceil((earliest - downbeat) / bar)) * bar)  # bar_position + 1 + k
 
     def _degrade(self):
         if self.quality + 1 < len(QUALITY_LEVELS):
