@@ -37,8 +37,9 @@ def swaying_rows(frames, bpm):
 @pytest.fixture
 def tiny_setup(tmp_path):
     rng = np.random.default_rng(0)
-    tracks = [dataset.Track(f"dance{i}", "synthetic", "groove", f"take{i}", swaying_rows(300, 100 + 10 * i),
-                            beat_music(300, 100 + 10 * i, rng), True) for i in range(4)]
+    tracks = [dataset.Track(f"dance{i}", "synthetic", "synthetic", "freestyle", f"take{i}",
+                            swaying_rows(300, 100 + 10 * i), beat_music(300, 100 + 10 * i, rng),
+                            np.ones((300, 2), np.float32), np.full(300, 100 + 10 * i, np.float32)) for i in range(4)]
     arrays = dataset.build(tracks, window=60, stride=30, val_fraction=0.25)
     data = tmp_path / "data.npz"
     dataset.save(data, arrays)
