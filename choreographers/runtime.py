@@ -8,6 +8,8 @@ sessions (`OnnxStep`).
 """
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from onbeat.choreographers import badm_sampler, codes_sampler
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.paths import ASSETS
-from onbeat.core.representation import ROTATION_SLICE, decode, root_state
+from onbeat.core.representation import POSE_DIM, ROTATION_SLICE, decode, root_state
 from onbeat.core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
@@ -46,6 +48,16 @@ def decode_metadata(props):
     return {key: value if key in PLAIN_KEYS else json.loads(value) for key, value in props.items()}
 
 
+def read_metadata(path, props, kind):
+    """The metadata of the model file `path` of `kind`, from its string → string map: decoded and checked."""
+    try:
+        metadata = decode_metadata(props)
+    except (ValueError, RecursionError) as e:  # not JSON, or JSON nested deeper than the parser's recursion limit
+        raise OnbeatError(f"{path}: damaged metadata ({str(e)[:200]})") from None
+    check_metadata(path, metadata, kind)
+    return metadata
+
+
 def check_metadata(path, metadata, kind):
     """Raise one OnbeatError naming the first thing in `metadata` this onbeat cannot run."""
     def expect(key, wanted, what):
@@ -66,6 +78,113 @@ def check_metadata(path, metadata, kind):
     joints = metadata.get("joint_names", "").split(",")
     if joints != list(JOINT_NAMES):
         raise OnbeatError(f"{path}: skeleton does not match SMPL-24 ({_first_difference(joints, JOINT_NAMES)})")
+    check_metadata_values(path, metadata, kind)
+
+
+# --- metadata values ---------------------------------------------------------------------------------------------
+# Every metadata value a runtime reads, per model kind, with its type and bounds: a file that breaks one is
+# refused at load with one line naming the key (a damaged or hostile file would otherwise crash, hang the
+# show, or allocate without limit). One table, so that a model-kind registry can take its kind's rows along.
+
+@dataclass(frozen=True)
+class Integer:
+    low: int
+    high: int
+
+    def problem(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be an integer"
+        return None if self.low <= value <= self.high else f"must be {self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class Number:
+    low: float
+    high: float
+    above_low: bool = False  # low itself is excluded
+
+    def problem(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        ok = (value > self.low if self.above_low else value >= self.low) and value <= self.high
+        return None if ok else f"must be {'above ' if self.above_low else ''}{self.low:g}..{self.high:g}"
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A list of `length` numbers, each within `each`."""
+    length: int
+    each: Number
+
+    def problem(self, value):
+        if not isinstance(value, list) or len(value) != self.length:
+            return f"must be a list of {self.length} numbers"
+        bad = next((i for i, v in enumerate(value) if self.each.problem(v)), None)
+        return None if bad is None else f"item {bad} {self.each.problem(value[bad])}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A JSON object with exactly these keys (`optional` ones may be missing)."""
+    keys: dict
+    optional: tuple = ()
+
+    def problem(self, value):
+        if not isinstance(value, dict):
+            return "must be an object"
+        missing = set(self.keys) - set(value) - set(self.optional)
+        unknown = set(value) - set(self.keys)
+        if missing or unknown:
+            return f"{'misses' if missing else 'has unknown'} {', '.join(sorted(missing or unknown))}"
+        return next((f"{key} {self.keys[key].problem(v)}" for key, v in value.items() if self.keys[key].problem(v)),
+                    None)
+
+
+MAX_SLICE_FRAMES = 300  # 10 s at 30 fps
+METADATA_VALUES = {
+    "badm": {
+        "slice_frames": Integer(2, MAX_SLICE_FRAMES),  # slices join on their last two frames
+        "ddim_steps": Integer(1, 200),  # each step is a network call; the live engine runs them every slice
+        "pose_mean": Numbers(POSE_DIM, Number(-1e6, 1e6)),
+        "pose_std": Numbers(POSE_DIM, Number(0.0, 1e6, above_low=True)),
+    },
+    "codes.gpt": {
+        "slice_frames": Integer(1, MAX_SLICE_FRAMES),
+        "rate": Integer(1, MAX_SLICE_FRAMES),
+        "layers": Integer(1, 64), "heads": Integer(1, 64), "context": Integer(1, 8192), "head_dim": Integer(1, 1024),
+        "codebook_size": Integer(1, 65536),
+        "start_token": Integer(0, 65536),
+        "decode_window": Integer(1, 4096),
+        "sampling": Table({"temperature": Number(0.0, 100.0, above_low=True), "top_k": Integer(0, 65536),
+                           "repeat_window": Integer(0, 4096), "repeat_penalty": Number(0.0, 100.0),
+                           "smoothing": Number(0.0, 0.99)}, optional=("smoothing",)),
+    },
+    "codes.decoder": {},
+}
+MAX_CACHE_BYTES = 256 << 20  # the codes GPT's key/value cache, allocated from metadata (shipped model: 72 kB)
+
+
+def check_metadata_values(path, metadata, kind):
+    """OnbeatError naming the first metadata value of `kind` that is missing or out of bounds."""
+    for key, spec in METADATA_VALUES.get(kind, {}).items():
+        if key not in metadata:
+            raise OnbeatError(f"{path}: metadata has no '{key}'; re-export it with `onbeat export`")
+        problem = spec.problem(metadata[key])
+        if problem:
+            shown = repr(metadata[key])
+            raise OnbeatError(f"{path}: metadata {key} = {shown if len(shown) < 40 else shown[:37] + '...'}: "
+                              f"{problem}")
+    if kind == "codes.gpt":
+        if metadata["slice_frames"] % metadata["rate"]:
+            raise OnbeatError(f"{path}: metadata slice_frames {metadata['slice_frames']} is not a multiple of "
+                              f"rate {metadata['rate']}")
+        if metadata["start_token"] > metadata["codebook_size"]:
+            raise OnbeatError(f"{path}: metadata start_token {metadata['start_token']} is past the codebook "
+                              f"({metadata['codebook_size']} codes)")
+        cache = 4 * 2 * math.prod(metadata[key] for key in ("layers", "heads", "context", "head_dim"))
+        if cache > MAX_CACHE_BYTES:
+            raise OnbeatError(f"{path}: metadata layers x heads x context x head_dim ask for a {cache / 2 ** 20:.0f} "
+                              f"MiB cache (at most {MAX_CACHE_BYTES / 2 ** 20:.0f} MiB)")
 
 
 def _first_difference(found, wanted):
@@ -119,11 +238,7 @@ class OnnxStep:
     def __init__(self, path, kind, threads=1, device="auto"):
         self.path = Path(path)
         self.session = open_session(path, threads, device)
-        try:
-            self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
-        except ValueError as e:
-            raise OnbeatError(f"{path}: damaged metadata ({e})") from None
-        check_metadata(self.path, self.metadata, kind)
+        self.metadata = read_metadata(self.path, self.session.get_modelmeta().custom_metadata_map, kind)
         self.inputs = [(i.name, _NUMPY_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         # One call on zeros: onnxruntime allocates on its first run, which must not delay the first live slice.

@@ -6,6 +6,8 @@
 (`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`).
 """
 
+from onbeat.commands.arguments import output_rate, port
+from onbeat.commands.cli import graceful_stop
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
@@ -35,15 +37,13 @@ def add_arguments(parser):
     parser.add_argument("--record", metavar="OUT.npz|OUT.bvh", help="save the dance (and the audio as .wav)")
     parser.add_argument("--control-host", default="127.0.0.1",
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
-    parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
+    parser.add_argument("--control-port", type=port, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
-    parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
+    parser.add_argument("--rate", type=output_rate, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
 
 
 def run(args):
-    if not 1 <= args.rate <= 240:
-        raise OnbeatError(f"--rate {args.rate}: choose 1..240 frames per second")
     if args.seconds is not None and args.seconds <= 0:
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     choreographers = load_choreographers(args.model)
@@ -57,19 +57,27 @@ def run(args):
         engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
-        dashboard = Dashboard(engine, quiet=args.quiet).start()
-        try:
-            engine.run(args.seconds)
-        except KeyboardInterrupt:
-            engine.stop()
-        finally:
-            dashboard.close()
-        print(plain_line(snapshot(engine)), flush=True)
+        # From here on a stop signal ends the show the way --seconds does: the recording is finished.
+        with graceful_stop(engine.stop):
+            try:
+                dashboard = Dashboard(engine, quiet=args.quiet).start()
+                try:
+                    engine.run(args.seconds)
+                finally:
+                    dashboard.close()
+                print(plain_line(snapshot(engine)), flush=True)
+            finally:
+                close_all(control, source, sinks)
+                control, source, sinks = None, None, []
         return 0
     finally:
-        for closable in (control, source, *sinks):
-            if closable is not None:
-                closable.close()
+        close_all(control, source, sinks)
+
+
+def close_all(control, source, sinks):
+    for closable in (control, source, *sinks):
+        if closable is not None:
+            closable.close()
 
 
 def open_sinks(args):
@@ -79,7 +87,8 @@ def open_sinks(args):
     if args.osc:
         sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC)))
     if args.record:
-        sinks.append(Recorder(args.record, args.rate))
+        inputs = [getattr(args, "file", None), args.model]  # paths that must not be overwritten
+        sinks.append(Recorder(args.record, args.rate, inputs=[path for path in inputs if path]))
     return sinks
 
 

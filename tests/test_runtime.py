@@ -10,6 +10,11 @@ from onbeat.exporters.parity import synthetic_music
 from onbeat.core.errors import OnbeatError
 from onbeat.choreographers import runtime
 from onbeat.core.music import FEATURE_NAMES
+from onbeat.core.representation import POSE_DIM
+
+# What a BADM runtime reads from its file, valid.
+BADM_METADATA = {"fps": 30, "slice_frames": 8, "ddim_steps": 4, "pose_mean": [0.0] * POSE_DIM,
+                 "pose_std": [1.0] * POSE_DIM}
 
 
 def write_identity_model(path, **metadata_changes):
@@ -18,7 +23,7 @@ def write_identity_model(path, **metadata_changes):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    props = runtime.metadata_props("badm", {"fps": 30, "slice_frames": 8}, "0" * 64)
+    props = runtime.metadata_props("badm", BADM_METADATA, "0" * 64)
     props.update(metadata_changes)
     for key, value in props.items():
         if value is not None:
