@@ -132,6 +132,18 @@ def osc_packet(c: Choices, now: float = 0.0, depth: int = 0) -> bytes:
     return damaged(c, _osc_message(c))
 
 
+def flood_packet(c: Choices, now: float) -> bytes:
+    """What `bench soak --attack` sends: grammar packets, and (1 in 8) a bundle of many of them of up to 60 kB
+    (the bundle floods that once dropped output frames)."""
+    if not one_in(c, 8):
+        return osc_packet(c, now)
+    data, limit = BUNDLE_TAG + struct.pack(">Q", _osc_time_tag(c, now)), pick(c, (7600, 60000))
+    while len(data) < limit:
+        content = _osc_message(c)
+        data += struct.pack(">i", size_field(c, len(content), -2 ** 31, 2 ** 31 - 1)) + content
+    return data
+
+
 def _osc_string(c: Choices, text: str) -> bytes:
     data = text.encode("utf-8") + b"\0"
     how = c.integer(0, 15)

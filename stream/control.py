@@ -35,7 +35,7 @@ import struct
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from onbeat.choreographers.groove import KEY_POSES
@@ -316,7 +316,8 @@ class ControlInput:
         self.reads = TokenBucket(READS_PER_SECOND, now)
         self.parse_bytes = TokenBucket(PARSE_BYTES_PER_SECOND, now)
         self.sources: OrderedDict = OrderedDict()  # source host → TokenBucket, least recently seen first
-        self.scheduled: list = []  # heap of (due on `clock`, arrival order, Message)
+        self.applied_from: Counter = Counter()  # source host → messages applied (for the hosts in `sources`)
+        self.scheduled: list = []  # heap of (due on `clock`, arrival order, Message, source host)
         self._order = 0
         self._since_warning = {"malformed": 0, "dropped": 0}
         self._latest_problem = ""
@@ -340,9 +341,9 @@ class ControlInput:
             return
         for (_, message), at in zip(messages, due):
             if at is None:
-                self._apply(message)
+                self._apply(message, host)
             else:
-                heapq.heappush(self.scheduled, (at, self._order, message))
+                heapq.heappush(self.scheduled, (at, self._order, message, host))
                 self._order += 1
 
     def _due(self, messages):
@@ -364,20 +365,22 @@ class ControlInput:
         bucket = self.sources.get(host)
         if bucket is None:
             if len(self.sources) >= MAX_SOURCES:
-                self.sources.popitem(last=False)
+                self.applied_from.pop(self.sources.popitem(last=False)[0], None)
             bucket = self.sources[host] = TokenBucket(SOURCE_DATAGRAMS_PER_SECOND, now)
         self.sources.move_to_end(host)
         return bucket
 
-    def _apply(self, message):
-        if not self.controls.apply(message.address, message.args):
-            self._problem(None, f"refused {message.address[:64]!r} {_short(message.args)}")
+    def _apply(self, message, host):
+        if self.controls.apply(message.address, message.args):
+            self.applied_from[host] += 1
+        else:
+            self._problem(None, f"refused {message.address[:64]!r} {_short(message.args)} from {host}")
 
     def apply_due(self) -> float:
         """Apply the scheduled messages whose time has come; seconds until the next one (inf: none)."""
         now = self.clock()
         while self.scheduled and self.scheduled[0][0] <= now:
-            self._apply(heapq.heappop(self.scheduled)[2])
+            self._apply(*heapq.heappop(self.scheduled)[2:])
         self.warn_if_due(now)
         return self.scheduled[0][0] - now if self.scheduled else math.inf
 
@@ -434,11 +437,13 @@ class ControlServer:
         self._sock.setblocking(False)
         self.address = self._sock.getsockname()
         self._kernel_drops = 0
+        self.thread_id = None  # the receiving thread's native id, once it runs
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="onbeat-control", daemon=True)
         self._thread.start()
 
     def _serve(self):
+        self.thread_id = threading.get_native_id()
         ancillary = socket.CMSG_SPACE(4) if SO_RXQ_OVFL is not None else 0
         while not self._closing.is_set():
             wait = min(POLL_SECONDS, self.input.apply_due())

@@ -1,10 +1,18 @@
 """The onnxruntime side: loading exported files, rejecting bad ones, and the default choreographers."""
+import json
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
 from onnx import TensorProto, helper
+
+from onbeat.evaluation import fuzz_grammar as grammar
+from onbeat.evaluation.fuzz import onnx_metadata_case
 
 from onbeat.exporters.parity import synthetic_music
 from onbeat.core.errors import OnbeatError
@@ -86,6 +94,76 @@ def test_other_skeleton_and_kind_and_foreign_onnx_are_named(tmp_path):
         runtime.OnnxStep(write_identity_model(tmp_path / "c.onnx", onbeat_format_version=None), "badm")
     with pytest.raises(OnbeatError, match=r"d\.onnx: damaged metadata"):
         runtime.OnnxStep(write_identity_model(tmp_path / "d.onnx", fps="{thirty"), "badm")
+
+
+def shipped_badm_with(tmp_path, **changes):
+    """The shipped BADM file with metadata values replaced (JSON text; None deletes the key)."""
+    model = onnx.load(str(runtime.ASSETS / "badm.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(changes)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        if value is not None:
+            model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"ddim_steps": None}, "metadata has no 'ddim_steps'"),
+    ({"ddim_steps": "100000"}, "ddim_steps = 100000: must be 1..200"),
+    ({"ddim_steps": "4.5"}, "ddim_steps = 4.5: must be an integer"),
+    ({"slice_frames": "0"}, "slice_frames = 0: must be 2..300"),
+    ({"pose_std": "[0.0]"}, r"pose_std = \[0\.0\]: must be a list of 151 numbers"),
+    ({"pose_mean": json.dumps([float("nan")] * 151)}, "pose_mean = .*item 0 must be a finite number"),
+    ({"pose_mean": "[1, 2"}, "damaged metadata"),
+    ({"pose_mean": "[" * 100_000 + "]" * 100_000}, "damaged metadata"),
+])
+def test_metadata_values_are_checked_against_their_bounds(tmp_path, capsys, changes, expected):
+    from onbeat.commands.cli import main
+    path = shipped_badm_with(tmp_path, **changes)
+    assert main(["play", "--demo", "--seconds", "1", "--model", str(path), "--silent", "--no-vmc", "--quiet",
+                 "--control-port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and re.search(expected, err[0]), err
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"slice_frames": 9}, "not a multiple of rate 4"), ({"start_token": 300}, "past the codebook"),
+    ({"context": 8192, "layers": 64}, "MiB cache"),
+    ({"sampling": {"temperature": 1.0, "top_k": 12, "repeat_window": 8}}, "sampling = .*: misses repeat_penalty"),
+    ({"sampling": {"temperature": 0, "top_k": 12, "repeat_window": 8, "repeat_penalty": 1.0}}, "temperature must be above"),
+])
+def test_codes_metadata_is_checked_across_keys(changes, expected):
+    step = runtime.OnnxStep(runtime.ASSETS / "codes.gpt.onnx", "codes.gpt")
+    with pytest.raises(OnbeatError, match=expected):
+        runtime.check_metadata_values("codes.gpt.onnx", {**step.metadata, **changes}, "codes.gpt")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(grammar.strategy(grammar.onnx_metadata))
+def test_grammar_fuzz_metadata_is_refused_in_one_line_or_runs(case):
+    onnx_metadata_case(case)  # raises on a traceback-worthy error or a run that fails (see onbeat.evaluation.fuzz)
+
+
+SLOW_STEP_AT_EXIT = """
+from onbeat.choreographers.runtime import load_default_choreographer
+from onbeat.stream.engine import Engine
+from onbeat.ear.sources import SyntheticSource
+dancer = load_default_choreographer()
+dancer.set_quality = lambda level: None
+dancer.full_steps = dancer.steps = 4000  # a slice takes seconds: still in onnxruntime when the show ends
+Engine(SyntheticSource(bpm=120), {"default": dancer}, [], rate=60.0).run(3.0)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_show_ends_cleanly_while_onnxruntime_is_in_a_long_step():
+    result = subprocess.run([sys.executable, "-c", SLOW_STEP_AT_EXIT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr[-2000:]
+    assert "terminate called" not in result.stderr
 
 
 def test_unavailable_device_is_explained(tmp_path):
