@@ -50,8 +50,8 @@ MAX_DEPTH = 4                  # bundles inside bundles, and arrays inside array
 MAX_MESSAGES = 64              # messages in one datagram
 MAX_SCHEDULE_SECONDS = 60.0    # how far ahead a bundle's time tag may be
 MAX_SCHEDULED = 256            # messages waiting for their time tag
-READS_PER_SECOND = 4000
-PARSE_BYTES_PER_SECOND = 512 * 1024
+READS_PER_SECOND = 2000
+PARSE_BYTES_PER_SECOND = 256 * 1024
 SOURCE_DATAGRAMS_PER_SECOND = 1000
 MAX_SOURCES = 1024             # source addresses whose budgets are remembered (least recently seen forgotten)
 WARN_INTERVAL = 5.0
@@ -447,10 +447,12 @@ class ControlServer:
         ancillary = socket.CMSG_SPACE(4) if SO_RXQ_OVFL is not None else 0
         while not self._closing.is_set():
             wait = min(POLL_SECONDS, self.input.apply_due())
-            budget_wait = self.input.reads.wait_for(1)
-            if budget_wait > 0:  # over the read budget: let the kernel drop the flood while we sleep
-                self._closing.wait(min(wait, budget_wait))
-                self.input.reads.take(0, self.input.clock())
+            reads = self.input.reads
+            reads.take(0, self.input.clock())  # bring the budget up to date
+            if reads.tokens < 1:
+                # Over the read budget: sleep while the kernel drops the flood, until a poll's worth of reads is
+                # earned again (waking up for every datagram would cost more than reading it).
+                self._closing.wait(min(wait, reads.wait_for(READS_PER_SECOND * POLL_SECONDS)))
                 continue
             if not select.select([self._sock], [], [], wait)[0]:
                 continue
