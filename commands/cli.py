@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 # What `systemctl stop`, `docker stop`, a closed SSH session and Ctrl-C send: all three stop onbeat the same way.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+# The packages of the optional extras: a command that needs one says which extra to install.
+EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
+            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
+
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
@@ -36,6 +40,16 @@ COMMANDS = {
     ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
     ("bench", "fuzz"): ("onbeat.commands.bench_fuzz", "structure-aware fuzzing of control datagrams, WAV/FLAC files, ONNX metadata"),
 }
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Says "(default: X)" after every option whose help does not already say its default (None and False are
+    not worth saying)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +70,7 @@ def build_parser(argv):
             if prefix not in groups:
                 group_parser = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} subcommands")
                 groups[prefix] = group_parser.add_subparsers(dest="_".join(prefix), metavar="WHAT", required=True)
-        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text, formatter_class=_Help)
         sub.set_defaults(_module=module, _words=words)
         if tuple(argv[:len(words)]) == words:
             chosen = (sub, module)
@@ -130,16 +144,20 @@ def graceful_stop(stop):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser(argv).parse_args(argv)
-    except OnbeatError as e:
-        print(f"onbeat: error: {e}", file=sys.stderr)
-        return 2
     configure_logging()
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS[1:]} if in_main_thread else {}
     try:
+        args = build_parser(argv).parse_args(argv)
         return importlib.import_module(args._module).run(args) or 0
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        words = next((" ".join(w) for w in COMMANDS if tuple(argv[:len(w)]) == w), "")
+        print(f"onbeat: error: `onbeat {words}` needs {e.name}: install the {extra} extra "
+              f"(pip install 'onbeat[{extra}]')", file=sys.stderr)
+        return 2
     except OnbeatError as e:
         print(f"onbeat: error: {e}", file=sys.stderr)
         return 2

@@ -3,16 +3,17 @@
 `play` dances to a file (heard through the speakers unless `--silent`) or to the built-in synthetic drum track
 (`--demo`, for a machine with no sound card); `live` dances to a sound input device. Both send VMC to
 127.0.0.1:39539 (`--vmc`, `--no-vmc`), optionally plain onbeat OSC (`--osc`), optionally record the session
-(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`).
+(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`). The beat
+clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
 """
 
+from onbeat.choreographers.library import Library, first_choice
 from onbeat.commands.arguments import output_rate, port
 from onbeat.commands.cli import graceful_stop
 from onbeat.core.errors import OnbeatError
-from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
+from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.choreographers.runtime import load_choreographers
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
 
 
@@ -29,9 +30,12 @@ def add_arguments(parser):
                                                       "until Ctrl-C)")
     parser.add_argument("--model", default="default",
                         help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes' or an .onnx path")
-    parser.add_argument("--vmc", default=f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}", metavar="HOST:PORT",
-                        help="VMC target (default %(default)s)")
+    parser.add_argument("--vmc", action="append", metavar="HOST:PORT",
+                        help=f"VMC target, repeat for several (default {DEFAULT_VMC[0]}:{DEFAULT_VMC[1]})")
     parser.add_argument("--no-vmc", action="store_true", help="do not send VMC")
+    parser.add_argument("--vmc-upper-chest", action="store_true",
+                        help="the avatars have an UpperChest bone: send it on its own (default: its turn is folded "
+                             "into Chest, right on every humanoid)")
     parser.add_argument("--osc", metavar="HOST:PORT", help=f"also send the plain onbeat OSC schema (e.g. "
                                                            f"{DEFAULT_OSC[0]}:{DEFAULT_OSC[1]})")
     parser.add_argument("--record", metavar="OUT.npz|OUT.bvh", help="save the dance (and the audio as .wav)")
@@ -39,6 +43,12 @@ def add_arguments(parser):
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
     parser.add_argument("--control-port", type=port, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
+    parser.add_argument("--link", action="store_true",
+                        help="join the Ableton Link session: its tempo and beat lead the dance while it has peers")
+    parser.add_argument("--link-lead", action="store_true",
+                        help="join the Link session and publish onbeat's own tempo and beat to it")
+    parser.add_argument("--midi-clock", nargs="?", const="", metavar="PORT",
+                        help="follow MIDI beat clock from this input (name or part of it; default the first)")
     parser.add_argument("--rate", type=output_rate, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
 
@@ -46,15 +56,18 @@ def add_arguments(parser):
 def run(args):
     if args.seconds is not None and args.seconds <= 0:
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
-    choreographers = load_choreographers(args.model)
-    controls = Controls(model=next(iter(choreographers), "groove"))
-    sinks, control, source = [], None, None
+    library = Library()
+    model = first_choice(library, args.model)
+    controls = Controls(model=model)
+    sinks, clocks, control, source = [], [], None, None
     try:
         sinks = open_sinks(args)
+        clocks = open_clocks(args)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
-        engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
+        engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
+                        library=library, clocks=clocks)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         # From here on a stop signal ends the show the way --seconds does: the recording is finished.
@@ -67,15 +80,15 @@ def run(args):
                     dashboard.close()
                 print(plain_line(snapshot(engine)), flush=True)
             finally:
-                close_all(control, source, sinks)
-                control, source, sinks = None, None, []
+                close_all([control, source, *clocks, *sinks])
+                control, source, clocks, sinks = None, None, [], []
         return 0
     finally:
-        close_all(control, source, sinks)
+        close_all([control, source, *clocks, *sinks])
 
 
-def close_all(control, source, sinks):
-    for closable in (control, source, *sinks):
+def close_all(closables):
+    for closable in closables:
         if closable is not None:
             closable.close()
 
@@ -83,13 +96,32 @@ def close_all(control, source, sinks):
 def open_sinks(args):
     sinks = []
     if not args.no_vmc:
-        sinks.append(VmcSink(*parse_target(args.vmc, DEFAULT_VMC)))
+        for target in args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"]:
+            sinks.append(VmcSink(*parse_target(target, DEFAULT_VMC), upper_chest=args.vmc_upper_chest))
     if args.osc:
         sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC)))
     if args.record:
         inputs = [getattr(args, "file", None), args.model]  # paths that must not be overwritten
         sinks.append(Recorder(args.record, args.rate, inputs=[path for path in inputs if path]))
     return sinks
+
+
+def open_clocks(args):
+    """The external beat clocks asked for, in order of precedence (Link, then MIDI clock)."""
+    from onbeat.ear.clocks import LinkClock, MidiClock
+    if args.link and args.link_lead:
+        raise OnbeatError("give --link (follow the session) or --link-lead (lead it), not both")
+    clocks = []
+    try:
+        if args.link or args.link_lead:
+            clocks.append(LinkClock(lead=args.link_lead))
+        if args.midi_clock is not None:
+            clocks.append(MidiClock(args.midi_clock or None))
+    except OnbeatError:
+        for clock in clocks:
+            clock.close()
+        raise
+    return clocks
 
 
 def open_source(args):

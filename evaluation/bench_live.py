@@ -23,7 +23,6 @@ from onbeat.core.errors import OnbeatError
 from onbeat.stream.dashboard import plain_line, snapshot
 from onbeat.stream.sinks import MessageTemplate
 
-
 # --- the receiver ------------------------------------------------------------------------------------------------
 
 def _receive(ready, results, stop):
@@ -74,6 +73,7 @@ def _attack(port, ready, results, stop, seed):
     """Attacker process: floods 127.0.0.1:`port` with grammar-built OSC as fast as it can (at nice 10), and once
     a second sends an honest `/onbeat/energy` from `PROBE_HOST`, alternating two values."""
     import os
+
     from onbeat.evaluation.fuzz_grammar import RandomChoices, flood_packet
     os.nice(10)
     choices = RandomChoices(seed)
@@ -181,17 +181,19 @@ def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None, 
     """Run the full pipeline for `seconds` (on the synthetic track unless `source` is given) into a receiver
     process; (engine, source, received). `attack`: the control input listens, and an `Attacker` floods it;
     `received["attack"]` says what it sent."""
-    from onbeat.stream.control import ControlServer, Controls
-    from onbeat.stream.engine import Engine
-    from onbeat.choreographers.runtime import load_choreographers
-    from onbeat.stream.sinks import OnbeatOscSink, VmcSink
+    from onbeat.choreographers.library import Library, first_choice
     from onbeat.ear.sources import SyntheticSource
-    choreographers = load_choreographers(model)
+    from onbeat.stream.control import Controls, ControlServer
+    from onbeat.stream.engine import Engine
+    from onbeat.stream.sinks import OnbeatOscSink, VmcSink
+    library = Library()
+    model = first_choice(library, model)
     receiver = OscReceiver()
     sinks = [OnbeatOscSink("127.0.0.1", receiver.port), VmcSink("127.0.0.1", receiver.port)]
     source = source or SyntheticSource(bpm=bpm)
-    controls = Controls(model=next(iter(choreographers), "groove"))
-    engine = Engine(source, choreographers, [*sinks, *extra_sinks], controls=controls, rate=rate)
+    controls = Controls(model=model)
+    engine = Engine(source, {model: library.load(model)}, [*sinks, *extra_sinks], controls=controls, rate=rate,
+                    library=library)
     control = ControlServer(controls, "127.0.0.1", 0) if attack else None
     attacker = Attacker(control.address[1]) if attack else None
     reporter = threading.Thread(target=progress, args=(engine,), daemon=True) if progress else None
@@ -258,6 +260,7 @@ class ClickTimer:
 def jack_latency(args, sample_rate=48000, period=256):
     """Clicks from jack_metro through a private JACK server into the engine; audio-to-OSC latency per click."""
     import os
+
     from onbeat.ear.jack import JackServer
     server = JackServer("onbeat-bench", sample_rate, period)
     os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_AUDIO_RESERVATION="1")  # the capture child's server

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from onbeat.evaluation import metrics
+from onbeat.choreographers.kinds import KINDS
 from onbeat.core.errors import OnbeatError
 from onbeat.core.paths import CHECKPOINTS
 
@@ -56,12 +57,11 @@ def beat_times(music, fps):
 
 def parse_models(text):
     """[(kind, checkpoint path)] from 'badm,codes' or 'codes=path.pt'."""
-    from onbeat.models.train import REGISTRY
     chosen = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         kind, _, path = item.partition("=")
-        if kind not in REGISTRY:
-            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(REGISTRY))})")
+        if kind not in KINDS:
+            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(KINDS))})")
         path = Path(path) if path else CHECKPOINTS / f"{kind}_small.pt"
         if not path.is_file():
             raise OnbeatError(f"{path}: no such checkpoint for {kind}")
@@ -70,8 +70,8 @@ def parse_models(text):
 
 
 def load_choreographer(kind, path):
-    from onbeat.models.train import load_model
-    return load_model(path)
+    from onbeat.models.checkpoint import load_model
+    return load_model(path, kind)
 
 
 # --- metrics ------------------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from onbeat.core.errors import OnbeatError
 from onbeat.evaluation import fuzz_grammar as grammar
 
 FIXED_NOW = 1_700_000_000.0  # the wall clock the control target runs at (its time tags are drawn around it)
-PYTHON_OSC_TAGS = set("ihfdsbrTFN[]")  # the tags python-osc reads as onbeat does ('c', 'S', 'I': skips; 't', 'm': other types)
+# The tags python-osc reads as onbeat does (it skips 'c', 'S', 'I' and reads 't', 'm' as other types).
+PYTHON_OSC_TAGS = set("ihfdsbrTFN[]")
 MAX_BLOCKS = 64  # audio blocks read per case: a header may claim hours, the case holds a few kB
 
 
@@ -104,7 +105,7 @@ def audio_case(data: bytes, suffix: str, folder: Path) -> str:
     try:
         with FileSource(path, play=False, realtime=False) as source:
             extractor = FeatureExtractor(source.sample_rate)
-            for _, block in zip(range(MAX_BLOCKS), source.blocks()):
+            for _, block in zip(range(MAX_BLOCKS), source.blocks(), strict=False):
                 rows = extractor.process(block.samples)
                 if not np.isfinite(rows).all():
                     raise Finding(f"non-finite feature rows from {source.sample_rate} Hz, {source.channels} ch")
@@ -116,27 +117,39 @@ def audio_case(data: bytes, suffix: str, folder: Path) -> str:
 # --- ONNX metadata ------------------------------------------------------------------------------------------------
 
 def onnx_metadata_case(case: tuple[str, dict]) -> str:
-    from onbeat.choreographers.runtime import BadmChoreographer, CodesChoreographer, read_metadata
+    """What `kinds.load_choreographer` does with a file's metadata, with stand-ins for the ONNX sessions."""
+    from onbeat.choreographers.kinds import kind_named
+    from onbeat.choreographers.onnx import read_metadata
     from onbeat.core.music import FEATURE_DIM
-    from onbeat.core.representation import POSE_DIM
-    kind, props = case
+    _, props = case
+    path = Path("model.onnx")
     try:
-        metadata = read_metadata(Path("model.onnx"), props, kind)
+        metadata = read_metadata(path, props)
+        kind = kind_named(metadata["onbeat_kind"])
+        kind.check_metadata(path, metadata)
     except OnbeatError:
         return "refused"
-    if kind == "badm":
-        choreographer = BadmChoreographer(lambda noisy, t, context, following, *rest: (noisy, following), metadata,
-                                          seed=0)
-    else:
-        frames, codes = metadata["slice_frames"], metadata["codebook_size"]
-        choreographer = CodesChoreographer(
-            lambda up, down, music, kv, pos: (np.zeros((1, codes)), np.zeros((1, codes)), kv),
-            lambda codes_up, codes_down: np.zeros((1, frames, POSE_DIM), np.float32), metadata, seed=0)
+    choreographer = kind.runtime_factory()(STAND_INS[kind.name](metadata), metadata, 0)
     motion = choreographer.next_slice(np.zeros((2 * choreographer.slice_frames, FEATURE_DIM), np.float32))
     if motion.num_frames != choreographer.slice_frames or not np.isfinite(motion.rotations).all():
         raise Finding(f"accepted metadata made {motion.num_frames} frames (finite: "
                       f"{np.isfinite(motion.rotations).all()})")
     return "ran"
+
+
+def _badm_stand_ins(metadata):
+    return {"step": lambda noisy, t, context, following, *rest: (noisy, following)}
+
+
+def _codes_stand_ins(metadata):
+    from onbeat.core.representation import POSE_DIM
+    codes, frames = metadata["codebook_size"], metadata["slice_frames"]
+    return {"gpt": lambda up, down, music, kv, pos: (np.zeros((1, codes)), np.zeros((1, codes)), kv),
+            "decoder": lambda codes_up, codes_down: np.zeros((1, frames, POSE_DIM), np.float32)}
+
+
+# Numpy stand-ins for each kind's graphs, shaped as the runtime expects (their numbers do not matter here).
+STAND_INS = {"badm": _badm_stand_ins, "codes": _codes_stand_ins}
 
 
 # --- targets and drivers ------------------------------------------------------------------------------------------
@@ -230,7 +243,7 @@ def run_atheris(target: str, seconds: float, artifacts: Path) -> FuzzReport:
     if counts.is_file():
         report.outcomes.update(json.loads(counts.read_text()))
     if result.returncode:
-        crashes = sorted(artifacts.glob("crash-*")) + sorted(artifacts.glob("timeout-*")) + sorted(artifacts.glob("oom-*"))
+        crashes = [path for prefix in ("crash", "timeout", "oom") for path in sorted(artifacts.glob(f"{prefix}-*"))]
         what = next((line for line in result.stderr.splitlines() if "Error" in line or "Finding" in line),
                     f"exit status {result.returncode}")
         report.failures.append((crashes[-1] if crashes else "(no input saved)", what.strip()[:300]))

@@ -21,7 +21,8 @@ from typing import Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from onbeat.choreographers.runtime import METADATA_VALUES, Integer, Number, Numbers, Table, metadata_props
+from onbeat.choreographers.kinds import KINDS
+from onbeat.choreographers.onnx import Integer, Number, Numbers, metadata_props
 from onbeat.stream.control import BUNDLE_TAG, IMMEDIATELY, unix_to_time_tag
 
 T = TypeVar("T")
@@ -263,7 +264,8 @@ def _flac_block(c: Choices, kind: int, body: bytes, last: bool) -> bytes:
 def flac_file(c: Choices) -> bytes:
     """A FLAC file: STREAMINFO with any block sizes, rate (20 bits), channels, bit depth and length; other
     metadata blocks of any length; then real audio frames (which may not match what STREAMINFO says)."""
-    rate = pick(c, (44100, 48000, 8000, 0, 1, 999, 768000, 2 ** 20 - 1)) if c.integer(0, 3) else c.integer(0, 2 ** 20 - 1)
+    rates = (44100, 48000, 8000, 0, 1, 999, 768000, 2 ** 20 - 1)
+    rate = pick(c, rates) if c.integer(0, 3) else c.integer(0, 2 ** 20 - 1)
     blocks = (pick(c, (4096, 16, 0, 65535)), pick(c, (4096, 16, 0, 65535)))
     info = struct.pack(">HH", *blocks) + c.integer(0, 2 ** 24 - 1).to_bytes(3, "big") * 2
     channels, bits = pick(c, (1, 2, 8, c.integer(1, 8))), pick(c, (16, 24, 8, 4, 32, c.integer(1, 32)))
@@ -308,17 +310,19 @@ def _bad_value(c: Choices, spec):
 
 def onnx_metadata(c: Choices) -> tuple[str, dict]:
     """(model kind, the string → string metadata map of an exported file of that kind): valid values from the
-    runtime's own table (`METADATA_VALUES`), some of them missing, out of bounds, of the wrong type, or not JSON."""
-    kind = pick(c, sorted(kind for kind, values in METADATA_VALUES.items() if values))
-    values = {key: _valid_value(c, spec) for key, spec in METADATA_VALUES[kind].items()}
-    props = metadata_props(kind, values, "0" * 64)
-    for key in sorted(set(props) - set(METADATA_VALUES[kind])):  # the plain keys: version, kind, layouts
+    kind's own `MetadataSchema`, some of them missing, out of bounds, of the wrong type, or not JSON; and the
+    plain keys (format version, kind, layouts) now and then missing or wrong."""
+    kind = KINDS[pick(c, sorted(name for name, kind in KINDS.items() if kind.metadata))]
+    specs = kind.metadata_schema().values
+    values = {key: _valid_value(c, spec) for key, spec in specs.items()}
+    props = metadata_props(kind.name, kind.graphs[0], values, "0" * 64)
+    for key in sorted(set(props) - set(specs)):
         how = c.integer(0, 23)
         if how == 0:
             del props[key]
         elif how == 1:
-            props[key] = pick(c, ("", "0", "2", "codes", "badm", ",", "x" * 1000))
-    for key, spec in METADATA_VALUES[kind].items():
+            props[key] = pick(c, ("", "0", "2", "codes", "badm", "step", ",", "x" * 1000))
+    for key, spec in specs.items():
         how = c.integer(0, 15)
         if how == 0:
             del props[key]
@@ -327,4 +331,4 @@ def onnx_metadata(c: Choices) -> tuple[str, dict]:
         elif how == 2:
             props[key] = pick(c, ("", "{", "[1,", "NaN", "Infinity", "nul", "\x00", "[" * 100_000 + "]" * 100_000,
                                   "1" * 5000))
-    return kind, props
+    return kind.name, props

@@ -1,6 +1,6 @@
 """Where the live poses go: VMC (VTuber apps, Unity, Unreal, Blender), plain onbeat OSC, and a recorder.
 
-Every sink has `.send(frame: PoseFrame)`, `.send_beat(state: BeatState)` and `.close()`; several run at once.
+Every sink is a `Sink` (the contract and its threading rules are its docstring); several run at once.
 OSC goes out over UDP in bundles of at most 1500 bytes (one Ethernet MTU, so no IP fragmentation). A target
 that is down or refusing never stops the show: errors are counted and logged at most once per interval.
 Messages are encoded here from pre-encoded templates (python-osc's builder costs ~50 us a message, 4 ms a frame;
@@ -21,22 +21,34 @@ dancer's left; joint names are SMPL-24's (Pelvis, Left_Hip, ..., Right_Palm).
 VMC protocol (default 127.0.0.1:39539, the port VSeeFace, Warudo, VNyan, EVMC4U, VMC4UE and VMC4B listen on):
 per frame `/VMC/Ext/OK 1 3 0 1` (loaded, calibrated, normal mode, tracking ok), `/VMC/Ext/T time`,
 `/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw` and one `/VMC/Ext/Bone/Pos "<HumanBodyBones>" px py pz qx qy qz qw`
-per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-handed frame (y up, z forward,
-+x = the character's right):
+per mapped bone (22: SMPL-24 without the palms); several targets at once: one sink each. Conversion to Unity's
+left-handed frame (y up, z forward, +x = the character's right):
 - onbeat's +x is the dancer's *left*, Unity's +x the avatar's *right*, y and z agree: positions map by the
   reflection M = diag(-1, 1, 1): (x, y, z) → (-x, y, z).
 - A rotation R becomes M R M. Its axis a maps to M a = (-ax, ay, az) and, a reflection reversing handedness,
   its angle to -angle; the same rotation is about (ax, -ay, -az) by +angle. So quaternion (w, x, y, z) →
   Unity (x, -y, -z, w) in VMC's (qx, qy, qz, qw) order. (`tests/test_sinks.py` checks M R M numerically.)
 - Bone rotations in VMC are local rotations relative to a humanoid whose rest pose is the T-pose with all
-  bone frames aligned to the root (a normalised VRM / Unity humanoid). SMPL local rotations are relative to the
-  SMPL rest pose, which is close to a T-pose (arms horizontal, legs straight) with joint frames aligned to the
-  world, so they are sent as they are after the conversion; the small rest-pose differences (SMPL's arms
-  slope a few degrees down) show up as that much offset on the avatar.
-- The root carries the dance's travel: Root/Pos = the pelvis position minus the SMPL rest pelvis height (so the
-  avatar keeps its own hip height and bounces and travels by the dancer's offsets), identity rotation; the
-  Hips bone carries the pelvis orientation. Other bone positions are the SMPL rest offsets (receivers ignore
-  them unless told to use them).
+  bone frames aligned to the root: the *normalized* bones of a VRM (VRM 0.x files are exported that way;
+  UniVRM 1.0 builds them as its "control rig"). SMPL local rotations are relative to the SMPL rest pose, which
+  is close to a T-pose (arms horizontal, legs straight) with joint frames aligned to the world, so they are
+  sent as they are after the conversion; the small rest-pose differences (SMPL's arms slope a few degrees
+  down) show up as that much offset on the avatar. The VMC spec recommends raw (un-normalized) bones for VRM
+  1.0 senders; onbeat has no avatar of its own and sends normalized ones, which a receiver applying them to
+  raw VRM 1.0 bones with non-identity rest rotations shows twisted: such receivers apply them to the control
+  rig (EVMC4U: `controlRigGenerationOptionOnLoad = Generate`); VRM 0.x avatars need nothing.
+- Positions, as VirtualMotionCapture's sender (ExternalSender.cs) has them: Root/Pos is the model's origin on
+  the floor, Bone/Pos carries each bone's local position. The root carries the dance's travel and bounce:
+  Root/Pos = the pelvis position minus the SMPL rest pelvis height (identity rotation), and the Hips bone sits
+  at the rest pelvis height above it, so root + Hips = the pelvis. The other bones sit at the SMPL rest
+  offsets. Receivers that apply bone positions (EVMC4U's "Bone Position Synchronize", on by default) show the
+  SMPL skeleton's exact joint positions, feet on the floor; those that keep the avatar's own bone positions
+  show the avatar's proportions, raised and lowered by the dance's bounce, feet on the floor at rest.
+- UpperChest is optional in Unity and VRM, and a receiver drops a bone its avatar lacks. By default
+  (`upper_chest=False`) the Spine3 rotation is folded into Chest, UpperChest is sent at rest with a zero
+  offset, and the bones hanging from it (Neck, shoulders) carry the Spine3 offset: exact joint positions on
+  every avatar when bone positions are applied, and the full spine bend without them. `upper_chest=True`
+  sends Spine3 as UpperChest, for avatars that have one (VRoid avatars do).
 """
 import fcntl
 import glob
@@ -49,16 +61,110 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
-from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
-from onbeat.ear.devices import import_sounddevice
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseFrame:
+    time: float  # seconds on the output timeline
+    root_translation: np.ndarray  # (3,) metres
+    rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
+    positions: np.ndarray  # (24, 3) world joint positions, metres
+    index: int = 0  # output frame number: time = index / rate
+
+
+class Sink:
+    """Where the live output goes.
+
+    Threading: the engine calls `send` (every output frame) and `send_beat` (each predicted beat, with the frame
+    nearest to it) from its output thread, which keeps the clock: they must return within a small fraction of a
+    millisecond and never wait on a peer, a socket buffer or a disk. `send_audio` (each block of the music, for
+    recorders and speakers) comes from the analysis thread and may take up to a block's duration. A sink that
+    may block in `send` says so with `may_block = True`: the engine then runs it behind a `QueuedSink`, so when it
+    falls behind it drops its own oldest frames (counted), never the clock's. `close` is called once, at the end."""
+
+    may_block = False
+
+    def send(self, frame: PoseFrame) -> None:
+        """One output frame (a sink that only takes the audio ignores it)."""
+
+    def send_beat(self, beat) -> None:
+        """`beat`: an `onbeat.ear.beats.BeatState` with `time` on the output timeline."""
+
+    def send_audio(self, block) -> None:
+        """`block`: an `onbeat.ear.sources.AudioBlock`."""
+
+    @property
+    def status(self) -> str:
+        """One short line for the dashboard."""
+        return type(self).__name__
+
+    def close(self) -> None:
+        pass
+
+
+class QueuedSink(Sink):
+    """Runs `inner`'s `send` and `send_beat` on a thread of its own behind a bounded queue: `send` here only
+    appends; when the queue is full the oldest item is dropped and counted in `dropped`."""
+
+    def __init__(self, inner: Sink, capacity: int = 8):
+        self.inner, self.dropped = inner, 0
+        self._queue: deque = deque(maxlen=capacity)
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"onbeat-sink-{type(inner).__name__}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item):
+        with self._ready:
+            self.dropped += len(self._queue) == self._queue.maxlen
+            self._queue.append(item)
+            self._ready.notify()
+
+    def send(self, frame: PoseFrame) -> None:
+        self._put((self.inner.send, frame))
+
+    def send_beat(self, beat) -> None:
+        self._put((self.inner.send_beat, beat))
+
+    def send_audio(self, block) -> None:
+        self.inner.send_audio(block)
+
+    def _run(self):
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                method, item = self._queue.popleft()
+            try:
+                method(item)
+            except Exception:  # a sink failing must not end its thread; the next frame may go through
+                logger.exception("%s failed", type(self.inner).__name__)
+
+    @property
+    def status(self) -> str:
+        return self.inner.status + (f" (dropped {self.dropped}: it fell behind)" if self.dropped else "")
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=2.0)
+        self.inner.close()
 
 DEFAULT_VMC = ("127.0.0.1", 39539)
 DEFAULT_OSC = ("127.0.0.1", 39541)
@@ -81,6 +187,26 @@ REST_PELVIS_HEIGHT = -rest_positions()[list(FOOT_JOINTS), 1].min()  # pelvis abo
 
 _X_REFLECTION = np.array([-1.0, 1.0, 1.0])
 _REST_PELVIS = np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
+
+_SPINE3 = JOINT_INDEX["Spine3"]
+_CHEST, _UPPER_CHEST = _VMC_JOINTS.index(JOINT_INDEX["Spine2"]), _VMC_JOINTS.index(_SPINE3)  # bone slots
+_ON_UPPER_CHEST = [i for i, j in enumerate(_VMC_JOINTS) if PARENTS[j] == _SPINE3]  # neck, shoulders
+_BONE_OFFSETS = REST_OFFSETS[_VMC_JOINTS].copy()
+_BONE_OFFSETS[0] = _REST_PELVIS  # the Hips bone above the root, on the floor
+
+
+def bone_transforms(rotations: np.ndarray, upper_chest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Local positions (22, 3) and rotations (22, 4) of the VMC bones, in onbeat's frame, for one pose's SMPL
+    local rotations (24, 4). Without `upper_chest`, Spine3 is folded into Chest (see the module docstring)."""
+    positions, bone_rotations = _BONE_OFFSETS.copy(), rotations[_VMC_JOINTS]
+    if not upper_chest:
+        spine3 = rotations[_SPINE3]
+        bone_rotations[_CHEST] = R.quat_multiply(bone_rotations[_CHEST], spine3)
+        bone_rotations[_UPPER_CHEST] = R.quat_identity()
+        positions[_UPPER_CHEST] = 0.0
+        # The Spine3 offset, seen from the folded Chest frame (Chest·Spine3), hangs on Spine3's children.
+        positions[_ON_UPPER_CHEST] += R.quat_to_matrix(spine3).T @ REST_OFFSETS[_SPINE3]
+    return positions, bone_rotations
 
 
 def to_unity_position(p):
@@ -161,8 +287,9 @@ class UdpTarget:
     refusing target's ICMP errors come back as ConnectionRefusedError on a later send, which is counted (not
     raised). `status` shows the errors while they last (`warn_interval`), "ok" once the target works again."""
 
-    def __init__(self, host, port, name, warn_interval=5.0):
+    def __init__(self, host, port, name, warn_interval=5.0, nobody_there=""):
         self.name, self.warn_interval = name, warn_interval
+        self.nobody_there = nobody_there  # what to tell the user while nothing listens at the target
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.sent = self.errors = 0
         self.last_error = None
@@ -192,8 +319,9 @@ class UdpTarget:
                 now = self._last_error_at = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    logger.warning("%s %s: %s (%d send errors so far); still running", self.name, self.address,
-                                   self.last_error, self.errors)
+                    hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
+                    logger.warning("%s %s: %s (%d send errors so far)%s; still running", self.name, self.address,
+                                   self.last_error, self.errors, hint)
 
     @property
     def status(self):
@@ -204,16 +332,15 @@ class UdpTarget:
         self._sock.close()
 
 
-class _OscSink:
-    """What the OSC sinks share: a UDP target named after the protocol, its status, closing it."""
+class _OscSink(Sink):
+    """What the OSC sinks share: a UDP target named after the protocol, its status, closing it. A UDP send
+    never waits for the peer, so these run on the output thread directly."""
 
     protocol = "osc"
+    nobody_there = "nothing listens there yet"
 
     def __init__(self, host, port):
-        self.target = UdpTarget(host, port, self.protocol)
-
-    def send_beat(self, state):
-        pass
+        self.target = UdpTarget(host, port, self.protocol, nobody_there=self.nobody_there)
 
     @property
     def status(self):
@@ -243,7 +370,7 @@ class OnbeatOscSink(_OscSink):
 
 
 class VmcSink(_OscSink):
-    """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion)."""
+    """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion and the bones)."""
 
     OK = MessageTemplate("/VMC/Ext/OK", "iiii").encode(1, 3, 0, 1)  # loaded, calibrated, normal mode, tracking ok
     TIME = MessageTemplate("/VMC/Ext/T", "f")
@@ -251,16 +378,19 @@ class VmcSink(_OscSink):
     BONES = [MessageTemplate("/VMC/Ext/Bone/Pos", "sfffffff", bone) for _, bone in VMC_BONES]
 
     protocol = "vmc"  # VMC has no beat message: send_beat stays a no-op
+    nobody_there = ("no VMC receiver there yet: start VSeeFace, Warudo or your Unity scene with its VMC receiver on "
+                    "this port, or use --no-vmc")
 
-    def __init__(self, host, port):
+    def __init__(self, host: str, port: int, upper_chest: bool = False):
         super().__init__(host, port)
-        self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS]).tolist()
+        self.upper_chest = upper_chest
 
     def send(self, frame):
         root = to_unity_position(frame.root_translation - _REST_PELVIS)
-        quats = to_unity_quaternion(frame.rotations[_VMC_JOINTS]).tolist()
+        positions, rotations = bone_transforms(frame.rotations, self.upper_chest)
         messages = [self.OK, self.TIME.encode(frame.time), self.ROOT.encode(*root, 0.0, 0.0, 0.0, 1.0)]
-        messages += [t.encode(*offset, *q) for t, offset, q in zip(self.BONES, self._bone_offsets, quats)]
+        messages += [t.encode(*p, *q) for t, p, q in zip(self.BONES, to_unity_position(positions).tolist(),
+                                                          to_unity_quaternion(rotations).tolist(), strict=True)]
         self.target.send(pack_bundles(messages))
 
 
@@ -275,7 +405,7 @@ def _write_error(error, folder):
     return "No space left on device" if full else str(error)
 
 
-class Recorder:
+class Recorder(Sink):
     """Saves the live session for replay: the shown motion as `path` (.npz, or .bvh) and the analysed audio
     next to it (.wav).
 
@@ -326,9 +456,6 @@ class Recorder:
         self._rotations.append(frame.rotations)
         if len(self._roots) >= self.segment_frames:
             self._write_segment()
-
-    def send_beat(self, state):
-        pass
 
     def send_audio(self, block):
         if self.failed:
@@ -482,7 +609,8 @@ def _lock(lock_path, path):
             lock.seek(0)
             holder = lock.read().strip() or "?"
             lock.close()
-            raise OnbeatError(f"{path}: another onbeat (pid {holder}) is recording to it; choose another name")
+            raise OnbeatError(f"{path}: another onbeat (pid {holder}) is recording to it; choose another "
+                              "name") from None
         try:
             if os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
                 break
@@ -495,7 +623,7 @@ def _lock(lock_path, path):
     return lock
 
 
-class Speakers:
+class Speakers(Sink):
     """Plays the demo track on the default output device; `open()` is None (said once) when there is none."""
 
     def __init__(self, stream):
@@ -504,13 +632,9 @@ class Speakers:
     @classmethod
     def open(cls, sample_rate, channels):
         try:
-            sd = import_sounddevice()
-            stream = sd.OutputStream(samplerate=sample_rate, channels=channels, dtype="float32", latency="low")
-            stream.start()
-            return cls(stream)
-        except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped; no speakers is not an error
-            logger.warning("no audio output (%s): playing silently",
-                           str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return cls(open_output(sample_rate, channels, latency="low"))
+        except OnbeatError as e:  # no speakers is not an error: the dance goes on
+            logger.warning("demo track: playing silently: %s", e)
             return None
 
     def send_audio(self, block):
@@ -518,12 +642,6 @@ class Speakers:
             self.stream.write(block.samples)
         except Exception:  # noqa: BLE001 - an output underflow or a vanished device must not stop the dance
             pass
-
-    def send(self, frame):
-        pass
-
-    def send_beat(self, state):
-        pass
 
     @property
     def status(self):

@@ -14,7 +14,7 @@ from pythonosc.parsing import ntp
 from onbeat.evaluation import fuzz_grammar as grammar
 from onbeat.evaluation.fuzz import FIXED_NOW, control_case
 from onbeat.stream import control as C
-from onbeat.stream.control import ControlInput, ControlServer, Controls, MalformedPacket, parse_packet
+from onbeat.stream.control import ControlInput, Controls, ControlServer, MalformedPacket, parse_packet
 
 THE_24_BYTES = b"#bundle\0" + struct.pack(">Qi", 1, -4) + b"xxxx"  # the datagram of issue 10
 
@@ -29,7 +29,7 @@ def message(address, *args):
 def bundle(*elements, time_tag=C.IMMEDIATELY, sizes=None):
     sizes = sizes or [len(e) for e in elements]
     return b"#bundle\0" + struct.pack(">Q", time_tag) + b"".join(
-        struct.pack(">i", size) + element for size, element in zip(sizes, elements))
+        struct.pack(">i", size) + element for size, element in zip(sizes, elements, strict=True))
 
 
 def wait_for(condition, seconds=3.0):
@@ -80,7 +80,8 @@ def test_nesting_messages_size_and_strings_are_bounded():
         parse_packet(message("/onbeat/model", "x" * C.MAX_DATAGRAM_BYTES))
     with pytest.raises(MalformedPacket, match="arrays nested"):
         parse_packet(b"/x\0\0" + C_string("," + "[" * 6 + "]" * 6))
-    for bad in (b"/x\0\0,s\0\0abcd", b"/x\0\0,s\0\0ab\0x", b"/x\0\0,q\0\0", b"/x\0\0,i\0\0\0\0", b"/x\0\0,b\0\0\xff\xff\xff\xfc"):
+    for bad in (b"/x\0\0,s\0\0abcd", b"/x\0\0,s\0\0ab\0x", b"/x\0\0,q\0\0", b"/x\0\0,i\0\0\0\0",
+                b"/x\0\0,b\0\0\xff\xff\xff\xfc"):
         with pytest.raises(MalformedPacket):  # unterminated, badly padded, unknown tag, truncated, negative blob
             parse_packet(bad)
 

@@ -5,7 +5,8 @@ import torch
 from onbeat.models import dataset
 from onbeat.evaluation import dance as evaluate
 from onbeat.core import rotations as R
-from onbeat.models.codes import Codes, checkpoint_state
+from onbeat.models.checkpoint import save_model
+from onbeat.models.codes import Codes
 from onbeat.core.motion import Motion
 from onbeat.core.representation import encode
 from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
@@ -42,9 +43,10 @@ def tiny_setup(tmp_path):
     data = tmp_path / "data.npz"
     dataset.save(data, arrays)
     torch.manual_seed(0)
-    model = Codes.from_config(Codes.PRESETS["tiny"], dataset.WindowData(arrays).stats)
+    stats = dataset.WindowData(arrays).stats
+    model = Codes.from_config(Codes.PRESETS["tiny"], stats)
     checkpoint = tmp_path / "codes.pt"
-    torch.save(checkpoint_state(model), checkpoint)
+    save_model(checkpoint, "codes", model, stats)
     return data, checkpoint
 
 
@@ -54,6 +56,7 @@ def test_beat_times_are_where_the_phase_wraps():
     assert np.allclose(beats, np.arange(1, 20) * 0.5, atol=1 / FPS)
 
 
+@pytest.mark.slow
 def test_eval_dance_prints_one_table_and_plots(tiny_setup, tmp_path, capsys):
     data, checkpoint = tiny_setup
     plot = tmp_path / "speed.png"

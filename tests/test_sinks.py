@@ -9,14 +9,24 @@ from pythonosc.osc_packet import OscPacket
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
 from onbeat.ear.beats import BeatState
-from onbeat.core.motion import forward_kinematics
-from onbeat.stream.engine import PoseFrame
-from onbeat.stream.sinks import (MAX_BUNDLE_BYTES, REST_PELVIS_HEIGHT, VMC_BONES, OnbeatOscSink, Recorder, UdpTarget,
-                                 VmcSink, pack_bundles, parse_target, to_unity_position, to_unity_quaternion)
 from onbeat.ear.sources import AudioBlock
+from onbeat.stream.engine import PoseFrame
+from onbeat.stream.sinks import (
+    MAX_BUNDLE_BYTES,
+    REST_PELVIS_HEIGHT,
+    VMC_BONES,
+    OnbeatOscSink,
+    Recorder,
+    UdpTarget,
+    VmcSink,
+    pack_bundles,
+    parse_target,
+    to_unity_position,
+    to_unity_quaternion,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -60,6 +70,7 @@ def test_vmc_bundles_fit_the_mtu_and_parse_back(listener):
     assert root[0] == "root" and root[1:4] == pytest.approx([-0.2, 0.9 - REST_PELVIS_HEIGHT, -0.3], abs=1e-6)
     bones = {params[0]: params[1:] for address, params in messages if address == "/VMC/Ext/Bone/Pos"}
     assert list(bones) == [bone for _, bone in VMC_BONES]
+    assert bones["Hips"][:3] == pytest.approx([0.0, REST_PELVIS_HEIGHT, 0.0], abs=1e-6)  # root + Hips = pelvis
     left_arm = np.array(bones["LeftUpperArm"][3:])
     expected = to_unity_quaternion(frame.rotations[JOINT_INDEX["Left_Shoulder"]])
     assert np.allclose(left_arm, expected, atol=1e-6)

@@ -15,12 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
+
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.devices import import_sounddevice
 from onbeat.ear.sources import (
-    DeviceSource, FileSource, RingBuffer, SyntheticSource, read_audio,
+    DeviceSource,
+    FileSource,
+    RingBuffer,
+    SyntheticSource,
+    read_audio,
 )
 
 
@@ -198,7 +202,7 @@ def test_an_unreadable_file_says_permission_denied(as_nobody):
         shutil.rmtree(folder)
 
 
-def test_unknown_output_device_is_an_error(tmp_path):
+def test_unknown_output_device_is_an_error(tmp_path, portaudio):
     soundfile.write(tmp_path / "a.wav", np.zeros(100, dtype=np.float32), 44100)
     with pytest.raises(OnbeatError, match="no audio output device"):
         FileSource(tmp_path / "a.wav", play=True, output_device="no such speaker")
@@ -236,11 +240,12 @@ def test_missing_portaudio_is_explained(monkeypatch):
         import_sounddevice()
 
 
-def test_unknown_input_device_lists_the_available_ones():
+def test_unknown_input_device_lists_the_available_ones(portaudio):
     with pytest.raises(OnbeatError, match="no audio input device matches 'no such mic'; available input devices"):
         DeviceSource(device="no such mic")
 
 
+@pytest.mark.slow
 def test_jack_capture_hears_a_120_bpm_metronome(jack_server, tmp_path):
     jack_server.spawn(["jack_metro", "-n", "metro", "-b", "120", "-f", "1000", "-D", "30"])
     capture = jack_server.run_capture("capture", 3, tmp_path / "captured.npy")
@@ -268,6 +273,7 @@ def test_jack_device_errors_and_fallbacks(jack_server):
     assert summary["channels"] == 2
 
 
+@pytest.mark.slow
 def test_file_playback_is_paced_by_the_output_device(jack_server, tmp_path):
     path = tmp_path / "second.wav"
     soundfile.write(path, 0.1 * np.ones(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
@@ -278,7 +284,11 @@ def test_file_playback_is_paced_by_the_output_device(jack_server, tmp_path):
 
 
 def test_file_plays_silently_without_an_output_device(tmp_path):
-    if any(device["max_output_channels"] > 0 for device in import_sounddevice().query_devices()):
+    try:
+        speakers = any(device["max_output_channels"] > 0 for device in import_sounddevice().query_devices())
+    except OnbeatError:  # no PortAudio library at all: silent as well
+        speakers = False
+    if speakers:
         pytest.skip("this machine has an output device")
     soundfile.write(tmp_path / "a.wav", np.zeros(1000, dtype=np.float32), 44100)
     source = FileSource(tmp_path / "a.wav", play=True, realtime=False)
@@ -286,6 +296,7 @@ def test_file_plays_silently_without_an_output_device(tmp_path):
     assert len(collect(source)[1]) == 1000
 
 
+@pytest.mark.slow
 def test_jack_server_killed_mid_capture_ends_the_source_cleanly(jack_server):
     capture = jack_server.run_capture("until-lost")
     assert capture.stdout.readline().strip() == "capturing", capture.stderr.read()
