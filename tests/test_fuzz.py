@@ -21,6 +21,7 @@ def test_the_random_driver_counts_cases_and_outcomes(tmp_path):
     assert "failures: 0" in result.stdout
 
 
+@pytest.mark.slow
 def test_atheris_fuzzes_the_control_input_with_coverage(tmp_path):
     if not fuzz.atheris_available():
         pytest.skip("atheris is not installed (pip install onbeat[fuzz])")

@@ -75,6 +75,7 @@ def test_a_second_recorder_on_the_same_name_is_refused_until_the_first_is_done(t
 RECORD = [sys.executable, "-m", "onbeat.commands.cli", "play", "--demo", "--record"]
 
 
+@pytest.mark.slow
 def test_two_instances_with_one_record_path_cannot_spoil_each_other(tmp_path):
     out = tmp_path / "r.npz"
     first = subprocess.Popen([*RECORD, str(out), "--seconds", "60", *QUIET], stdout=subprocess.PIPE,
@@ -101,6 +102,7 @@ def wait_for_file(path, seconds):
     return path.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGHUP], [signal.SIGINT], [signal.SIGINT] * 2],
                          ids=["SIGTERM", "SIGHUP", "SIGINT", "Ctrl-C twice"])
 def test_stop_signals_finish_the_recording(tmp_path, signals):

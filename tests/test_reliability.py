@@ -339,12 +339,14 @@ def test_a_wav_header_claiming_2_ghz_is_one_error_line(tmp_path, capsys):
     assert "sample rate 2147483647 Hz is outside" in line
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(grammar.strategy(grammar.wav_file))
 def test_grammar_fuzz_wav_files_are_read_or_refused_in_one_line(tmp_path_factory, data):
     audio_case(data, ".wav", tmp_path_factory.mktemp("wav"))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(grammar.strategy(grammar.flac_file))
 def test_grammar_fuzz_flac_files_are_read_or_refused_in_one_line(tmp_path_factory, data):
@@ -468,6 +470,7 @@ def free_udp_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_24_byte_datagram_of_issue_10_is_harmless_to_a_recording_show(tmp_path):
     port, out = free_udp_port(), tmp_path / "r.npz"
     show = subprocess.Popen([sys.executable, "-m", "onbeat.commands.cli", "play", "--demo", "--seconds", "4",
