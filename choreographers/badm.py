@@ -5,7 +5,8 @@ import numpy as np
 
 from onbeat.choreographers import badm_sampler
 from onbeat.choreographers.base import MAX_SLICE_FRAMES, ModelChoreographer, key_pose_row
-from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
+from onbeat.choreographers.groove import downbeat_frame
+from onbeat.choreographers.keyposes import KEY_POSES
 from onbeat.choreographers.onnx import Integer, MetadataSchema, Number, Numbers, Step
 from onbeat.core.representation import POSE_DIM
 

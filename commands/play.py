@@ -3,9 +3,12 @@
 `play` dances to a file (heard through the speakers unless `--silent`) or to the built-in synthetic drum track
 (`--demo`, for a machine with no sound card); `live` dances to a sound input device. Both send VMC to
 127.0.0.1:39539 (`--vmc`, `--no-vmc`), optionally plain onbeat OSC (`--osc`), optionally record the session
-(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`). The beat
-clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
+(`--record`), listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`), and serve the
+browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage`; see `onbeat.stream.stage`).
+The beat clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
 """
+import logging
+from pathlib import Path
 
 from onbeat.choreographers.library import Library, first_choice
 from onbeat.commands.arguments import output_rate, port
@@ -15,6 +18,10 @@ from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
+
+logger = logging.getLogger(__name__)
+MOTION_SUFFIXES = (".npz", ".bvh", ".pkl")
 
 
 def add_arguments(parser):
@@ -49,8 +56,22 @@ def add_arguments(parser):
                         help="join the Link session and publish onbeat's own tempo and beat to it")
     parser.add_argument("--midi-clock", nargs="?", const="", metavar="PORT",
                         help="follow MIDI beat clock from this input (name or part of it; default the first)")
+    add_stage_arguments(parser)
+    parser.add_argument("--no-stage", action="store_true", help="do not serve the browser stage")
     parser.add_argument("--rate", type=output_rate, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
+
+
+def add_stage_arguments(parser):
+    """The stage's options, shared with `onbeat view`."""
+    parser.add_argument("--stage-host", default="127.0.0.1",
+                        help="address the stage page listens on (default %(default)s: this machine only; on any "
+                             "other address its controls need the token printed at start)")
+    parser.add_argument("--stage-port", type=port, help=f"stage page port (default {DEFAULT_STAGE_PORT}, or a free "
+                                                       "one if that is taken; 0 = any free port)")
+    parser.add_argument("--avatar", metavar="FILE.vrm|mannequin",
+                        help="the dancer on the stage: your own VRM avatar, or the built-in mannequin (default: the "
+                             "shipped wooden VRM avatar)")
 
 
 def run(args):
@@ -66,8 +87,13 @@ def run(args):
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
+        stage = None if args.no_stage else open_stage(args, controls)  # last: other mistakes are reported alone
+        if stage is not None:
+            sinks.append(stage)
         engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
                         library=library, clocks=clocks)
+        if stage is not None:
+            stage.attach(engine)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         # From here on a stop signal ends the show the way --seconds does: the recording is finished.
@@ -124,6 +150,13 @@ def open_clocks(args):
     return clocks
 
 
+def open_stage(args, controls):
+    from onbeat.choreographers.keyposes import KEY_POSES
+    stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), rate=args.rate)
+    logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
+    return stage
+
+
 def open_source(args):
     """(source, speakers or None): the audio to dance to, and an output for the demo track."""
     from onbeat.ear import sources
@@ -132,6 +165,8 @@ def open_source(args):
     if args.file and args.demo:
         raise OnbeatError("give either a FILE or --demo, not both")
     if args.file:
+        if Path(args.file).suffix.lower() in MOTION_SUFFIXES:
+            raise OnbeatError(f"{args.file} is a motion file, not music: watch it with `onbeat view {args.file}`")
         return sources.FileSource(args.file, play=not args.silent), None
     if not args.demo:
         raise OnbeatError("nothing to dance to: give an audio FILE, or --demo for the built-in track")

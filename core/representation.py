@@ -51,7 +51,8 @@ def heading_angles(root_rotations):
     return np.arctan2(forward[..., 0], forward[..., 2])
 
 
-def _yaw_quat(angle):
+def yaw_quat(angle):
+    """(..., 4) rotations about the up axis by `angle` (radians, any shape): a heading as a quaternion."""
     angle = np.asarray(angle, dtype=np.float64)
     return R.quat_from_axis_angle(angle[..., None] * _UP)
 
@@ -92,7 +93,7 @@ def encode(motion):
     root_q = motion.rotations[:, 0]
     heading = heading_angles(root_q)
     previous_heading = np.concatenate([[start.heading], heading[:-1]])
-    to_previous = R.quat_conjugate(_yaw_quat(previous_heading))  # world -> previous heading frame
+    to_previous = R.quat_conjugate(yaw_quat(previous_heading))  # world -> previous heading frame
 
     positions = np.concatenate([start.position[None], motion.root_translation])
     step = np.diff(positions, axis=0) * np.array([1.0, 0.0, 1.0])
@@ -109,7 +110,8 @@ def encode(motion):
 
 
 def decode(array, fps, start=None):
-    """A `Motion` from (T, POSE_DIM) rows, integrating the root from `start` (default: origin, facing +z)."""
+    """A `Motion` from (T, POSE_DIM) rows, integrating the root from `start` (default: origin, facing +z); the
+    rows' foot contacts come with it (`Motion.contacts`)."""
     array = np.asarray(array, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != POSE_DIM:
         raise OnbeatError(f"motion rows must have shape (frames, {POSE_DIM}), got {array.shape}")
@@ -120,12 +122,12 @@ def decode(array, fps, start=None):
     # heading, so the headings are a running sum of the rows' own yaws.
     heading = start.heading + np.cumsum(heading_angles(rotations[:, 0]))
     previous = np.concatenate([[start.heading], heading[:-1]])
-    to_world = _yaw_quat(previous)  # each previous heading frame -> world
+    to_world = yaw_quat(previous)  # each previous heading frame -> world
     rotations[:, 0] = R.quat_multiply(to_world, rotations[:, 0])
     velocity = np.stack([array[:, 0], np.zeros(count), array[:, 1]], axis=1) / fps
     root = np.asarray(start.position, dtype=np.float64) + np.cumsum(R.quat_apply(to_world, velocity), axis=0)
     root[:, 1] = array[:, 2]
-    return Motion(fps, root, R.quat_make_continuous(rotations))
+    return Motion(fps, root, R.quat_make_continuous(rotations), contacts=array[:, CONTACT_SLICE])
 
 
 def foot_contacts(motion):
