@@ -10,7 +10,7 @@ A graph without these inputs (metadata "styles" empty or absent) is returned as 
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
-from onbeat.core.music import presence_mask
+from onbeat.core.music import MASK_GROUPS, presence_mask
 from onbeat.core.styles import FREESTYLE, STYLES, known_style
 
 
@@ -48,7 +48,20 @@ class Conditioned:
                          style=np.full(len(music), self.style_id, np.int64))
 
 
+MAX_STYLES = 4096
+
+
 def conditioned(step, metadata, music_input, style=None):
-    """`step` with the style and mask inputs its graph takes (see the module docstring), or `step` itself."""
+    """`step` with the style and mask inputs its graph takes (see the module docstring), or `step` itself.
+    OnbeatError (one line, naming the file) when the metadata's styles or mask groups are not ones this onbeat
+    reads."""
     styles = metadata.get("styles") or []
-    return Conditioned(step, styles, music_input, style) if styles else step
+    if not styles:
+        return step
+    where = getattr(step, "path", "model")
+    if not isinstance(styles, list) or len(styles) > MAX_STYLES or not all(isinstance(s, str) for s in styles):
+        raise OnbeatError(f"{where}: metadata styles must be a list of at most {MAX_STYLES} style names")
+    if metadata.get("music_mask") != list(MASK_GROUPS):
+        raise OnbeatError(f"{where}: metadata music_mask {metadata.get('music_mask')!r} is not this onbeat's "
+                          f"{list(MASK_GROUPS)!r}; re-export it with `onbeat export`")
+    return Conditioned(step, styles, music_input, style)

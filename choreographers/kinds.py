@@ -19,7 +19,7 @@ from typing import Any, Callable
 from onbeat.core.errors import OnbeatError
 from onbeat.core import paths
 from onbeat.choreographers.base import Choreographer
-from onbeat.choreographers.onnx import OnnxStep, Step
+from onbeat.choreographers.onnx import MetadataSchema, OnnxStep, Step
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,22 @@ class Kind:
     graphs: tuple[str, ...]  # the ONNX graphs an export writes (one file each)
     runtime: str  # "module:callable": (steps, metadata, seed) -> Choreographer, numpy only
     model: str  # "module:Class" of the torch model
+    metadata: str = ""  # "module:NAME" of the `onnx.MetadataSchema` of the values the runtime reads ("": none)
 
     def runtime_factory(self) -> Callable[[dict[str, Step], dict[str, Any], int | None], Choreographer]:
         return _import(self.runtime)
 
     def model_class(self) -> Any:
         return _import(self.model)
+
+    def metadata_schema(self) -> MetadataSchema | None:
+        return _import(self.metadata) if self.metadata else None
+
+    def check_metadata(self, path: str | Path, metadata: dict[str, Any]) -> None:
+        """OnbeatError naming the first value of an export's `metadata` the runtime cannot run with."""
+        schema = self.metadata_schema()
+        if schema is not None:
+            schema.check(Path(path), metadata)
 
     def graph_paths(self, output: str | Path) -> dict[str, Path]:
         """The files of an export at `output`: `output` itself for a one-graph kind, else `NAME.<graph>.onnx`
@@ -64,9 +74,10 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-register(Kind("badm", ("step",), "onbeat.choreographers.badm:BadmChoreographer", "onbeat.models.badm:BADM"))
+register(Kind("badm", ("step",), "onbeat.choreographers.badm:BadmChoreographer", "onbeat.models.badm:BADM",
+              "onbeat.choreographers.badm:METADATA"))
 register(Kind("codes", ("gpt", "decoder"), "onbeat.choreographers.codes:CodesChoreographer",
-              "onbeat.models.codes:Codes"))
+              "onbeat.models.codes:Codes", "onbeat.choreographers.codes:METADATA"))
 
 
 # --- exported files --------------------------------------------------------------------------------------------
@@ -97,7 +108,9 @@ def load_choreographer(path: str | Path, threads: int = 1, device: str = "auto",
                        seed: int | None = None) -> Choreographer:
     """The live choreographer of the export at `path` (see `open_steps`)."""
     kind, steps = open_steps(path, threads, device)
-    return kind.runtime_factory()(steps, next(iter(steps.values())).metadata, seed)
+    metadata = next(iter(steps.values())).metadata
+    kind.check_metadata(path, metadata)
+    return kind.runtime_factory()(steps, metadata, seed)
 
 
 def shipped_models() -> dict[str, Path]:

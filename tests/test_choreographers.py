@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from onbeat.choreographers.badm import BadmChoreographer
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.kinds import load_choreographer
 from onbeat.choreographers.library import Library
 from onbeat.core.errors import OnbeatError
@@ -109,3 +110,22 @@ def test_a_several_graph_export_is_found_by_its_name_or_either_file_and_its_kind
     (tmp_path / "mine.decoder.onnx").write_bytes((ASSETS / "badm.onnx").read_bytes())
     with pytest.raises(OnbeatError, match=r"mine\.decoder\.onnx: a badm step graph, expected codes decoder"):
         load_choreographer(tmp_path / "mine.gpt.onnx")
+
+
+def test_a_styled_graph_gets_the_live_mask_and_the_chosen_style():
+    calls = []
+    metadata = {"styles": ["freestyle", "waltz", "tango"], "music_mask": ["audio", "beat"]}
+    step = conditioned(lambda *arrays, **named: calls.append(named), metadata, music_input=1, style="waltz")
+    music = np.zeros((1, 4, 28), np.float32)
+    music[0, :2] = 0.5  # two rows of music, then silence
+    step(np.zeros(1), music)
+    assert calls[-1]["style"].tolist() == [1] and calls[-1]["music_mask"][0].tolist() == [[1, 1]] * 2 + [[0, 0]] * 2
+    step.style = None  # freestyle
+    step(np.zeros(1), music)
+    assert calls[-1]["style"].tolist() == [0]
+    with pytest.raises(OnbeatError, match="unknown style 'krump'"):
+        step.style = "krump"  # in the vocabulary, but not one this model knows
+    plain = object()
+    assert conditioned(plain, {"styles": []}, 1) is plain  # a model without the inputs is left as it is
+    with pytest.raises(OnbeatError, match="music_mask"):
+        conditioned(plain, {"styles": ["freestyle"], "music_mask": ["audio"]}, 1)
