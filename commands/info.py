@@ -5,7 +5,7 @@ Reads package versions from their metadata rather than importing them, so it nev
 import platform
 from importlib import metadata
 
-from onbeat.core.paths import ASSETS
+from onbeat.core.paths import ASSETS, user_models
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "aubio", "sounddevice")
 
@@ -54,7 +54,9 @@ def data_location():
 
 
 def default_models():
-    models = sorted(ASSETS.glob("*.onnx"))
+    """The exports `--model NAME` finds: the shipped ones and those the user built (`onbeat graph build`)."""
+    models = [path for folder in (user_models(), ASSETS) for pattern in ("*.onnx", "*.npz")
+              for path in sorted(folder.glob(pattern))]
     return [str(m) for m in models] or [f"no default model exported yet (looked in {ASSETS})"]
 
 

@@ -135,6 +135,18 @@ def summary(arrays):
     return "\n".join(lines)
 
 
+def tracks_of(arrays, split=None):
+    """The Tracks a dataset file was built from (those of one split: 0 train, 1 validation; None: all)."""
+    chosen = range(len(arrays["seq_start"])) if split is None else np.flatnonzero(arrays["seq_split"] == split)
+    tracks = []
+    for i in chosen:
+        span = slice(arrays["seq_start"][i], arrays["seq_start"][i] + arrays["seq_length"][i])
+        tracks.append(Track(str(arrays["seq_name"][i]), str(arrays["seq_source"][i]), str(arrays["seq_style"][i]),
+                            str(arrays["seq_group"][i]), arrays["rows"][span], arrays["music"][span],
+                            bool(arrays["seq_has_music"][i])))
+    return tracks
+
+
 class WindowData:
     """The cached file, read back: `indices(split)` and `batch(indices)` of raw (unnormalized) windows."""
 
