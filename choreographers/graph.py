@@ -194,8 +194,11 @@ class Database:
                 mask &= self.style == style
             ids = np.flatnonzero(mask)
             ids = ids[np.argsort(self.duration[ids], kind="stable")]
-            self._pools[key] = Pool(ids, self.duration[ids], self.pose[self.mirror[ids], self.beat[ids]],
-                                    self.velocity[self.mirror[ids], self.beat[ids]])
+            pose = self.pose[self.mirror[ids], self.beat[ids]] * np.sqrt(self.pose_weight)
+            velocity = self.velocity[self.mirror[ids], self.beat[ids]] * np.float32(np.sqrt(VELOCITY_WEIGHT))
+            self._pools[key] = Pool(ids, self.duration[ids], self.beat[ids], pose, np.einsum("ij,ij->i", pose, pose),
+                                    velocity, np.einsum("ij,ij->i", velocity, velocity), self.rank[ids],
+                                    self.bar[ids], self.bar_trust[ids], self.style[ids], self.sequence_of[ids])
         return self._pools[key]
 
     def style_index(self, name: str) -> int:
@@ -207,12 +210,22 @@ class Database:
 
 @dataclass
 class Pool:
-    """Candidates (ids into the database's table) sorted by source duration, so the ones a live tempo may warp are
-    one slice, with their matching features in that order (contiguous: a decision reads them without a gather)."""
-    ids: np.ndarray
-    duration: np.ndarray
+    """Candidates sorted by source duration, so the ones a live tempo may warp are one slice, with everything a
+    decision reads about them in that order (a slice of each array is a view: no gathers). The matching features
+    are pre-weighted (`pose`: by the square roots of the feature weights) with their squared norms, so the pose cost
+    against a query is two matrix-vector products."""
+    ids: np.ndarray  # into the database's candidate table
+    duration: np.ndarray  # source frames
+    beat: np.ndarray
     pose: np.ndarray
+    pose_norm: np.ndarray
     velocity: np.ndarray
+    velocity_norm: np.ndarray
+    rank: np.ndarray
+    bar: np.ndarray
+    bar_trust: np.ndarray
+    style: np.ndarray
+    sequence: np.ndarray
 
 
 @dataclass
@@ -374,7 +387,7 @@ class GraphChoreographer:
         self.styles = list(self.database.style_names)
         self.seed = seed
         self.decision_ms: deque[float] = deque(maxlen=4096)
-        self._style: int | None = None
+        self.set_style(None)
         self.reset()
 
     # --- the Choreographer contract ----------------------------------------------------------------------------
@@ -406,6 +419,8 @@ class GraphChoreographer:
     def set_style(self, name: str | None) -> None:
         """Dance the named style of the database (any spelling: `hip-hop`, `hiphop`); None or "" for any."""
         self._style = None if not name else self.database.style_index(name)
+        for span in range(len(SPANS)):
+            self.database.pool(self._style, span)  # built now, not at a beat
 
     @property
     def style(self) -> str | None:
@@ -484,7 +499,11 @@ class GraphChoreographer:
         if current is not None:
             c = current.candidate
             end, mirror = db.beat[c] + db.source_beats[c], db.mirror[c]
-            query_pose, query_velocity = db.pose[mirror, end], db.velocity[mirror, end] / self._warp(c)
+            query_pose = db.pose[mirror, end] * np.sqrt(db.pose_weight)
+            query_velocity = db.velocity[mirror, end] * np.float32(np.sqrt(VELOCITY_WEIGHT) / self._warp(c))
+            continuation = db.candidate_of.get((int(end), int(mirror), int(db.source_beats[c]),
+                                                int(db.live_beats[c])), -1)
+            recall = (self.recall[0], self._mirrored(self.recall[0])) if self.recall else ()
         recent = self.last_played > now - NOVELTY_BARS * BEATS_PER_BAR
         target = self._intensity_target(energy)
         best_cost, choice, choice_pose_cost = np.inf, -1, 0.0
@@ -496,37 +515,38 @@ class GraphChoreographer:
                 lo, hi = max(lo - 32, 0), min(hi + 32, len(pool.ids))
             if hi <= lo:
                 continue
-            ids = pool.ids[lo:hi]
-            warp = live_frames / pool.duration[lo:hi]
-            cost = TEMPO_COST * np.log(warp) ** 2
-            cost += INTENSITY_COST * (db.rank[ids] - target) ** 2
-            cost += NOISE * self.rng.random(len(ids))
-            stale = recent[db.beat[ids]]
+            part = slice(lo, hi)
+            inverse_warp = pool.duration[part] / live_frames
+            cost = TEMPO_COST * np.log(inverse_warp) ** 2
+            cost += INTENSITY_COST * (pool.rank[part] - target) ** 2
+            cost += NOISE * self.rng.random(hi - lo)
+            beats = pool.beat[part]
+            stale = recent[beats]
             if SPANS[span][0] == 2:
-                stale |= recent[db.beat[ids] + 1]
+                stale |= recent[beats + 1]
             else:
-                cost += BAR_COST * db.bar_trust[ids] * (db.bar[ids] != in_bar)
+                cost += BAR_COST * pool.bar_trust[part] * (pool.bar[part] != in_bar)
             cost[stale] = np.inf
-            material = self.material[db.beat[ids]]
+            material = self.material[beats]
             cost += SECTION_MATERIAL_COST * ((material >= 0) & (material != self.sections.label))
-            pose_cost = np.zeros(len(ids))
+            pose_cost = np.zeros(hi - lo)
             if current is not None:
-                pose_cost = ((pool.pose[lo:hi] - query_pose) ** 2) @ db.pose_weight
-                velocity = pool.velocity[lo:hi] / warp[:, None] - query_velocity
-                pose_cost = (pose_cost + VELOCITY_WEIGHT * np.einsum("ij,ij->i", velocity, velocity)) / db.weight_sum
-                continuation = ((db.beat[ids] == end) & (db.mirror[ids] == mirror)
-                                & (db.source_beats[ids] == db.source_beats[c])
-                                & (db.live_beats[ids] == db.live_beats[c]))
-                cost += pose_cost + JUMP_COST * ~continuation
+                # |p - q|^2 + |v / warp - u|^2 from the pool's norms and two matrix-vector products
+                pose_cost = pool.pose_norm[part] - 2.0 * (pool.pose[part] @ query_pose) + query_pose @ query_pose
+                pose_cost += (pool.velocity_norm[part] * inverse_warp ** 2
+                              - 2.0 * inverse_warp * (pool.velocity[part] @ query_velocity)
+                              + query_velocity @ query_velocity)
+                pose_cost = np.maximum(pose_cost, 0.0) / db.weight_sum
+                cost += pose_cost + JUMP_COST * (pool.ids[part] != continuation)
                 if self._style is None:
-                    cost += STYLE_SWITCH_COST * (0.3 if self.new_section else 1.0) * (db.style[ids] != db.style[c])
+                    cost += STYLE_SWITCH_COST * (0.3 if self.new_section else 1.0) * (pool.style[part] != db.style[c])
                 if self.new_section:
-                    cost += NEW_SECTION_TAKE_COST * (db.sequence_of[ids] == db.sequence_of[c])
-            if self.recall:  # the phrase again, or (its variation) its mirror image, whichever joins better
-                cost -= RECALL_BONUS * ((ids == self.recall[0]) | (ids == self._mirrored(self.recall[0])))
+                    cost += NEW_SECTION_TAKE_COST * (pool.sequence[part] == db.sequence_of[c])
+                for wanted in recall:  # the phrase again, or (its variation) its mirror image: whichever joins better
+                    cost -= RECALL_BONUS * (pool.ids[part] == wanted)
             best = int(np.argmin(cost))
             if cost[best] < best_cost:
-                best_cost, choice, choice_pose_cost = cost[best], int(ids[best]), float(pose_cost[best])
+                best_cost, choice, choice_pose_cost = cost[best], int(pool.ids[lo + best]), float(pose_cost[best])
         if choice < 0 or not np.isfinite(best_cost):  # everything danced lately: the oldest, in tempo or not
             choice = self._oldest()
         if self.recall:
@@ -695,17 +715,18 @@ class GraphChoreographer:
         return out_roots, out_rotations
 
     def _with_energy(self, rotations: np.ndarray, energy: float) -> np.ndarray:
-        """The upper body's moves scaled by `energy` around its running mean pose (the legs keep the feet planted)."""
-        alpha = 1.0 - np.exp(-1.0 / (ENERGY_MEAN_SECONDS * self.fps))
+        """The upper body's moves scaled by `energy` around its running mean pose (the legs keep the feet planted);
+        the mean follows the slices' middle frames."""
         upper = list(UPPER_BODY)
+        middle = rotations[len(rotations) // 2, upper]
+        alpha = 1.0 - np.exp(-len(rotations) / (ENERGY_MEAN_SECONDS * self.fps))
+        self._mean_upper = middle.copy() if self._mean_upper is None else R.quat_slerp(self._mean_upper, middle,
+                                                                                         alpha)
+        if energy == 1.0:
+            return rotations
         out = rotations.copy()
-        for i in range(len(rotations)):
-            pose = rotations[i, upper]
-            if self._mean_upper is None:
-                self._mean_upper = pose.copy()
-            self._mean_upper = R.quat_slerp(self._mean_upper, pose, alpha)
-            if energy != 1.0:
-                out[i, upper] = R.quat_slerp(self._mean_upper, pose, energy)
+        out[:, upper] = R.quat_slerp(np.broadcast_to(self._mean_upper, out[:, upper].shape), rotations[:, upper],
+                                     energy)
         return out
 
     def _with_key_pose(self, rotations: np.ndarray, positions: np.ndarray) -> np.ndarray:

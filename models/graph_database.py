@@ -245,6 +245,7 @@ def generated_tracks(seconds: float = 60.0, models=GENERATED_MODELS, tempos=GENE
     """Dances of the shipped models (their exports in the package's assets) to the demo drum track at `tempos`,
     as dataset Tracks with their music: the material of a database onbeat may ship."""
     from onbeat.choreographers.kinds import kind_named, load_choreographer
+    from onbeat.core.importers import ground
     from onbeat.core.paths import ASSETS
     from onbeat.core.representation import encode
     from onbeat.ear.features import FeatureExtractor
@@ -258,8 +259,8 @@ def generated_tracks(seconds: float = 60.0, models=GENERATED_MODELS, tempos=GENE
             dancer = load_choreographer(ASSETS / f"{name}{kind_named(name).suffix}", seed=seed)  # the shipped one
             frames = dancer.slice_frames
             slices = [dancer.next_slice(music[k:k + 2 * frames]) for k in range(0, len(music) - 2 * frames, frames)]
-            motion = Motion(dancer.fps, np.concatenate([m.root_translation for m in slices]),
-                            np.concatenate([m.rotations for m in slices]))
+            motion = ground(Motion(dancer.fps, np.concatenate([m.root_translation for m in slices]),
+                                   np.concatenate([m.rotations for m in slices])))  # on the floor, as the data sets
             rows = encode(motion)
             tracks.append(Track(f"{name}_{bpm:.0f}bpm", "generated", "freestyle", f"{name}_{bpm:.0f}", rows,
                                 music[:len(rows)], True))

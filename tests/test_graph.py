@@ -254,3 +254,59 @@ def test_a_section_that_comes_back_brings_back_its_phrase(database):
     assert np.mean(same) > 0.8, (first, recalled)  # the phrase again (mirrored or not)
     b_section = [db.beat[c] for bar in dancer.bar_segments[9:13] for c in bar]
     assert not set(b_section) & {db.beat[c] for bar in first for c in bar}  # the B section danced other beats
+
+
+# --- by name, through the commands ------------------------------------------------------------------------------
+def test_graph_by_name_is_the_shipped_database_until_the_user_builds_one(database, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONBEAT_HOME", str(tmp_path))
+    shipped = Library(seed=0)
+    assert "graph" in shipped.names()
+    assert shipped.load("graph").metadata["contents"].startswith("Dances made by onbeat's own shipped models")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "graph.npz").write_bytes(database.read_bytes())
+    assert Library(seed=0).load("graph").styles == ["fast", "slow"]  # the one built here comes first
+
+
+def test_play_dances_the_style_asked_for_and_names_a_wrong_one(database, tmp_path, capsys):
+    recording = tmp_path / "dance.npz"
+    common = ["play", "--demo", "--silent", "--seconds", "4", "--no-vmc", "--control-port", "0", "--quiet"]
+    assert main([*common, "--model", str(database), "--style", "slow", "--record", str(recording)]) == 0
+    dance_ = Motion.load(recording)
+    assert dance_.num_frames >= 200 and np.ptp(dance_.rotations[90:], axis=0).max() > 1e-2
+    assert main([*common, "--model", str(database), "--style", "salsa"]) == 2
+    assert "style 'salsa': this graph database knows fast, slow" in capsys.readouterr().err
+    assert main([*common, "--model", "groove", "--style", "slow"]) == 2
+    assert "--style slow: the groove model has no styles" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_shippable_database_is_built_from_the_shipped_models_alone(tmp_path):
+    output = tmp_path / "graph.npz"
+    assert main(["graph", "build", "--generated", "--seconds", "6", "-o", str(output)]) == 0
+    part = DataFile(output)
+    assert set(part.arrays["sequence_source"]) == {"generated"} and part.metadata["styles"] == ["freestyle"]
+    assert "no recorded motion" in part.metadata["contents"]
+    assert len(part.arrays["sequence_name"]) == 12  # two models at six tempi
+    assert dance(load_choreographer(output, seed=0), synthetic_music(8.0)).num_frames > 200
+
+
+@pytest.mark.slow
+def test_a_database_of_the_street_dances_dances_hip_hop_to_a_song(data_dir, tmp_path):
+    """The real data: Motorica's street dances, built by the command, danced to a song of the shared data with
+    --style hip-hop, every segment hip-hop, none repeated within eight bars."""
+    output = tmp_path / "street.npz"
+    assert main(["graph", "build", "--data", str(data_dir), "--sources", "motorica", "-o", str(output)]) == 0
+    part = DataFile(output)
+    assert {"krump", "locking", "popping"} <= {s.replace("hiphop", "hip-hop") for s in part.metadata["styles"]}
+    assert "academic research only" in part.metadata["contents"]
+    song = data_dir / "music-cc" / "Kevin_MacLeod_-_Vibe_Ace.ogg"  # a hip-hop beat, CC BY
+    recording = tmp_path / "dance.npz"
+    assert main(["play", str(song), "--silent", "--seconds", "12", "--model", str(output), "--style", "hip-hop",
+                 "--no-vmc", "--control-port", "0", "--quiet", "--record", str(recording)]) == 0
+    motion = Motion.load(recording)
+    assert motion.num_frames > 500 and motion.lowest_foot_height().min() > -0.05
+    dancer = load_choreographer(output, seed=0)
+    dancer.set_style("hip-hop")
+    dance(dancer, synthetic_music(60.0, bpm=95.0))
+    styles = {dancer.database.style_names[dancer.database.style[c]] for _, c in dancer.history}
+    assert styles == {dancer.style} and dancer.style in ("hip-hop", "hiphop")
