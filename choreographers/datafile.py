@@ -20,24 +20,25 @@ METADATA_KEY = "onbeat_metadata"
 class DataFile:
     """One exported data file, read whole: `.kind`, `.graph` (the part's name), `.metadata`, `.arrays` {name: array}."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, arrays: bool = True):
+        """`arrays=False` reads the metadata alone (`.arrays` is then empty)."""
         self.path = Path(path)
         if not self.path.is_file():
             raise OnbeatError(f"{self.path}: no such model file")
         try:
             with np.load(self.path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
+                if METADATA_KEY not in data.files:
+                    raise OnbeatError(f"{self.path}: not an onbeat model (no '{METADATA_KEY}' in it)")
+                props = str(data[METADATA_KEY])
+                self.arrays = {name: data[name] for name in data.files if name != METADATA_KEY} if arrays else {}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise OnbeatError(f"{self.path}: not a readable onbeat data file ({str(e)[:200]})") from None
-        if METADATA_KEY not in arrays:
-            raise OnbeatError(f"{self.path}: not an onbeat model (no '{METADATA_KEY}' in it)")
         try:
-            self.metadata = decode_metadata(json.loads(str(arrays.pop(METADATA_KEY))))
+            self.metadata = decode_metadata(json.loads(props))
         except (ValueError, TypeError, AttributeError) as e:
             raise OnbeatError(f"{self.path}: damaged metadata ({e})") from None
         check_metadata(self.path, self.metadata)
         self.kind, self.graph = self.metadata["onbeat_kind"], self.metadata["onbeat_graph"]
-        self.arrays = arrays
 
 
 def save_data_file(path: str | Path, kind: str, part: str, model_metadata: dict[str, Any],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from onbeat.core.errors import OnbeatError
-from onbeat.core.paths import ASSETS, user_models
+from onbeat.core import paths
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.datafile import DataFile
 from onbeat.choreographers.onnx import OnnxStep, Step
@@ -127,7 +127,7 @@ def installed_models() -> dict[str, Path]:
     e.g. the full `graph` database, made from data onbeat may not ship) before the one shipped in the assets."""
     found = {}
     for name, kind in KINDS.items():
-        for folder in (user_models(), ASSETS):
+        for folder in (paths.user_models(), paths.ASSETS):
             export = folder / f"{name}{kind.suffix}"
             if all(p.is_file() for p in kind.graph_paths(export).values()):
                 found[name] = export

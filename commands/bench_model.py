@@ -16,6 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--checkpoint", help="checkpoint to bench (one model only; for graph its database .npz); "
                                              "default: the shipped one")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args):
@@ -37,7 +38,7 @@ def run(args):
                                args.rounds)
             continue
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
-        rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads)
+        rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads, args.quiet)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} CPU cores, load average {load} (the real-time factors assume these cores are free)")
     print(format_table(rows))

@@ -34,6 +34,16 @@ COMMANDS = {
 }
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Says "(default: X)" after every option whose help does not already say its default (None and False are
+    not worth saying)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(argv):
     """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
     parser = argparse.ArgumentParser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
@@ -45,7 +55,7 @@ def build_parser(argv):
             if prefix not in groups:
                 group_parser = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} subcommands")
                 groups[prefix] = group_parser.add_subparsers(dest="_".join(prefix), metavar="WHAT", required=True)
-        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text, formatter_class=_Help)
         sub.set_defaults(_module=module, _words=words)
         if tuple(argv[:len(words)]) == words:
             chosen = (sub, module)

@@ -31,7 +31,7 @@ import soundfile
 
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.capture import CHUNK_HEADER
-from onbeat.ear.devices import find_device, import_sounddevice
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
 
@@ -320,20 +320,11 @@ class FileSource(Source):
     def _open_output(self, device):
         """An output stream on `device`, or None (with a warning) when this machine cannot play sound."""
         try:
-            sd = import_sounddevice()
-            index = find_device(sd, device, "output")
-            # blocksize 0 = the host's own: PortAudio's JACK backend corrupts memory on blocking writes with
-            # another size
-            stream = sd.OutputStream(device=index, samplerate=self.sample_rate, channels=self.channels,
-                                     dtype="float32")
-            stream.start()
-            return stream
+            return open_output(self.sample_rate, self.channels, device)
         except OnbeatError as e:
             if device is not None:
                 raise
             self.message = f"{self.path}: playing silently: {e}"
-        except Exception as e:  # PortAudio errors are untyped
-            self.message = f"{self.path}: playing silently: cannot open the output device ({e})"
         logger.warning(self.message)
         return None
 

@@ -54,7 +54,7 @@ import numpy as np
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
-from onbeat.ear.devices import import_sounddevice
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
 
@@ -237,8 +237,9 @@ class UdpTarget:
     """A connected UDP socket: the host is resolved once, and a refusing target's ICMP errors come back as
     ConnectionRefusedError on a later send, which is counted (not raised)."""
 
-    def __init__(self, host, port, name, warn_interval=5.0):
+    def __init__(self, host, port, name, warn_interval=5.0, nobody_there=""):
         self.name, self.warn_interval = name, warn_interval
+        self.nobody_there = nobody_there  # what to tell the user while nothing listens at the target
         self.address = f"{host}:{port}"
         self.sent = self.errors = 0
         self.last_error = None
@@ -260,8 +261,9 @@ class UdpTarget:
                 now = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    logger.warning("%s %s: %s (%d send errors so far); still running", self.name, self.address,
-                                   self.last_error, self.errors)
+                    hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
+                    logger.warning("%s %s: %s (%d send errors so far)%s; still running", self.name, self.address,
+                                   self.last_error, self.errors, hint)
 
     @property
     def status(self):
@@ -276,9 +278,10 @@ class _OscSink(Sink):
     never waits for the peer, so these run on the output thread directly."""
 
     protocol = "osc"
+    nobody_there = "nothing listens there yet"
 
     def __init__(self, host, port):
-        self.target = UdpTarget(host, port, self.protocol)
+        self.target = UdpTarget(host, port, self.protocol, nobody_there=self.nobody_there)
 
     @property
     def status(self):
@@ -316,6 +319,8 @@ class VmcSink(_OscSink):
     BONES = [MessageTemplate("/VMC/Ext/Bone/Pos", "sfffffff", bone) for _, bone in VMC_BONES]
 
     protocol = "vmc"  # VMC has no beat message: send_beat stays a no-op
+    nobody_there = ("no VMC receiver there yet: start VSeeFace, Warudo or your Unity scene with its VMC receiver on "
+                    "this port, or use --no-vmc")
 
     def __init__(self, host, port):
         super().__init__(host, port)
@@ -469,13 +474,9 @@ class Speakers(Sink):
     @classmethod
     def open(cls, sample_rate, channels):
         try:
-            sd = import_sounddevice()
-            stream = sd.OutputStream(samplerate=sample_rate, channels=channels, dtype="float32", latency="low")
-            stream.start()
-            return cls(stream)
-        except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped; no speakers is not an error
-            logger.warning("no audio output (%s): playing silently",
-                           str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return cls(open_output(sample_rate, channels, latency="low"))
+        except OnbeatError as e:  # no speakers is not an error: the dance goes on
+            logger.warning("demo track: playing silently: %s", e)
             return None
 
     def send_audio(self, block):

@@ -43,7 +43,7 @@ def test_a_receiver_in_another_process_gets_every_frame_at_60_hz():
 def test_play_demo_runs_and_reports(capsys):
     assert main(["play", "--demo", "--seconds", "1.5", *QUIET]) == 0
     out = capsys.readouterr().out
-    assert "frames=" in out and "bpm=" in out
+    assert "frames=" in out and "tempo=" in out
 
 
 @pytest.mark.parametrize("argv, problem", [
