@@ -5,6 +5,7 @@ import numpy as np
 
 from onbeat.choreographers import badm_sampler
 from onbeat.choreographers.base import ModelChoreographer, key_pose_row
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
 from onbeat.choreographers.onnx import Step
 
@@ -13,7 +14,7 @@ class BadmChoreographer(ModelChoreographer):
     """Degrades by taking fewer DDIM steps. `steps`: {"step": the denoiser}."""
 
     def __init__(self, steps: dict[str, Step], metadata: dict[str, Any], seed: int | None = None):
-        self.denoise = steps["step"]
+        self.denoise = conditioned(steps["step"], metadata, badm_sampler.MUSIC_INPUT)  # style and mask, if taken
         self.full_steps = self.steps = int(metadata["ddim_steps"])
         self.pose_mean = np.asarray(metadata["pose_mean"], np.float32)
         self.pose_std = np.asarray(metadata["pose_std"], np.float32)

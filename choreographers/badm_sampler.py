@@ -11,7 +11,8 @@ So each slice costs `steps` network calls, and every slice was already "seen" on
             key_mask (1,S)) -> (x0 (1,S,D), next_x0 (1,S,D))
 
 Poses are normalized rows ((row - pose_mean) / pose_std); music is the raw feature rows of slices k and k+1
-(all zeros = no music); t is the lockstep position u in [0, 1].
+(all zeros = no music); t is the lockstep position u in [0, 1]. Graphs of styled models take the music mask and
+the style id too; `onbeat.choreographers.conditioning` adds them to `denoise`, so this loop is the same for all.
 """
 import functools
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 
 from onbeat.core.representation import CONTACT_SLICE
 
+MUSIC_INPUT = 4  # position of `music` among denoise's inputs
 MID = 0.5  # noise level where slice k+1 is handed over to become slice k
 COSINE_OFFSET = 0.008  # Nichol & Dhariwal's cosine schedule
 

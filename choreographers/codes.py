@@ -5,6 +5,7 @@ import numpy as np
 
 from onbeat.choreographers import codes_sampler
 from onbeat.choreographers.base import ModelChoreographer
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.onnx import Step
 
 
@@ -12,7 +13,8 @@ class CodesChoreographer(ModelChoreographer):
     """Every code step costs the same, so there is nothing to degrade. `steps`: {"gpt": ..., "decoder": ...}."""
 
     def __init__(self, steps: dict[str, Step], metadata: dict[str, Any], seed: int | None = None):
-        self.stream = codes_sampler.CodesStream(steps["gpt"], steps["decoder"], metadata, seed)
+        gpt = conditioned(steps["gpt"], metadata, codes_sampler.MUSIC_INPUT)  # style and mask, if its graph takes them
+        self.stream = codes_sampler.CodesStream(gpt, steps["decoder"], metadata, seed)
         super().__init__(self.stream.slice_frames, seed)
 
     def restart(self) -> None:

@@ -15,6 +15,7 @@ frame-to-frame jitter halves (measured jerk) at the cost of about one frame of l
 """
 import numpy as np
 
+MUSIC_INPUT = 2  # position of `music` among gpt_step's inputs (styled graphs: see `onbeat.choreographers.conditioning`)
 SAMPLING_KEYS = ("temperature", "top_k", "repeat_window", "repeat_penalty", "smoothing")  # metadata()["sampling"]
 
 

@@ -23,6 +23,7 @@ COMMANDS = {
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
     ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
+    ("dataset", "check"): ("onbeat.commands.dataset_check", "rotation pops and FK errors of the data, per collection"),
     ("graph", "build"): ("onbeat.commands.graph", "build the graph choreographer's motion database (research data or "
                                                   "the shipped models' dances)"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),

@@ -10,9 +10,12 @@ def add_arguments(parser):
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated data sets")
     parser.add_argument("--window", type=int, default=120, help="frames per training window (30 fps)")
     parser.add_argument("--stride", type=int, default=30, help="frames between window starts")
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of takes held out for validation")
+    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of each style's takes held out")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sequences (quick builds)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder for the songs' extracted features (default: OUTPUT's folder/feature-cache; "
+                             "the extractor takes about a fifth of each song's length)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
 
 
@@ -22,7 +25,8 @@ def run(args):
     if root is None or not Path(root).is_dir():
         raise OnbeatError(f"{args.data or 'shared data'}: data folder not found (pass --data or set ONBEAT_DATA)")
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    tracks = load_tracks(root, sources, progress=True, limit=args.limit)
+    cache = args.cache or args.output.parent / "feature-cache"
+    tracks = load_tracks(root, sources, progress=True, limit=args.limit, cache=cache)
     arrays = build(tracks, args.window, args.stride, args.val_fraction, args.seed)
     save(args.output, arrays)
     print(summary(arrays))

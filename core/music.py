@@ -18,8 +18,15 @@ format (retrain and re-export). Row i describes the hop of audio [i/30, (i+1)/30
 | 27 | bar_phase_cos | -1..1 | cos of the same; (0, 1) on the guessed downbeat |
 
 Columns 23-27 (`BEAT_COLUMNS`) come from the beat tracker; the rest (`AUDIO_COLUMNS`) describe the sound itself.
+
+**The music mask.** Not every dance has both: Motorica ships beat annotations but no audio, the BVH dances have
+neither (their beats are estimated from the motion). So beside each row goes a mask of `MASK_GROUPS`, one 0/1 value
+per group, (..., 2) float32: `[audio, beat]`. A group's columns are only meaningful where its mask is 1; where it
+is 0 they are zeros. Live, both are 1 while music plays and 0 in silence (`presence_mask`); all-zero music rows
+with an all-zero mask mean "no music" as before. `column_mask(mask)` spreads it to the 28 columns.
 """
 import numpy as np
+
 
 FEATURE_FPS = 30
 ANALYSIS_RATE = 22050  # Hz; every source is resampled to this before analysis
@@ -36,6 +43,19 @@ FEATURE_DIM = len(FEATURE_NAMES)
 AUDIO_COLUMNS = slice(0, FEATURE_NAMES.index("beat_phase_sin"))   # the descriptors of the sound itself
 BEAT_COLUMNS = slice(AUDIO_COLUMNS.stop, FEATURE_DIM)              # the beat clock's columns
 BEATS_PER_BAR = 4
+MASK_GROUPS = ("audio", "beat")  # the music mask's columns: which feature groups a row really has
+MASK_COLUMN_GROUP = np.array([0] * AUDIO_COLUMNS.stop + [1] * (FEATURE_DIM - BEAT_COLUMNS.start))  # each column's group
+
+
+def column_mask(mask):
+    """(..., FEATURE_DIM) 0/1 per feature column from a (..., len(MASK_GROUPS)) music mask."""
+    return np.asarray(mask)[..., MASK_COLUMN_GROUP]
+
+
+def presence_mask(music):
+    """(..., len(MASK_GROUPS)) float32 mask of live feature rows: every group present where a row is not all zero."""
+    present = (np.abs(np.asarray(music)).sum(-1, keepdims=True) > 0).astype(np.float32)
+    return np.repeat(present, len(MASK_GROUPS), axis=-1)
 
 
 def synthetic_music(seconds, bpm=120.0, seed=0):

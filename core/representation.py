@@ -84,28 +84,45 @@ def _rest_hip_height(offsets):
     return heights[0] - heights[list(FOOT_JOINTS)].min()
 
 
-def encode(motion):
+def encode(motion, contacts=None):
     """(T, POSE_DIM) float32 rows of `motion` (at its own fps; the datasets resample to 30 fps first), taken
-    onto the canonical skeleton first (see `canonical`)."""
+    onto the canonical skeleton first (see `canonical`). `contacts` (T, 4) replaces the detected foot contacts."""
     motion = canonical(motion)
-    start = start_state(motion)
-    root_q = motion.rotations[:, 0]
+    velocity, root_local = _root_rows(motion.root_translation, motion.rotations[:, 0], motion.fps,
+                                      start_state(motion))
+    local = motion.rotations.copy()
+    local[:, 0] = root_local
+    out = np.concatenate([
+        velocity, motion.root_translation[:, 1:2],
+        R.quat_to_6d(local).reshape(len(local), -1),
+        foot_contacts(motion) if contacts is None else contacts,
+    ], axis=1)
+    return out.astype(np.float32)
+
+
+def _root_rows(root_translation, root_q, fps, start):
+    """The root's part of the rows: ground velocity (T, 2) in each previous heading frame and the root rotation
+    (T, 4) relative to that heading, for world root positions and rotations after `start`."""
     heading = heading_angles(root_q)
     previous_heading = np.concatenate([[start.heading], heading[:-1]])
     to_previous = R.quat_conjugate(_yaw_quat(previous_heading))  # world -> previous heading frame
-
-    positions = np.concatenate([start.position[None], motion.root_translation])
+    positions = np.concatenate([np.asarray(start.position, np.float64)[None], root_translation])
     step = np.diff(positions, axis=0) * np.array([1.0, 0.0, 1.0])
-    velocity = R.quat_apply(to_previous, step) * motion.fps
+    velocity = R.quat_apply(to_previous, step) * fps
+    return velocity[:, [0, 2]], R.quat_multiply(to_previous, root_q)
 
-    local = motion.rotations.copy()
-    local[:, 0] = R.quat_multiply(to_previous, root_q)
-    out = np.concatenate([
-        velocity[:, [0, 2]], motion.root_translation[:, 1:2],
-        R.quat_to_6d(local).reshape(len(local), -1),
-        foot_contacts(motion),
-    ], axis=1)
-    return out.astype(np.float32)
+
+def _root_world(array, root_local, fps, start):
+    """Inverse of `_root_rows`: world root positions (T, 3) (height from the rows) and rotations (T, 4)."""
+    # Each row's root rotation is relative to the previous frame's heading, and turning by a yaw adds to the
+    # heading, so the headings are a running sum of the rows' own yaws.
+    heading = start.heading + np.cumsum(heading_angles(root_local))
+    previous = np.concatenate([[start.heading], heading[:-1]])
+    to_world = _yaw_quat(previous)  # each previous heading frame -> world
+    velocity = np.stack([array[:, 0], np.zeros(len(array)), array[:, 1]], axis=1) / fps
+    root = np.asarray(start.position, dtype=np.float64) + np.cumsum(R.quat_apply(to_world, velocity), axis=0)
+    root[:, 1] = array[:, 2]
+    return root, R.quat_multiply(to_world, root_local)
 
 
 def decode(array, fps, start=None):
@@ -116,15 +133,7 @@ def decode(array, fps, start=None):
     start = start or RootState(np.zeros(3), 0.0)
     count = len(array)
     rotations = R.quat_from_6d(array[:, ROTATION_SLICE].reshape(count, NUM_JOINTS, 6))
-    # Each row's root rotation is relative to the previous frame's heading, and turning by a yaw adds to the
-    # heading, so the headings are a running sum of the rows' own yaws.
-    heading = start.heading + np.cumsum(heading_angles(rotations[:, 0]))
-    previous = np.concatenate([[start.heading], heading[:-1]])
-    to_world = _yaw_quat(previous)  # each previous heading frame -> world
-    rotations[:, 0] = R.quat_multiply(to_world, rotations[:, 0])
-    velocity = np.stack([array[:, 0], np.zeros(count), array[:, 1]], axis=1) / fps
-    root = np.asarray(start.position, dtype=np.float64) + np.cumsum(R.quat_apply(to_world, velocity), axis=0)
-    root[:, 1] = array[:, 2]
+    root, rotations[:, 0] = _root_world(array, rotations[:, 0], fps, start)
     return Motion(fps, root, R.quat_make_continuous(rotations))
 
 
@@ -138,6 +147,36 @@ def foot_contacts(motion):
         speed[1:] = step
         speed[0] = step[0]
     return ((height < CONTACT_HEIGHT) & (speed < CONTACT_SPEED)).astype(np.float32)
+
+
+def retime(array, positions, fps):
+    """(len(positions), POSE_DIM) rows of the dance in `array` (T, POSE_DIM) sampled at fractional frame
+    `positions` (increasing, within 0..T-1) and played at `fps`: positions 1/f frames apart stretch the dance f
+    times (slower for f > 1), a data augmentation. The root is decoded to the world, its path interpolated and its
+    rotation slerped, and encoded again, so velocities and the heading's turn rate change with the tempo; the
+    joints' 6D rotations are interpolated and re-orthonormalised (adjacent frames: as good as slerp); contacts
+    take the nearest frame."""
+    array = np.asarray(array, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    step = positions[1] - positions[0] if len(positions) > 1 else 1.0
+    lead = positions[0] - step >= 0  # one sample before: the first row's velocity and turn come out exact
+    sampled = np.concatenate([[positions[0] - step], positions]) if lead else positions
+    i0 = np.clip(np.floor(sampled).astype(int), 0, len(array) - 1)
+    i1 = np.minimum(i0 + 1, len(array) - 1)
+    alpha = (sampled - i0)[:, None]
+    origin = RootState(np.zeros(3), 0.0)
+    root, root_q = _root_world(array, R.quat_from_6d(array[:, ROTATION_SLICE.start:ROTATION_SLICE.start + 6]), fps,
+                               origin)
+    root = (1 - alpha) * root[i0] + alpha * root[i1]
+    root_q = R.quat_slerp(root_q[i0], root_q[i1], alpha[:, 0])
+    six_d = ((1 - alpha) * array[i0, ROTATION_SLICE] + alpha * array[i1, ROTATION_SLICE]).reshape(-1, NUM_JOINTS, 6)
+    six_d = R.matrix_to_6d(R.matrix_from_6d(six_d))
+    start = RootState(2 * root[0] - root[1] if len(root) > 1 else root[0], float(heading_angles(root_q[0])))
+    velocity, root_local = _root_rows(root, root_q, fps, start)  # frame -1 extrapolated, as `start_state` does
+    six_d[:, 0] = R.quat_to_6d(root_local)
+    out = np.concatenate([velocity, root[:, 1:2], six_d.reshape(len(sampled), -1),
+                          array[np.round(sampled).astype(int).clip(0, len(array) - 1), CONTACT_SLICE]], axis=1)
+    return out[int(lead):].astype(np.float32)
 
 
 # Contacts swap sides too: (left ankle, right ankle, left foot, right foot) -> (right, left, right, left).

@@ -18,8 +18,8 @@ from math import gcd
 import numpy as np
 from scipy.signal import firwin
 
-from onbeat.core.music import (ANALYSIS_RATE, BEAT_COLUMNS, BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS,
-                               HOP)
+from onbeat.core.beat_grid import beat_columns_at
+from onbeat.core.music import ANALYSIS_RATE, BEAT_COLUMNS, FEATURE_DIM, FEATURE_FPS, HOP
 from onbeat.ear.beats import BeatTracker
 from onbeat.ear.sources import read_audio
 
@@ -130,15 +130,7 @@ def beat_columns(state, times):
     back = max(0, int(np.ceil((beats[0] - times.min()) / period)))
     ahead = max(0, int(np.floor((times.max() - beats[-1]) / period)) + 1)
     beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats, beats[-1] + period * np.arange(1, ahead + 1)])
-    k = np.clip(np.searchsorted(beats, times, side="right") - 1, 0, len(beats) - 2)
-    previous, following = beats[k], beats[k + 1]
-    interval = np.maximum(following - previous, 1e-6)
-    phase = np.clip((times - previous) / interval, 0.0, 1.0)
-    distance = np.clip(np.minimum(times - previous, following - times) / (0.5 * interval), 0.0, 1.0)
-    beat_in_bar = (state.bar_position + k - back) % BEATS_PER_BAR
-    bar_phase = (beat_in_bar + phase) / BEATS_PER_BAR
-    return np.stack([np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase), distance,
-                     np.sin(2 * np.pi * bar_phase), np.cos(2 * np.pi * bar_phase)], axis=1)
+    return beat_columns_at(times, beats, state.bar_position + np.arange(len(beats)) - back)
 
 
 def row_time(state):

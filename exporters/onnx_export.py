@@ -47,9 +47,12 @@ def export_graph(module, example_inputs, output_names, path, props):
 
     if importlib.util.find_spec("onnxscript") is None:  # torch.onnx's torch.export-based exporter is built on it
         raise OnbeatError("onnx export needs onnxscript: pip install onnxscript")
-    names = list(inspect.signature(module.forward).parameters)
-    if names != list(example_inputs):
-        raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments {names}")
+    parameters = inspect.signature(module.forward).parameters
+    names = list(parameters)[:len(example_inputs)]  # further arguments are optional inputs this graph leaves out
+    optional = all(p.default is not inspect.Parameter.empty for p in list(parameters.values())[len(names):])
+    if names != list(example_inputs) or not optional:
+        raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments "
+                         f"{list(parameters)}")
     path = Path(path)
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and registry chatter is not the user's business

@@ -15,10 +15,13 @@ nearest-beat distance), so the model knows where in the beat each step falls. At
 Exported graphs (the numpy loop around them is `codes_sampler`, shared by torch eval and the ONNX runtime):
 
     gpt_step_module():  forward(prev_up (B,) int64, prev_down (B,) int64, music (B, rate, F) float32 raw rows,
-                                kv (layers, 2, B, heads, context, head_dim) float32, pos (1,) int64)
+                                kv (layers, 2, B, heads, context, head_dim) float32, pos (1,) int64
+                                [, music_mask (B, rate, 2) float32, style (B,) int64])
                         -> logits_up (B, codebook), logits_down (B, codebook), kv (same shape as the input kv)
         prev_* = the previous step's codes (= codebook size, the start token, at pos 0); pos = the step number
-        (0, 1, 2, ... without bound); music all zeros = no music.
+        (0, 1, 2, ... without bound); music all zeros = no music. A model trained on a styled dataset (config
+        `styles` > 0; metadata "styles" names its ids) also takes the music mask ([audio, beat] per row,
+        `onbeat.core.music`) and the style id (`onbeat.core.styles`, 0 = freestyle); the others do not.
     decoder_module():   forward(codes_up (B, decode_window) int64, codes_down (B, decode_window) int64)
                         -> pose (B, slice_codes * rate, POSE_DIM) float32 raw rows (not normalized): the frames of
                         the last `slice_codes` codes; decode_window = decode_context + slice_codes - 1.
@@ -39,7 +42,10 @@ from onbeat.choreographers import codes_sampler as sampler
 from onbeat.core.errors import OnbeatError
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROOT_DIMS, ROTATION_SLICE
 from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
-from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
+from onbeat.core.styles import FREESTYLE, STYLES
+from onbeat.choreographers.conditioning import conditioned
+from onbeat.models.badm import styled_parity_inputs
 from onbeat.models.checkpoint import config_from, load_model
 
 VERSION = 1
@@ -77,6 +83,8 @@ class CodesConfig:
     slice_codes: int = 2  # codes decoded per decoder call (a streaming slice: slice_codes * rate frames)
     dropout: float = 0.1
     music_dropout: float = 0.1
+    styles: int = 0  # style ids the GPT embeds (the dataset sets it); > 0 also makes the music mask an input
+    style_dropout: float = 0.1  # share of training samples shown as freestyle ("any style")
     # sampling defaults (stored in the metadata; the runtime may override them)
     temperature: float = 1.0
     top_k: int = 12
@@ -303,43 +311,60 @@ class GPT(nn.Module):
         self.embed_up = nn.Embedding(cfg.codebook_size + 1, cfg.embd)  # the last index is the start token
         self.embed_down = nn.Embedding(cfg.codebook_size + 1, cfg.embd)
         self.music_in = nn.Linear(cfg.rate * FEATURE_DIM, cfg.embd)
-        self.no_music = nn.Parameter(torch.zeros(cfg.embd))
+        self.register_buffer("mask_columns", torch.as_tensor(MASK_COLUMN_GROUP), persistent=False)
+        self.conditioned = cfg.styles > 0
+        if self.conditioned:  # the mask's own embedding stands in for "no music" (an all-zero mask)
+            self.style_in = nn.Embedding(cfg.styles, cfg.embd)
+            self.mask_in = nn.Linear(cfg.rate * len(MASK_GROUPS), cfg.embd)
+        else:
+            self.no_music = nn.Parameter(torch.zeros(cfg.embd))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.embd)
         self.head_up = nn.Linear(cfg.embd, cfg.codebook_size)
         self.head_down = nn.Linear(cfg.embd, cfg.codebook_size)
 
-    def tokens(self, prev_up, prev_down, music):
-        """prev codes (B, n), raw music (B, n, rate, F) -> (B, n, E); an all-zero step of music means none."""
-        present = (music.abs().sum((-1, -2)) > 0).to(music.dtype)[..., None]
-        normalized = ((music - self.music_mean) / self.music_std).flatten(-2)
-        music_tokens = present * self.music_in(normalized) + (1 - present) * self.no_music
-        return self.embed_up(prev_up) + self.embed_down(prev_down) + music_tokens
+    def tokens(self, prev_up, prev_down, music, music_mask=None, style=None):
+        """prev codes (B, n), raw music (B, n, rate, F) -> (B, n, E). Unconditioned: an all-zero step of music
+        means none; conditioned: the mask (B, n, rate, 2) says which columns are real (default: the rows that are
+        not all zero) and the style (B,) (default freestyle) is added to every token."""
+        normalized = (music - self.music_mean) / self.music_std
+        if not self.conditioned:
+            present = (music.abs().sum((-1, -2)) > 0).to(music.dtype)[..., None]
+            music_tokens = present * self.music_in(normalized.flatten(-2)) + (1 - present) * self.no_music
+            return self.embed_up(prev_up) + self.embed_down(prev_down) + music_tokens
+        if music_mask is None:
+            music_mask = (music.abs().sum(-1, keepdim=True) > 0).to(music.dtype).expand(*music.shape[:-1], 2)
+        if style is None:
+            style = torch.full(prev_up.shape[:1], FREESTYLE, dtype=torch.long, device=prev_up.device)
+        music_tokens = self.music_in((normalized * music_mask[..., self.mask_columns]).flatten(-2)) \
+            + self.mask_in(music_mask.flatten(-2))
+        return self.embed_up(prev_up) + self.embed_down(prev_down) + music_tokens + self.style_in(style)[:, None]
 
     def heads_out(self, x):
         x = self.norm(x)
         return self.head_up(x), self.head_down(x)
 
-    def forward(self, prev_up, prev_down, music):
+    def forward(self, prev_up, prev_down, music, music_mask=None, style=None):
         """Teacher-forced logits (B, n, K) x 2, each step attending to itself and the `context - 1` steps before."""
         steps = prev_up.shape[1]
         position = torch.arange(steps, device=prev_up.device)
         distance = position[:, None] - position[None]
         allowed = (distance >= 0) & (distance < self.cfg.context)
         bias = torch.where(allowed, -self.slopes[:, None, None] * distance, float("-inf"))
-        x = self.tokens(prev_up, prev_down, music)
+        x = self.tokens(prev_up, prev_down, music, music_mask, style)
         for block in self.blocks:
             x = block(x, bias[None])
         return self.heads_out(x)
 
-    def step(self, prev_up, prev_down, music, kv, pos):
+    def step(self, prev_up, prev_down, music, kv, pos, music_mask=None, style=None):
         """One streaming step; see the module docstring (`gpt_step_module`)."""
         slots = torch.arange(self.cfg.context, device=kv.device)
         distance = torch.remainder(pos - slots, self.cfg.context)  # steps back to what each slot holds
         filled = (pos - distance) >= 0
         bias = torch.where(filled, -self.slopes[:, None] * distance.to(kv.dtype), -1e9)  # (H, L)
         write = (slots == torch.remainder(pos, self.cfg.context)).to(kv.dtype)
-        x = self.tokens(prev_up[:, None], prev_down[:, None], music[:, None])
+        x = self.tokens(prev_up[:, None], prev_down[:, None], music[:, None],
+                        None if music_mask is None else music_mask[:, None], style)
         caches = []
         for block, cache in zip(self.blocks, kv):
             x, cache = block.step(x, bias[None, :, None, :], cache, write)
@@ -385,6 +410,7 @@ class Codes(nn.Module):
                 "head_dim": cfg.head_dim, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
                 "decode_window": cfg.decode_window, "pose_dim": POSE_DIM,
                 "feature_dim": FEATURE_DIM, "feature_names": list(FEATURE_NAMES),
+                "styles": list(STYLES[:cfg.styles]), "music_mask": list(MASK_GROUPS) if cfg.styles else [],
                 "sampling": {key: getattr(cfg, key) for key in sampler.SAMPLING_KEYS},
                 "config": asdict(cfg)}
 
@@ -393,7 +419,8 @@ class Codes(nn.Module):
         return (rows - self.pose_mean) / self.pose_std
 
     def loss(self, batch):
-        """batch: motion (B, W, D) raw rows, music (B, W, F) raw, has_music (B,). Returns (loss, logs)."""
+        """batch: motion (B, W, D) raw rows, music (B, W, F) raw, music_mask (B, W, 2), has_music (B,), style (B,).
+        Returns (loss, logs)."""
         return self.vq_loss(batch) if self.cfg.stage == "vq" else self.gpt_loss(batch)
 
     def vq_loss(self, batch):
@@ -417,13 +444,22 @@ class Codes(nn.Module):
         with torch.no_grad():  # the VQ-VAE is frozen (encode does no EMA updates)
             codes_up, codes_down = self.vq.encode(self.normalize(rows))
         size, steps = codes_up.shape
-        music = self._whole_codes(batch["music"]) * batch["has_music"][:, None, None]
-        dropped = torch.rand(size, device=music.device) < cfg.music_dropout
-        music = (music * (~dropped)[:, None, None]).view(size, steps, cfg.rate, -1)
-        start = torch.full((size, 1), cfg.codebook_size, device=codes_up.device)
+        device = codes_up.device
+        if self.gpt.conditioned:
+            mask = self._whole_codes(batch["music_mask"])
+            style = torch.where(torch.rand(size, device=device) < cfg.style_dropout, FREESTYLE, batch["style"])
+        else:  # as before the mask existed: music only where the window has its song
+            mask = batch["has_music"][:, None, None].expand(-1, rows.shape[1], len(MASK_GROUPS))
+            style = None
+        kept = (torch.rand(size, device=device) >= cfg.music_dropout)[:, None, None].to(mask.dtype)
+        mask = mask * kept
+        music = (self._whole_codes(batch["music"]) * mask[..., self.gpt.mask_columns]).view(size, steps, cfg.rate, -1)
+        conditioning = {"music_mask": mask.view(size, steps, cfg.rate, -1), "style": style} \
+            if self.gpt.conditioned else {}
+        start = torch.full((size, 1), cfg.codebook_size, device=device)
         prev_up = torch.cat([start, codes_up[:, :-1]], dim=1)
         prev_down = torch.cat([start, codes_down[:, :-1]], dim=1)
-        logits_up, logits_down = self.gpt(prev_up, prev_down, music)
+        logits_up, logits_down = self.gpt(prev_up, prev_down, music, **conditioning)
         loss_up = F.cross_entropy(logits_up.flatten(0, 1), codes_up.flatten())
         loss_down = F.cross_entropy(logits_down.flatten(0, 1), codes_down.flatten())
         accuracy = ((logits_up.argmax(-1) == codes_up).float().mean() + (logits_down.argmax(-1) == codes_down).float().mean()) / 2
@@ -440,7 +476,8 @@ class Codes(nn.Module):
                 "decoder": (self.decoder_module(), self.decoder_example_inputs(), ["pose"])}
 
     def step_callables(self):
-        return dict(zip(("gpt", "decoder"), self.sampler_callables()))
+        """{graph: numpy callable} taking the graph's own inputs (the runtime fills style and mask in)."""
+        return dict(zip(("gpt", "decoder"), self._torch_steps()))
 
     @staticmethod
     def parity_inputs(graph, metadata, rng):
@@ -450,7 +487,8 @@ class Codes(nn.Module):
         if graph == "gpt":
             kv = 0.5 * rng.standard_normal((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]))
             return (codes(1), codes(1), rng.random((1, m["rate"], FEATURE_DIM)).astype(np.float32),
-                    kv.astype(np.float32), np.array([2 * m["context"] + 3], np.int64))
+                    kv.astype(np.float32), np.array([2 * m["context"] + 3], np.int64)) \
+                + styled_parity_inputs(m, m["rate"], rng)
         return codes(1, m["decode_window"]), codes(1, m["decode_window"])
 
     # --- generation -------------------------------------------------------------------------------------------
@@ -463,8 +501,12 @@ class Codes(nn.Module):
 
     def gpt_step_example_inputs(self):
         start = torch.full((1,), self.cfg.codebook_size, dtype=torch.long)
-        return {"prev_up": start, "prev_down": start.clone(), "music": torch.zeros(1, self.cfg.rate, FEATURE_DIM),
-                "kv": self.empty_cache(), "pos": torch.zeros(1, dtype=torch.long)}
+        inputs = {"prev_up": start, "prev_down": start.clone(), "music": torch.zeros(1, self.cfg.rate, FEATURE_DIM),
+                  "kv": self.empty_cache(), "pos": torch.zeros(1, dtype=torch.long)}
+        if self.gpt.conditioned:
+            inputs.update(music_mask=torch.ones(1, self.cfg.rate, len(MASK_GROUPS)),
+                          style=torch.zeros(1, dtype=torch.long))
+        return inputs
 
     def decoder_module(self):
         return StreamDecoder(self)
@@ -473,14 +515,18 @@ class Codes(nn.Module):
         codes = torch.zeros(1, self.cfg.decode_window, dtype=torch.long)
         return {"codes_up": codes, "codes_down": codes.clone()}
 
-    def sampler_callables(self):
-        """(gpt_step, decode) numpy callables for `codes_sampler`, backed by this torch model."""
+    def sampler_callables(self, style=None):
+        """(gpt_step, decode) numpy callables for `codes_sampler`, backed by this torch model (dancing `style`)."""
+        gpt_step, decode = self._torch_steps()
+        return conditioned(gpt_step, self.metadata(), sampler.MUSIC_INPUT, style), decode
+
+    def _torch_steps(self):
+        """(gpt_step, decode) on numpy arrays, taking the graphs' own inputs."""
         step, decoder = self.gpt_step_module().eval(), self.decoder_module().eval()
 
-        def gpt_step(prev_up, prev_down, music, kv, pos):
+        def gpt_step(*arrays, **named):
             with torch.no_grad():
-                out = step(torch.from_numpy(prev_up), torch.from_numpy(prev_down), torch.from_numpy(music),
-                           torch.from_numpy(kv), torch.from_numpy(pos))
+                out = step(*(torch.from_numpy(a) for a in arrays), **{k: torch.from_numpy(v) for k, v in named.items()})
             return tuple(o.numpy() for o in out)
 
         def decode(codes_up, codes_down):
@@ -489,10 +535,10 @@ class Codes(nn.Module):
 
         return gpt_step, decode
 
-    def generate(self, music, seed=0, **sampling):
+    def generate(self, music, seed=0, style=None, **sampling):
         """(T', POSE_DIM) raw rows dancing to (T, FEATURE_DIM) raw music rows (T' = T rounded down to slices)."""
         self.eval()
-        gpt_step, decode = self.sampler_callables()
+        gpt_step, decode = self.sampler_callables(style)
         return sampler.generate(gpt_step, decode, self.metadata(), music, seed=seed, **sampling)
 
 
@@ -503,8 +549,8 @@ class GPTStep(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, prev_up, prev_down, music, kv, pos):
-        return self.gpt.step(prev_up, prev_down, music, kv, pos)
+    def forward(self, prev_up, prev_down, music, kv, pos, music_mask=None, style=None):
+        return self.gpt.step(prev_up, prev_down, music, kv, pos, music_mask, style)
 
 
 class StreamDecoder(nn.Module):

@@ -3,7 +3,14 @@
 A kind's torch model (registered in `onbeat.choreographers.kinds`) has `PRESETS` (dict of config dicts), `CONFIG`
 (its config dataclass), `from_config(cfg, stats)` (stats: the dataset's normalizer arrays pose_mean, pose_std,
 music_mean, music_std) and `loss(batch) -> (loss, logs)` where batch = {"motion": (B, W, POSE_DIM) raw rows,
-"music": (B, W, F) raw, "has_music": (B,)} float32 tensors.
+"music": (B, W, F) raw, "music_mask": (B, W, 2) (see `onbeat.core.music`), "has_music": (B,)} float32 tensors and
+"style": (B,) int64 ids (`onbeat.core.styles`). The dataset decides the conditioning: its
+`WindowData.conditioning()` (the number of style ids) goes into the model config, so a model trained on it takes
+style ids and the music mask.
+
+Augmentations per training window: mirror (share `mirror`), a random crop (the start moved within one stride,
+`crop`), and a joint time-stretch of motion and music (share `stretch`, tempo changed by up to +-`max_stretch`,
+log-uniform).
 
 Runs on CPU or CUDA, and on several processes/GPUs/machines under torchrun (DistributedDataParallel, initialised
 from the WORLD_SIZE/RANK/... environment; gloo on CPU, nccl on CUDA; only rank 0 logs and saves). Checkpoints hold
@@ -32,6 +39,8 @@ from onbeat.models.checkpoint import model_state, read_checkpoint
 TRAIN_DEFAULTS = {
     "batch_size": 64, "lr": 5e-4, "weight_decay": 0.01, "warmup": 200, "steps": 20000, "grad_clip": 1.0,
     "mirror": 0.5,  # share of windows reflected left <-> right
+    "stretch": 0.5, "max_stretch": 0.15,  # share of windows time-stretched, and by how much at most (tempo +-15%)
+    "crop": 1,  # 1: each window's start moves randomly within one stride; 0: fixed windows
     "eval_every": 500, "eval_batches": 16, "save_every": 1000, "log_every": 100,
 }
 CHECKPOINT = "checkpoint.pt"
@@ -49,7 +58,7 @@ def read_config(path):
     return cfg
 
 
-ZERO_ALLOWED = {"warmup"}  # integer settings that may be 0; all others count something and must be >= 1
+ZERO_ALLOWED = {"warmup", "crop", "styles"}  # integer settings that may be 0; the others count something (>= 1)
 
 
 def check_config(cfg, cls, source):
@@ -109,8 +118,9 @@ def batches(data, split, cfg, seed, rank, world, device):
     generator = np.random.default_rng(seed + 1000 * rank)
 
     def collate(chosen):
-        mirrored = generator.random(len(chosen)) < cfg["mirror"]
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.batch(np.array(chosen), mirrored).items()}
+        augment = augmentations(len(chosen), cfg, int(data.arrays["stride"]), generator)
+        arrays = data.batch(np.array(chosen), **augment)
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     batch_size = min(cfg["batch_size"], max(1, len(indices) // world))
     loader = DataLoader(indices, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True)
     epoch = 0
@@ -119,6 +129,15 @@ def batches(data, split, cfg, seed, rank, world, device):
         for batch in loader:
             yield {k: v.to(device) for k, v in batch.items()}
         epoch += 1
+
+
+def augmentations(size, cfg, stride, generator):
+    """The `WindowData.batch` augmentation arguments for `size` training windows, drawn from `generator`."""
+    tempo = np.exp(generator.uniform(-1, 1, size) * np.log1p(cfg["max_stretch"]))
+    stretched = generator.random(size) < cfg["stretch"]
+    return {"mirrored": generator.random(size) < cfg["mirror"],
+            "stretch": np.where(stretched, 1.0 / tempo, 1.0),
+            "shift": generator.integers(0, stride, size) if cfg["crop"] else None}
 
 
 def validation_loss(model, data, cfg, device):
@@ -154,6 +173,7 @@ def train(kind, cfg, data, out, seed=0, device="cpu", resume=False):
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
     out = Path(out)
     torch.manual_seed(seed)  # identical initial weights on every rank
+    cfg = {**cfg, **data.conditioning()}
     model = kind_named(kind).model_class().from_config(cfg, data.stats).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = 0

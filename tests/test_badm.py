@@ -10,7 +10,8 @@ from onbeat.models.badm import BADM
 from onbeat.core.motion import Motion
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, decode, encode
 from onbeat.core.skeleton import NUM_JOINTS
-from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES
+from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES, MASK_COLUMN_GROUP
+from onbeat.core.styles import STYLES
 
 S = 4
 STATS = {"pose_mean": np.zeros(POSE_DIM), "pose_std": np.ones(POSE_DIM),
@@ -154,3 +155,35 @@ def test_generation_is_continuous_and_deterministic_per_seed():
     assert a.shape == (40, POSE_DIM) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def styled_batch(size=4, frames=24):
+    """Windows with their style ids and music masks: some with a song, some with beats only, some with neither."""
+    g = torch.Generator().manual_seed(2)
+    mask = torch.zeros(size, frames, 2)
+    mask[0] = 1.0
+    mask[1, :, 1] = 1.0
+    return {"motion": torch.randn(size, frames, POSE_DIM, generator=g) * 0.1,
+            "music": torch.randn(size, frames, FEATURE_DIM, generator=g) * mask[..., MASK_COLUMN_GROUP],
+            "music_mask": mask, "has_music": mask[:, 0, 0], "style": torch.arange(size) % len(STYLES)}
+
+
+def test_a_styled_model_takes_style_and_mask_and_trains_them():
+    torch.manual_seed(0)
+    model = BADM.from_config({**BADM.PRESETS["tiny"], "styles": len(STYLES)}, STATS)
+    step, base = model.denoiser, step_inputs()
+    full = torch.ones(2, 2 * S, 2)
+    reference = step(*base, full, torch.zeros(2, dtype=torch.long))[0]
+    assert not torch.allclose(step(*base, full, torch.full((2,), STYLES.index("krump")))[0], reference)
+    beats_only = full.clone()
+    beats_only[..., 0] = 0  # the same rows, but their audio columns declared missing
+    assert not torch.allclose(step(*base, beats_only, torch.zeros(2, dtype=torch.long))[0], reference)
+    # left out, the mask is the live one (every non-zero row real) and the style freestyle
+    assert torch.allclose(step(*base)[0], reference)
+    meta = model.metadata()
+    assert meta["styles"] == list(STYLES) and meta["music_mask"] == ["audio", "beat"]
+    loss, _ = model.loss(styled_batch())
+    loss.backward()
+    assert model.denoiser.style_in.weight.grad.abs().sum() > 0 and model.denoiser.mask_in.weight.grad.abs().sum() > 0
+    music = np.random.default_rng(0).standard_normal((16, FEATURE_DIM)).astype(np.float32)
+    assert not np.allclose(model.generate(music, seed=1, style="krump"), model.generate(music, seed=1))

@@ -11,7 +11,8 @@ from onbeat.models.checkpoint import load_model, save_model
 from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes
 from onbeat.core.errors import OnbeatError
 from onbeat.core.representation import POSE_DIM
-from onbeat.core.music import FEATURE_DIM
+from onbeat.core.music import FEATURE_DIM, MASK_COLUMN_GROUP
+from onbeat.core.styles import STYLES
 
 STATS = {"pose_mean": np.zeros(POSE_DIM, np.float32), "pose_std": np.ones(POSE_DIM, np.float32),
          "music_mean": np.zeros(FEATURE_DIM, np.float32), "music_std": np.ones(FEATURE_DIM, np.float32)}
@@ -200,3 +201,24 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
 def test_sampler_module_does_not_import_torch():
     code = "import sys, onbeat.choreographers.codes_sampler; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_styled_gpt_takes_style_and_mask_in_training_and_streaming():
+    model = tiny(styles=len(STYLES), stage="gpt")
+    for codebook in model.vq.codebooks.values():  # an untrained VQ-VAE's random codes will do here
+        codebook.initialized.fill_(True)
+    batch = wave_batch()
+    mask = torch.ones(8, 64, 2)
+    mask[4:, :, 0] = 0  # half the windows have beats only
+    batch.update(music_mask=mask, style=torch.arange(8) % len(STYLES),
+                 music=batch["music"] * mask[..., MASK_COLUMN_GROUP])
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert model.gpt.style_in.weight.grad.abs().sum() > 0 and model.gpt.mask_in.weight.grad.abs().sum() > 0
+    assert model.metadata()["styles"] == list(STYLES)
+    inputs = model.gpt_step_example_inputs()
+    assert list(inputs)[-2:] == ["music_mask", "style"]
+    music = np.random.default_rng(0).normal(size=(24, FEATURE_DIM)).astype(np.float32)
+    assert not np.array_equal(model.generate(music, seed=3, style="popping"), model.generate(music, seed=3))
+    with pytest.raises(OnbeatError, match="unknown style"):
+        model.generate(music, style="salsa")

@@ -6,10 +6,13 @@ import torch
 
 from onbeat.exporters import onnx_export, parity
 from onbeat.core.errors import OnbeatError
-from onbeat.choreographers.kinds import kind_named
+from onbeat.choreographers.kinds import kind_named, open_steps
 from onbeat.choreographers.onnx import OnnxStep, metadata_props
 from onbeat.commands.cli import main
 from onbeat.core.music import FEATURE_NAMES
+from onbeat.core.styles import STYLES
+from onbeat.choreographers import badm_sampler, codes_sampler
+from onbeat.choreographers.conditioning import conditioned
 
 pytestmark = pytest.mark.slow  # every test here traces torch modules into ONNX
 
@@ -80,8 +83,9 @@ def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
 
 # --- the real models (tiny presets: same graphs, seconds to export) ----------------------------------------------
 
-def save_tiny_checkpoint(kind, folder):
-    """A freshly initialised tiny model of `kind`, saved the way `onbeat train` saves it."""
+def save_tiny_checkpoint(kind, folder, styles=0):
+    """A freshly initialised tiny model of `kind` (taking style ids and the music mask when `styles` > 0), saved
+    the way `onbeat train` saves it."""
     from onbeat.models import train
     from onbeat.core.representation import POSE_DIM
     from onbeat.core.music import FEATURE_DIM
@@ -90,18 +94,19 @@ def save_tiny_checkpoint(kind, folder):
     stats = {"music_mean": rng.random(FEATURE_DIM), "music_std": 1 + rng.random(FEATURE_DIM),
              "pose_mean": 0.1 * rng.standard_normal(POSE_DIM), "pose_std": 1 + rng.random(POSE_DIM)}
     torch.manual_seed(0)
-    cfg = {"preset": "tiny", **kind_named(kind).model_class().PRESETS["tiny"]}
+    cfg = {"preset": "tiny", **kind_named(kind).model_class().PRESETS["tiny"], "styles": styles}
     model = kind_named(kind).model_class().from_config(cfg, stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     train.save_checkpoint(folder, kind, model, optimizer, 0, cfg, stats, [train.rng_state()], 0.0)
     return folder / "model.pt"
 
 
-@pytest.fixture(scope="module", params=["badm", "codes"])
+@pytest.fixture(scope="module", params=["badm", "codes", "badm styled", "codes styled"])
 def exported(request, tmp_path_factory):
-    """(kind, checkpoint, output) of a tiny model exported by `onbeat export`."""
-    kind, folder = request.param, tmp_path_factory.mktemp(request.param)
-    checkpoint = save_tiny_checkpoint(kind, folder)
+    """(kind, checkpoint, output) of a tiny model exported by `onbeat export` (styled: with style and mask inputs)."""
+    kind, styled = request.param.split()[0], request.param.endswith("styled")
+    folder = tmp_path_factory.mktemp(request.param.replace(" ", "-"))
+    checkpoint = save_tiny_checkpoint(kind, folder, styles=len(STYLES) if styled else 0)
     assert main(["export", kind, "--checkpoint", str(checkpoint), "-o", str(folder / f"{kind}.onnx")]) == 0
     return kind, checkpoint, folder / f"{kind}.onnx"
 
@@ -156,3 +161,21 @@ def test_bench_model_prints_torch_and_onnxruntime_side_by_side(exported, capsys)
             assert [row.split()[4] for row in rows] == list(kind_named(kind).graph_paths(output))
             median_ms, realtime = float(rows[0].split()[5]), float(rows[0].split()[-1])
             assert median_ms > 0 and realtime > 0
+
+
+def test_styled_graphs_take_style_and_mask_inputs_the_runtime_fills(exported):
+    kind, _, output = exported
+    graph, music_input = ("step", badm_sampler.MUSIC_INPUT) if kind == "badm" else ("gpt", codes_sampler.MUSIC_INPUT)
+    step = open_steps(output)[1][graph]
+    styled = bool(step.metadata["styles"])
+    assert ({"music_mask", "style"} <= {name for name, _ in step.inputs}) == styled
+    filled = conditioned(step, step.metadata, music_input)
+    if not styled:
+        assert filled is step
+        return
+    inputs = kind_named(kind).model_class().parity_inputs(graph, step.metadata, np.random.default_rng(0))[:-2]
+    freestyle = filled(*inputs)  # the samplers' inputs; the mask and the style (freestyle) are filled in
+    filled.style = "krump"
+    assert parity.max_difference(freestyle, filled(*inputs)) > 1e-4
+    with pytest.raises(OnbeatError, match="unknown style"):
+        filled.style = "salsa"

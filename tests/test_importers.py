@@ -12,7 +12,9 @@ from onbeat.core import rotations as R
 from onbeat.core.bvh import read_bvh
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
+from onbeat.core.importers.common import X_AXIS, Y_AXIS, smooth_twist, turn_angles
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
+from onbeat.evaluation import metrics
 
 HEAD, PELVIS = JOINT_INDEX["Head"], JOINT_INDEX["Pelvis"]
 HEAD_TOP = 0.1  # SMPL's Head joint sits about 10 cm below the top of the head
@@ -54,21 +56,79 @@ def head_points(motion):
     return pos[:, HEAD] + side, pos[:, HEAD] - side
 
 
-def test_point_ik_reproduces_points_of_a_known_skeleton():
-    # Points from FK of a dance whose unobserved joints (spine 2/3, collars, feet, palms) keep rest rotations:
-    # the solver must find rotations that reproduce every point.
-    motion = random_motion()
+def known_skeleton_points(motion):
+    """(targets, head left, head right) from FK of `motion` with its unobserved joints (spine 2/3, collars, feet,
+    wrists, palms) at rest rotations, so a solver can reproduce every point."""
     rest_like = [JOINT_INDEX[n] for n in ("Spine2", "Spine3", "Left_Collar", "Right_Collar", "Left_Foot",
                                           "Right_Foot", "Left_Wrist", "Right_Wrist", "Left_Palm", "Right_Palm")]
     motion.rotations[:, rest_like] = R.quat_identity((motion.num_frames, len(rest_like)))
     pos = motion.positions()
-    targets = {name: pos[:, JOINT_INDEX[name]] for name in ballroom.BALLROOM_POINTS}
-    left, right = head_points(motion)
-    solved = I.solve_points(targets, left, right, motion.fps)
-    assert I.point_errors(solved, targets, left, right).max() < 1e-3
+    return {name: pos[:, JOINT_INDEX[name]] for name in ballroom.BALLROOM_POINTS}, *head_points(motion)
+
+
+MIDDLE_POINTS = ("Left_Knee", "Right_Knee", "Left_Elbow", "Right_Elbow")
+
+
+def test_point_ik_reproduces_points_of_a_known_skeleton():
+    # Knees and elbows are hinges (as the solver makes them), bent 30-80 degrees, so their markers define the bend
+    # plane; the rest of the dance is random.
+    motion = random_motion()
+    bends = np.radians(55 + 25 * np.sin(np.linspace(0, 6, motion.num_frames)))[:, None]
+    hinges = (("Left_Knee", X_AXIS), ("Right_Knee", X_AXIS), ("Left_Elbow", -Y_AXIS), ("Right_Elbow", Y_AXIS))
+    for joint, axis in hinges:
+        motion.rotations[:, JOINT_INDEX[joint]] = R.quat_from_axis_angle(bends * axis)
+    targets, left, right = known_skeleton_points(motion)
+    solved = I.solve_points(targets, left, right, 30.0)
+    errors = I.point_errors(solved, targets, left, right)
+    middle = [list(targets).index(n) for n in MIDDLE_POINTS]
+    assert np.delete(errors, middle, axis=1).max() < 1e-3
+    # on the smoothed hinge: it lags a thigh or upper arm twisting fast by a little
+    assert errors[:, middle].max() < 0.02 and errors[:, middle].mean() < 0.002
     # Limbs keep SMPL's bone directions: the solved offsets are the rest offsets (a rigid torso is fitted).
     limbs = [JOINT_INDEX[n] for n in ("Left_Knee", "Left_Ankle", "Right_Elbow", "Right_Wrist")]
-    assert np.allclose(solved.offsets[limbs], motion.offsets[limbs], atol=1e-6)
+    assert np.allclose(solved.offsets[limbs], random_motion().offsets[limbs], atol=1e-6)
+
+
+def test_a_straight_arm_with_marker_noise_does_not_flip_its_twist():
+    """The twist-flip case: an outstretched arm (the ballroom hold) whose elbow marker slips 3 cm across the
+    shoulder-wrist line and back (the real elbow markers are 3-4 cm off the solved joint), so the bend plane's
+    normal turns over at each crossing. The hinge must stay where it was, the arm slightly bent its own way."""
+    motion = random_motion(frames=90, spread=0.2)
+    elbow, wrist = JOINT_INDEX["Right_Elbow"], JOINT_INDEX["Right_Wrist"]
+    straight = R.quat_between(motion.offsets[wrist], motion.offsets[elbow])  # the forearm continues the upper arm
+    motion.rotations[:, elbow] = np.broadcast_to(straight, (90, 4))
+    targets, left, right = known_skeleton_points(motion)
+    line = targets["Right_Wrist"] - targets["Right_Shoulder"]
+    across = np.cross(line, [0.0, 0.0, 1.0])
+    slip = 0.03 * np.cos(2 * np.pi * np.arange(90) / 45)[:, None]  # across the line and back, twice
+    targets["Right_Elbow"] = targets["Right_Elbow"] + slip * across / np.linalg.norm(across, axis=-1, keepdims=True)
+    shoulder, marker, hand = (targets[f"Right_{j}"] for j in ("Shoulder", "Elbow", "Wrist"))
+    normals = np.cross(marker - shoulder, hand - marker)
+    turns = np.degrees(np.arccos(np.clip(np.sum(normals[1:] * normals[:-1], -1) / np.prod(
+        np.linalg.norm([normals[1:], normals[:-1]], axis=-1), 0), -1, 1)))
+    assert (turns > 150).sum() == 4  # the markers' bend plane really does flip, at each crossing
+
+    solved = I.solve_points(targets, left, right, 30.0)
+    arm = [JOINT_INDEX[n] for n in ("Right_Shoulder", "Right_Elbow", "Right_Wrist")]
+    assert metrics.rotation_pops(solved.rotations, 30.0)[arm].max() == 0.0
+    assert np.degrees(turn_angles(solved.rotations[:, arm])).max() < 15.0  # no flips, not even slow ones
+    errors = I.point_errors(solved, targets, left, right)
+    assert errors[:, list(targets).index("Right_Wrist")].max() < 1e-3  # the hand still goes where it was
+    assert errors[:, list(targets).index("Right_Elbow")].max() < 0.07  # at most twice the marker's slip
+
+
+def test_smooth_twist_follows_evidence_and_glides_without_it():
+    t = np.arange(120)
+    turning = np.angle(np.exp(1j * 0.08 * t))  # a steady turn, observed wrapped into (-pi, pi]
+    followed = smooth_twist(turning, np.full(120, 0.5))
+    np.testing.assert_allclose(followed, 0.08 * t, atol=0.02)  # unwrapped, no lag on a steady turn
+    rng = np.random.default_rng(0)
+    noisy = np.concatenate([np.zeros(40), rng.uniform(-np.pi, np.pi, 40), np.full(40, 1.0)])
+    weight = np.concatenate([np.full(40, 0.5), np.full(40, 0.002), np.full(40, 0.5)])
+    glided = smooth_twist(noisy, weight)
+    assert np.abs(np.diff(glided)).max() < np.radians(3)  # from 0 to 1 rad through the noise, smoothly
+    assert abs(glided[5]) < 0.02 and abs(glided[-5] - 1.0) < 0.02
+    assert np.allclose(smooth_twist(np.full(10, 2.0), np.zeros(10)), 0.0)  # no evidence: the reference
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +199,20 @@ def test_real_bvh_files_map_and_retarget(data_dir, name):
 
 
 @pytest.mark.slow
+def test_every_collection_pops_no_more_than_the_perfume_takes(data_dir):
+    """The Perfume takes as written (retargeted, no cleaning) are the reference; every collection the importers
+    give (ballroom IK, Motorica, Perfume, DanceDB and Bandai-Namco retargets) pops no more, with FK still < 3 cm."""
+    from onbeat.evaluation import data_check
+    reference = data_check.perfume_reference(data_dir)
+    assert reference.share > 0  # the reference is not trivially clean
+    counts = data_check.collection_pops(data_dir)
+    assert set(counts) == {"ballroom", "motorica", "perfume", "dancedb", "bandai-namco"}
+    assert {name: count.share for name, count in counts.items() if count.share > reference.share} == {}
+    errors = data_check.fk_errors(data_dir)
+    assert {what: r["mean"] for what, r in errors.items() if r["mean"] >= 3.0} == {}
+
+
+@pytest.mark.slow
 def test_every_bvh_file_loads_at_30_fps(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("bvh",)))
     assert len(seqs) == 10 and all(s.motion.fps == 30 for s in seqs)
@@ -156,23 +230,45 @@ def renamed_bvh(tmp_path, motion, rename):
     return tmp_path / "renamed.bvh"
 
 
+FUZZY_RENAME = {"Pelvis": "mixamorig:Hips", "Spine1": "mixamorig:Spine", "Spine2": "mixamorig:Spine1",
+                "Spine3": "mixamorig:Spine2", "Neck": "mixamorig:Neck", "Head": "mixamorig:Head"}
+for _side, _s in (("Left", "L"), ("Right", "R")):
+    FUZZY_RENAME.update({f"{_side}_Hip": f"{_s}_Thigh", f"{_side}_Knee": f"{_s}_Calf", f"{_side}_Ankle": f"{_s}_Foot",
+                         f"{_side}_Foot": f"{_s}_Toe0", f"{_side}_Collar": f"{_s}_Clavicle",
+                         f"{_side}_Shoulder": f"{_s}_UpperArm", f"{_side}_Elbow": f"{_s}_Forearm",
+                         f"{_side}_Wrist": f"{_s}_Hand", f"{_side}_Palm": f"{_s}_Finger0"})
+
+
 def test_unknown_family_maps_by_fuzzy_names(tmp_path):
     motion = random_motion()
-    rename = {"Pelvis": "mixamorig:Hips", "Spine1": "mixamorig:Spine", "Spine2": "mixamorig:Spine1",
-              "Spine3": "mixamorig:Spine2", "Neck": "mixamorig:Neck", "Head": "mixamorig:Head"}
-    for side, s in (("Left", "L"), ("Right", "R")):
-        rename.update({f"{side}_Hip": f"{s}_Thigh", f"{side}_Knee": f"{s}_Calf", f"{side}_Ankle": f"{s}_Foot",
-                       f"{side}_Foot": f"{s}_Toe0", f"{side}_Collar": f"{s}_Clavicle",
-                       f"{side}_Shoulder": f"{s}_UpperArm", f"{side}_Elbow": f"{s}_Forearm",
-                       f"{side}_Wrist": f"{s}_Hand", f"{side}_Palm": f"{s}_Finger0"})
-    path = renamed_bvh(tmp_path, motion, rename)
+    path = renamed_bvh(tmp_path, motion, FUZZY_RENAME)
     family, found = I.bvh_joint_map(read_bvh(path), path)
     assert family == "generic"
     by_name = {n: i for i, n in enumerate(read_bvh(path).names)}
-    assert all(found[smpl] == by_name[source] for smpl, source in rename.items() if "Palm" not in smpl)
+    assert all(found[smpl] == by_name[source] for smpl, source in FUZZY_RENAME.items() if "Palm" not in smpl)
     # SMPL's own rest pose: every joint lands where it was.
     again = I.retarget_bvh(read_bvh(path), path)
     assert np.abs(again.positions()[:, :22] - motion.positions()[:, :22]).max() < 1e-3
+
+
+def test_bvh_glitches_are_spread_and_a_calibration_frame_dropped(tmp_path):
+    """A mocap solve's twist flip (the forearm turned 150 degrees about itself for two frames, as in DanceDB) and a
+    calibration pose before the dance (Perfume's files start with one): the retarget keeps neither."""
+    motion = random_motion(frames=60)
+    turned = R.quat_from_axis_angle(np.broadcast_to([np.pi / 2, 0, 0], (NUM_JOINTS, 3)))
+    motion.rotations[0] = R.quat_multiply(motion.rotations[1], turned)  # every joint 90 degrees away
+    elbow, wrist = JOINT_INDEX["Left_Elbow"], JOINT_INDEX["Left_Wrist"]
+    flip = R.quat_from_axis_angle(np.radians(150) * motion.offsets[wrist] / np.linalg.norm(motion.offsets[wrist]))
+    motion.rotations[30:32, elbow] = R.quat_multiply(motion.rotations[30:32, elbow], flip)
+    path = renamed_bvh(tmp_path, motion, FUZZY_RENAME)
+    assert metrics.rotation_pops(I.retarget_bvh(read_bvh(path), path).rotations, 30)[elbow] > 0  # pops as written
+
+    loaded, errors = retarget.load_bvh(path, with_error=True)
+    assert loaded.num_frames == 59  # the calibration frame is gone
+    assert metrics.rotation_pops(loaded.rotations, loaded.fps).max() == 0.0
+    # the glitch is spread over the fewest frames (slerp across it): the rest of the dance is the file's
+    assert errors[:26].max() < 1e-3 and errors[33:].max() < 1e-3
+    assert retarget.retarget_error_report([path])["mean"] < 1.0  # centimetres
 
 
 def test_smpl_bvh_maps_to_identity(tmp_path):

@@ -29,7 +29,9 @@ def synthetic_file(path):
         aa = 0.3 * np.sin(2 * np.pi * (1 + n / 5) * t[:, None, None] + phases)
         rows = encode(Motion.from_axis_angle(30.0, np.tile([0, 0.9, 0], (150, 1)), aa))
         music = rng.standard_normal((150, FEATURE_DIM)).astype(np.float32) * (n % 2)
-        tracks.append(dataset.Track(f"s{n}", "ballroom", "waltz", f"s{n}", rows, music, bool(n % 2)))
+        mask = np.full((150, 2), n % 2, np.float32)
+        tracks.append(dataset.Track(f"s{n}", "ballroom", "ballroom", ("waltz", "tango")[n % 2], f"s{n}", rows, music,
+                                    mask, np.full(150, 120.0, np.float32)))
     dataset.save(path, dataset.build(tracks, window=48, stride=8, val_fraction=0.34))
     return path
 

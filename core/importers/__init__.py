@@ -6,7 +6,8 @@
 - `aist`: AIST++ SMPL pickles.
 
 `load_motion(path_or_name)` reads any one file or named sequence; `iter_dataset(root)` walks the data sets for
-the dataset builder, one `Sequence` (name, source, style, motion, audio_path, take, suspect) at a time.
+the dataset builder, one `Sequence` (name, source, style, motion, audio_path, take, suspect, corpus) at a time.
+Styles are the data sets' own labels; `onbeat.core.styles.style_name` maps them onto the one vocabulary.
 """
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from onbeat.core.importers.aist import aist_motion, load_aist
 from onbeat.core.importers.ballroom import ballroom_names, load_ballroom, point_errors, solve_points
 from onbeat.core.importers.common import TARGET_FPS, Sequence, finish, ground, read_pickle, track_floor
 from onbeat.core.importers.motorica import load_motorica, motorica_motion
-from onbeat.core.importers.retarget import PERFUME_FILES, bvh_joint_map, load_bvh, retarget_bvh
+from onbeat.core.importers.retarget import BVH_STYLES, bvh_corpus, bvh_joint_map, load_bvh, retarget_bvh
 from onbeat.core.motion import Motion
 
-__all__ = ["Sequence", "TARGET_FPS", "load_motion", "iter_dataset", "load_ballroom", "ballroom_names",
+__all__ = ["Sequence", "TARGET_FPS", "load_motion", "load_sequence", "iter_dataset", "load_ballroom", "ballroom_names",
            "solve_points", "point_errors", "load_bvh", "retarget_bvh", "bvh_joint_map", "load_motorica",
            "load_aist", "ground", "track_floor"]
 
@@ -46,11 +47,12 @@ def load_motion(path_or_name, fps=None):
         if suffix == ".pkl":
             return load_pickle_motion(path, fps or TARGET_FPS)
         raise OnbeatError(f"{path}: unknown motion file type '{path.suffix}' (expected .npz, .bvh or .pkl)")
-    sequence = _find_sequence(str(path_or_name))
+    sequence = load_sequence(str(path_or_name))
     return sequence.motion if fps is None else sequence.motion.resample(fps)
 
 
-def _find_sequence(name):
+def load_sequence(name):
+    """The Sequence of the shared data named `name` (`DANCE_C_2`, a Motorica file stem, a BVH stem), at 30 fps."""
     from onbeat.core.paths import data_root
     root = data_root()
     if root is None:
@@ -68,9 +70,10 @@ def _find_sequence(name):
 
 def _bvh_sequence(path):
     motion = load_bvh(path, TARGET_FPS)
+    corpus = bvh_corpus(path.stem)
     # Perfume's files are three dancers (and test clips) of one choreography: one take, so no split separates them.
-    take = "perfume" if path.stem in PERFUME_FILES else path.stem
-    return Sequence(path.stem, "bvh", "", motion, None, take, False)
+    take = "perfume" if corpus == "perfume" else path.stem
+    return Sequence(path.stem, "bvh", BVH_STYLES.get(corpus, ""), motion, None, take, False, corpus)
 
 
 SOURCES = ("ballroom", "motorica", "bvh", "aist")

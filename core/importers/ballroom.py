@@ -13,11 +13,24 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.importers.common import (TARGET_FPS, X_AXIS, Y_AXIS, Sequence, align, check_finite, finish,
-                                            locals_from_globals, track_floor, unit)
+from onbeat.core.importers.common import (
+    TARGET_FPS,
+    X_AXIS,
+    Y_AXIS,
+    Sequence,
+    align,
+    check_finite,
+    finish,
+    locals_from_globals,
+    signed_angle,
+    smooth_twist,
+    track_floor,
+    unit,
+)
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_INDEX as _J
 from onbeat.core.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
+
 # Which of the 23 points each SMPL joint is. Inferred from the data: points 7/16 are 20 cm apart at pelvis height
 # and chain down through 8/17 (knees: bend forward), 9/18 (ankles), 11/20 (toes, which point forward); 10/19 are
 # outer heel points. 3/12 are the shoulders (rigid with 2, the lower chest, and with the head points 0 (right)
@@ -34,9 +47,9 @@ BALLROOM_CM = 0.01
 # Limbs: the three joints of each and the axis of the upper two joints that the bend plane's normal defines.
 # A knee bends about +x (the thigh x shank normal points to the character's left for both legs); an elbow bends
 # about -y for the left arm and +y for the right one (arms lie along +-x in the rest pose).
+SLIGHT_BEND_DEGREES = 25.0  # below this, which side a knee or elbow marker is on is noise (marker slip)
 _LIMBS = tuple(((f"{side}_Hip", f"{side}_Knee", f"{side}_Ankle"), X_AXIS) for side in ("Left", "Right")) + (
     (("Left_Shoulder", "Left_Elbow", "Left_Wrist"), -Y_AXIS), (("Right_Shoulder", "Right_Elbow", "Right_Wrist"), Y_AXIS))
-_STRAIGHT_WEIGHT = 0.2  # how much the parent's frame steers the twist of a limb that is (nearly) straight
 
 
 def _chain_rest(*joints):
@@ -92,8 +105,8 @@ class _PointSolver:
             self._limb(chain, axis)
         for joint in ("Left_Ankle", "Right_Ankle"):
             self._ankle(joint)
-        for joint in ("Left_Foot", "Right_Foot", "Left_Palm", "Right_Palm"):
-            self.inherit(joint)
+        for joint in ("Left_Wrist", "Right_Wrist", "Left_Foot", "Right_Foot", "Left_Palm", "Right_Palm"):
+            self.inherit(joint)  # no hand or toe markers: hands and toes continue their bones
         return self.root, locals_from_globals(self.world), self.offsets
 
     def _pelvis(self):
@@ -129,7 +142,9 @@ class _PointSolver:
         self.inherit("Neck")
 
     def _head(self):
-        """The neck aims at the head's centre (no twist: the head takes it), the head faces between its points."""
+        """The neck aims at the head's centre (no twist: the head takes it); the head turns about that line to face
+        between its two points. When the points come close together (one hidden: they merge for a few frames) the
+        line between them says nothing, so the turn is smoothed with a weight that falls with their distance."""
         neck, head = _J["Neck"], _J["Head"]
         centre = 0.5 * (self.head_left + self.head_right)
         to_head = centre - self.pos[:, neck]
@@ -138,23 +153,42 @@ class _PointSolver:
                                to_head)
         self.world[:, neck] = R.quat_multiply(swing, self.world[:, neck])
         self.place("Head")
-        self.world[:, head] = align(REST_OFFSETS[head], X_AXIS, to_head, self.head_left - self.head_right)
+        across = self.head_left - self.head_right
+        width = np.linalg.norm(across, axis=-1)
+        reference = R.quat_apply(self.world[:, neck], np.broadcast_to(X_AXIS, to_head.shape))
+        twist = smooth_twist(signed_angle(reference, across, to_head), np.clip(width / np.median(width), 0, 1) ** 8)
+        self.world[:, head] = R.quat_multiply(R.quat_from_axis_angle(unit(to_head) * twist[:, None]),
+                                              self.world[:, neck])
 
     def _limb(self, chain, axis):
         """Two-bone IK: the middle joint (knee, elbow) goes where the fixed bone lengths reach the end point
-        (ankle, wrist) in the plane of the observed three, so length noise does not pile up at hands and feet.
-        Each bone swings onto its point and twists so `axis` follows the bend plane's normal, or the parent's
-        frame when the limb is straight and the plane is undefined."""
+        (ankle, wrist), so length noise does not pile up at hands and feet; both bones aim at their points exactly
+        and turn their `axis` onto one hinge axis, so the knee or elbow bends about it only.
+
+        The hinge is the markers' bend-plane normal, measured as an angle about the reach line (top to end point)
+        from a reference swung there from the parent, and followed by `smooth_twist` with the weight sin^2(bend):
+        where the limb is clearly bent the hinge follows the markers; where it is nearly straight the plane is
+        noise and the hinge glides, so a straight arm or leg never flips its twist (or its knee) frame to frame. A
+        slight bend (under SLIGHT_BEND_DEGREES) is read as an axis: a marker slipping across the line does not turn
+        the limb half round; the joint stays bent the way it was (the bone lengths decide by how much)."""
         top, middle, end = (_J[n] for n in chain)
         upper, lower = self.length(chain[0], chain[1]), self.length(chain[1], chain[2])
         self.offsets[middle] = unit(REST_OFFSETS[middle]) * upper
         self.offsets[end] = unit(REST_OFFSETS[end]) * lower
-        knee = _two_bone(self.pos[:, top], self.p[chain[1]], self.p[chain[2]], upper, lower)
-        normal = np.cross(unit(knee - self.pos[:, top]), unit(self.p[chain[2]] - knee))  # length: sin(bend)
-        for joint, child, target in ((top, middle, knee), (middle, end, self.p[chain[2]])):
-            steady = R.quat_apply(self.world[:, PARENTS[joint]], np.broadcast_to(axis, normal.shape))
-            self.world[:, joint] = align(REST_OFFSETS[child], axis, target - self.pos[:, joint],
-                                          normal + _STRAIGHT_WEIGHT * steady)
+        start, target, marker = self.pos[:, top], self.p[chain[2]], self.p[chain[1]]
+        reach = target - start
+        bend = np.cross(unit(marker - start), unit(target - marker))  # length: sin(bend)
+        parent = self.world[:, PARENTS[top]]
+        rest_reach = R.quat_apply(parent, np.broadcast_to(REST_OFFSETS[middle] + REST_OFFSETS[end], reach.shape))
+        swing = R.quat_multiply(R.quat_between(rest_reach, reach), parent)
+        reference = R.quat_apply(swing, np.broadcast_to(axis, reach.shape))
+        slight = np.sum(bend ** 2, -1) < np.sin(np.radians(SLIGHT_BEND_DEGREES)) ** 2
+        twist = smooth_twist(signed_angle(reference, bend, reach), np.sum(bend ** 2, -1), axial=slight)
+        hinge = R.quat_apply(R.quat_from_axis_angle(unit(reach) * twist[:, None]), reference)
+        hinge = unit(hinge - np.sum(hinge * unit(reach), -1, keepdims=True) * unit(reach))
+        knee = _two_bone(start, target, np.cross(reach, hinge), upper, lower)
+        for joint, child, aim in ((top, middle, knee), (middle, end, target)):
+            self.world[:, joint] = align(REST_OFFSETS[child], axis, aim - self.pos[:, joint], hinge)
             self.place(JOINT_NAMES[child])
 
     def _ankle(self, joint):
@@ -167,17 +201,15 @@ class _PointSolver:
         self.place(toe)
 
 
-def _two_bone(top, middle, end, upper, lower):
+def _two_bone(top, end, pole, upper, lower):
     """Position of the middle joint with |middle - top| = upper and |end - middle| = lower (as near as the
-    distance allows), on the side of the observed middle point."""
+    distance allows), bent towards `pole` (a direction perpendicular to the reach)."""
     reach = end - top
     distance = np.linalg.norm(reach, axis=-1, keepdims=True)
     along = unit(reach)
     clamped = np.clip(distance, abs(upper - lower) + 1e-6, upper + lower - 1e-6)
-    pole = middle - top
-    pole = unit(pole - np.sum(pole * along, -1, keepdims=True) * along)
     a = (upper ** 2 - lower ** 2 + clamped ** 2) / (2 * clamped)
-    return top + a * along + np.sqrt(np.maximum(upper ** 2 - a ** 2, 0.0)) * pole
+    return top + a * along + np.sqrt(np.maximum(upper ** 2 - a ** 2, 0.0)) * unit(pole)
 
 
 def ballroom_targets(points, center):

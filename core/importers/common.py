@@ -24,6 +24,13 @@ class Sequence:
     audio_path: Path = None  # music aligned with frame 0, or None
     take: str = None  # sequences of one take (Motorica's _00/_01 phases) share it; the split keeps them together
     suspect: bool = False  # the data set flags it (ballroom: frame count does not match the song)
+    corpus: str = ""  # the collection within the source ("perfume", "dancedb", "bandai-namco" for BVH); "" = source
+    beats: object = None  # a `BeatGrid` of the music when the data set annotates one (Motorica), else None
+
+    @property
+    def collection(self):
+        """The corpus, or the source when it is one collection (ballroom, motorica, aist)."""
+        return self.corpus or self.source
 
 
 def unit(v):
@@ -49,6 +56,52 @@ def align(rest_primary, rest_secondary, primary, secondary):
     return R.quat_from_matrix(frame(primary, secondary) @ np.swapaxes(rest, -1, -2))
 
 
+def signed_angle(reference, direction, axis):
+    """(...,) angle (radians) that turns `reference` towards `direction` about `axis` (both seen perpendicular to
+    the axis): positive counter-clockwise looking down the axis."""
+    axis = unit(axis)
+    return np.arctan2(np.sum(np.cross(reference, direction) * axis, -1), np.sum(reference * direction, -1)
+                      - np.sum(reference * axis, -1) * np.sum(direction * axis, -1))
+
+
+# The twist smoother's penalties: on the twist's speed (small: a slow turn is free, but a long stretch without evidence
+# drifts nowhere) and on its acceleration (a twist that follows the evidence turns smoothly, and follows a steady
+# turn without lag). With no evidence at all (weight 0 throughout) the twist stays at its reference (TWIST_PRIOR).
+TWIST_SPEED_COST = 0.1
+TWIST_ACCELERATION_COST = 10.0
+TWIST_PRIOR = 1e-4
+TWIST_TRUST = 0.05  # weight at which an observation moves the running estimate halfway (for unwrapping)
+
+
+def smooth_twist(angle, weight, axial=None):
+    """(T,) twist angles (radians) that follow the observed `angle` where its `weight` (0..1, how well the frame
+    defines it) is high and glide smoothly where it is low, without flips. `axial` (T,) bools mark observations
+    that are an axis rather than a direction (angle and angle + pi say the same): they are read whichever way is
+    nearer the twist so far.
+
+    The observations are first unwrapped against a running estimate that only confident frames move (so noise
+    while a limb is straight cannot add a turn of 2 pi), then smoothed by a weighted Whittaker smoother: minimise
+    sum w (x - angle)^2 + TWIST_SPEED_COST |D x|^2 + TWIST_ACCELERATION_COST |D^2 x|^2 + TWIST_PRIOR |x|^2, one
+    sparse (banded) solve."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+    angle, weight = np.asarray(angle, np.float64), np.clip(np.asarray(weight, np.float64), 0.0, 1.0)
+    period = np.where(np.zeros(len(angle), bool) if axial is None else axial, np.pi, 2 * np.pi)
+    unwrapped, estimate = np.empty_like(angle), 0.0
+    for t, (a, w) in enumerate(zip(angle, weight, strict=True)):
+        unwrapped[t] = a + period[t] * np.round((estimate - a) / period[t])
+        estimate += w / (w + TWIST_TRUST) * (unwrapped[t] - estimate)
+    count = len(angle)
+    system = sparse.diags(weight + TWIST_PRIOR)
+    for order, cost in ((1, TWIST_SPEED_COST), (2, TWIST_ACCELERATION_COST)):
+        if count > order:
+            coefficients = np.diff(np.eye(order + 1), order, axis=0)[0]  # [-1, 1], [1, -2, 1]
+            difference = sparse.diags([np.full(count - order, c) for c in coefficients], list(range(order + 1)),
+                                      shape=(count - order, count))
+            system = system + cost * (difference.T @ difference)
+    return np.atleast_1d(spsolve(system.tocsc(), weight * unwrapped))
+
+
 def locals_from_globals(world):
     """(T, 24, 4) local rotations from world ones."""
     local = world.copy()
@@ -56,6 +109,37 @@ def locals_from_globals(world):
         if p >= 0:
             local[:, j] = R.quat_multiply(R.quat_conjugate(world[:, p]), world[:, j])
     return local
+
+
+def turn_angles(rotations):
+    """(T-1, ...) angle (radians) each joint turns from one frame to the next, from (T, ..., 4) quaternions."""
+    dot = np.abs(np.sum(rotations[1:] * rotations[:-1], axis=-1))
+    return 2.0 * np.arccos(np.clip(dot, 0.0, 1.0))
+
+
+def limit_turn_speed(rotations, fps, degrees_per_second, longest=0.25):
+    """(T, J, 4) local rotations in which no joint turns faster than `degrees_per_second`: each faster step is
+    spread over the fewest frames around it (slerp between the frames just outside) that bring it under the limit,
+    at most `longest` seconds. A mocap solve's glitches (a twist flipping for a frame or two and back, a joint
+    jumping away and returning) become a smooth turn, or vanish when it comes back; steps that cannot be spread
+    within `longest` are left. Returns (rotations, number of steps spread)."""
+    q = R.quat_make_continuous(rotations)
+    step_limit = np.radians(degrees_per_second) / fps
+    reach = max(1, int(round(longest * fps / 2)))
+    repaired = 0
+    for joint in range(q.shape[1]):
+        track = q[:, joint]
+        for step in np.flatnonzero(turn_angles(track) > step_limit):
+            if turn_angles(track[step:step + 2])[0] <= step_limit:
+                continue  # already spread by an earlier repair's window
+            for half in range(1, reach + 1):
+                first, last = max(step - half, 0), min(step + 1 + half, len(track) - 1)
+                if turn_angles(track[[first, last]])[0] / (last - first) <= step_limit:
+                    share = (np.arange(first + 1, last) - first) / (last - first)
+                    track[first + 1:last] = R.quat_slerp(track[first], track[last], share)
+                    repaired += 1
+                    break
+    return R.quat_make_continuous(q), repaired
 
 
 def ground(motion):

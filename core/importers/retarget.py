@@ -7,17 +7,30 @@ source's, so skeletons with other rest poses (T, A, other axes) agree. Offsets a
 SMPL's frames (limbs keep SMPL's directions), so FK lands the joints where the source has them. Units (m, cm, mm)
 are told from the body's size. A BVH already on SMPL-24 (what `onbeat export-bvh` writes) is read as it is.
 """
+import logging
 import re
 
 import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.importers.common import (SMPL_REST, align, finish, frame, locals_from_globals, rest_positions,
-                                            sided, unit)
+from onbeat.core.importers.common import (
+    SMPL_REST,
+    align,
+    finish,
+    frame,
+    limit_turn_speed,
+    locals_from_globals,
+    rest_positions,
+    sided,
+    turn_angles,
+    unit,
+)
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_INDEX as _J
 from onbeat.core.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
+
+logger = logging.getLogger(__name__)
 
 # Joint maps of the skeleton families in the shared data (spines are assigned by `_spine_map` for all of them).
 BVH_FAMILIES = {
@@ -35,6 +48,18 @@ BVH_FAMILIES = {
                      "{S}ToeBase": "{side}_Foot"}),
 }
 PERFUME_FILES = ("aachan", "kashiyuka", "nocchi", "A_test", "B_test", "C_test")  # one choreography
+DANCEDB_FILES = ("olivia", "vaso", "elena")
+BVH_STYLES = {"perfume": "j-pop"}  # the style label of each BVH corpus that has one (the others: unknown)
+
+
+def bvh_corpus(stem):
+    """The collection a BVH file of the shared data belongs to, by its name: "perfume", "dancedb",
+    "bandai-namco" (its files are named "dataset-N_..."), or "bvh" for any other."""
+    if stem in PERFUME_FILES:
+        return "perfume"
+    if stem in DANCEDB_FILES:
+        return "dancedb"
+    return "bandai-namco" if re.match(r"dataset-\d+_", stem) else "bvh"
 REQUIRED_JOINTS = ("Pelvis", "Head") + tuple(f"{side}_{part}" for side in ("Left", "Right") for part in (
     "Hip", "Knee", "Ankle", "Shoulder", "Elbow", "Wrist"))
 # The joint whose direction defines each SMPL joint's bone: the first of these that is mapped.
@@ -224,12 +249,58 @@ def _ancestors(j):
     return out
 
 
-def load_bvh(path, fps=None):
-    """A BVH file of any skeleton as an SMPL-24 Motion, grounded; `fps=None` keeps the file's frame rate.
-    A file on SMPL-24 itself is returned as written (not grounded), so onbeat's own exports round-trip."""
+# Mocap solves glitch: in DanceDB a neck swings 60 degrees within one frame and back, a forearm's twist flips
+# 136 degrees and unwinds. Steps faster than the pop metric's threshold (30 degrees per 1/60 s, where an avatar
+# visibly spins the joint) are spread over the fewest frames that bring them under it (`limit_turn_speed`).
+TURN_LIMIT = 1800.0  # degrees per second
+CALIBRATION_JOINTS = 3  # a first frame from which this many joints jump is a calibration pose
+
+
+def clean_turns(motion, path="BVH"):
+    """The motion without a leading calibration pose (Perfume's files start with one T-pose frame) and with its
+    glitches spread (see `TURN_LIMIT`); logs what it changed."""
+    step_limit = np.radians(TURN_LIMIT) / motion.fps
+    start = 0
+    while start < min(3, motion.num_frames - 2) and \
+            np.sum(turn_angles(motion.rotations[start:start + 2])[0] > step_limit) >= CALIBRATION_JOINTS:
+        start += 1
+    rotations, repaired = limit_turn_speed(motion.rotations[start:], motion.fps, TURN_LIMIT)
+    if start or repaired:
+        logger.debug("%s: %d calibration frame(s) dropped, %d joint steps faster than %g degrees/s spread",
+                     path, start, repaired, TURN_LIMIT)
+    return Motion(motion.fps, motion.root_translation[start:], rotations, motion.offsets), start
+
+
+def load_bvh(path, fps=None, with_error=False):
+    """A BVH file of any skeleton as an SMPL-24 Motion, grounded, glitches spread; `fps=None` keeps the file's
+    frame rate. A file on SMPL-24 itself is returned as written (not grounded), so onbeat's own exports round-trip.
+    `with_error` also returns (T, K) distances (metres, at the file's rate) between FK of the retargeted motion and
+    the file's own joint positions, for the K joints mapped (see `retarget_error_report`)."""
     from onbeat.core.bvh import read_bvh
     bvh = read_bvh(path)
     motion = retarget_bvh(bvh, path)
     if _is_smpl_skeleton(bvh):
-        return motion if fps is None else motion.resample(fps)
-    return finish(motion, fps)
+        motion = motion if fps is None else motion.resample(fps)
+        return (motion, np.zeros((motion.num_frames, 0))) if with_error else motion
+    motion, start = clean_turns(motion, path)
+    result = finish(motion, fps)
+    return (result, retarget_errors(bvh, motion, path, start)) if with_error else result
+
+
+def retarget_errors(bvh, motion, path="BVH", start=0):
+    """(T, K) distance (metres) between FK(motion) and the BVH's positions of the K mapped joints from frame
+    `start` on (where the motion begins)."""
+    _, found = bvh_joint_map(bvh, path)
+    rest = rest_positions(bvh.offsets, bvh.parents)
+    scale = _unit_scale(np.linalg.norm(rest[found["Head"]] - rest[found["Left_Ankle"]]))
+    source = bvh.positions()[start:] * scale
+    mapped = [n for n in JOINT_NAMES if n in found]
+    ours = motion.positions()[:, [_J[n] for n in mapped]]
+    return np.linalg.norm(ours - source[:, [found[n] for n in mapped]], axis=-1)
+
+
+def retarget_error_report(paths):
+    """FK error of the retargeted motion against the files' own joint positions, over every frame and mapped joint
+    of `paths`: mean, 95th percentile and maximum in centimetres."""
+    errors = np.concatenate([load_bvh(path, with_error=True)[1].ravel() for path in paths]) * 100
+    return dict(mean=float(errors.mean()), p95=float(np.percentile(errors, 95)), max=float(errors.max()))
