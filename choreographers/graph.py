@@ -572,12 +572,13 @@ class GraphChoreographer:
         return int(pool.ids[np.argmin(self.last_played[self.database.beat[pool.ids]])])
 
     def _intensity_target(self, energy: float) -> float:
-        """How busy the music is now (the last beat's onsets and flux, ranked against the recent beats; 0.5 while
+        """How busy the music is now (onsets and flux over the last bar, ranked against the bars before; 0.5 while
         the music keeps one level), moved by the energy control: 0 → calmest material, 2 → busiest."""
         target = 0.5
-        if len(self.activity) >= 8 and np.ptp(self.activity) > 1e-3:
-            history = np.array(self.activity)
-            target = float(np.mean(history < history[-1]) + 0.5 * np.mean(history == history[-1]))
+        if len(self.activity) >= 2 * BEATS_PER_BAR:
+            bars = np.convolve(np.array(self.activity), np.full(BEATS_PER_BAR, 1.0 / BEATS_PER_BAR), mode="valid")
+            if np.ptp(bars) > 1e-3:
+                target = float(np.mean(bars < bars[-1]) + 0.5 * np.mean(bars == bars[-1]))
         return float(np.clip(target + 0.5 * (energy - 1.0), 0.0, 1.0))
 
     # --- playing segments ------------------------------------------------------------------------------------

@@ -275,9 +275,13 @@ def tracks_of(arrays, split=None):
     tracks = []
     for i in chosen:
         span = slice(arrays["seq_start"][i], arrays["seq_start"][i] + arrays["seq_length"][i])
-        tracks.append(Track(str(arrays["seq_name"][i]), str(arrays["seq_source"][i]), str(arrays["seq_style"][i]),
-                            str(arrays["seq_group"][i]), arrays["rows"][span], arrays["music"][span],
-                            bool(arrays["seq_has_music"][i])))
+        beats = slice(arrays["seq_beat_start"][i], arrays["seq_beat_start"][i] + arrays["seq_beat_count"][i])
+        grid = BeatGrid(arrays["beat_times"][beats], arrays["beat_in_bar"][beats]) if arrays["seq_beat_count"][i] \
+            >= 2 else None
+        tracks.append(Track(str(arrays["seq_name"][i]), str(arrays["seq_source"][i]), str(arrays["seq_corpus"][i]),
+                            str(arrays["seq_style"][i]), str(arrays["seq_group"][i]), arrays["rows"][span],
+                            arrays["music"][span], arrays["music_mask"][span].astype(np.float32),
+                            arrays["bpm"][span], grid, str(arrays["seq_beat_source"][i])))
     return tracks
 
 

@@ -12,10 +12,10 @@
 - per sequence: `sequence_name`, `sequence_source`, `sequence_style`, `sequence_start`, `sequence_frames`,
   `sequence_music_beats` (its beats are its music's, else estimated from the motion).
 
-Beats: where a track has music, where its beat phase column wraps (the ear's beats: what the live dancer gets too);
-elsewhere from the motion itself (`motion_beats`); then one steady grid through them (`steady_grid`). A take
-recorded as several near-copies (Motorica's two sub-sampling phases, Perfume's three dancers of one choreography)
-keeps its longest sequence: a copy would bring a move back.
+Beats: each track's beat grid (`models.dataset`: its song's tracker beats, the data set's annotations, or the
+dance's own kinematic beats), made one steady grid (`steady_grid`). A take recorded as several near-copies
+(Motorica's two sub-sampling phases, Perfume's three dancers of one choreography) keeps its longest sequence: a copy
+would bring a move back.
 
 `generated_tracks` makes the database onbeat may ship: dances of its own shipped models, no recorded motion.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
-from onbeat.core.music import BEATS_PER_BAR, FEATURE_FPS, FEATURE_NAMES
+from onbeat.core.music import BEATS_PER_BAR, FEATURE_FPS
 from onbeat.core.representation import CONTACT_SLICE, decode, heading_angles
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES
 from onbeat.models.dataset import Track
@@ -35,9 +35,7 @@ from onbeat.models.dataset import Track
 logger = logging.getLogger(__name__)
 
 GRAPH_FORMAT = 1  # the database layout above; the runtime refuses other versions
-MOTION_BEATS_SETTLE_S = 4.0  # beats the motion's beat clock gives before it has locked on are dropped
 STEADY_BPM = (70.0, 140.0)  # a take's steady grid is at a dancer's step tempo in this range (one octave)
-_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 # Where a pose is matched: the limbs' ends and middles around the root (a join between similar poses is short),
 # the feet and hands' velocities (a join keeps the direction of the moves), which feet are down (a join keeps them).
 POSE_JOINTS = ("Left_Ankle", "Right_Ankle", "Left_Knee", "Right_Knee", "Left_Wrist", "Right_Wrist", "Left_Elbow",
@@ -46,43 +44,6 @@ VELOCITY_JOINTS = ("Left_Ankle", "Right_Ankle", "Left_Wrist", "Right_Wrist", "Pe
 POSE_FEATURES = (*(f"{joint}.{axis}" for joint in POSE_JOINTS for axis in "xyz"), "Pelvis.height",
                  *(f"{JOINT_NAMES[j]}.contact" for j in FOOT_JOINTS))
 VELOCITY_FEATURES = tuple(f"{joint}.v{axis}" for joint in VELOCITY_JOINTS for axis in "xyz")
-
-
-def _phase(music, name):
-    """(phase in [0, 1), defined) per row from a (sin, cos) column pair."""
-    sin, cos = music[:, _COLUMN[f"{name}_sin"]], music[:, _COLUMN[f"{name}_cos"]]
-    return (np.arctan2(sin, cos) / (2 * np.pi)) % 1.0, sin * sin + cos * cos > 0.25
-
-
-def music_beats(music: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(fractional frames, position in the bar) of the beats in feature rows: where the beat phase wraps, placed
-    between the two rows by the phase's own rate."""
-    phase, defined = _phase(music, "beat_phase")
-    bar, _ = _phase(music, "bar_phase")
-    wraps = np.flatnonzero((np.diff(phase) < -0.5) & defined[1:] & defined[:-1]) + 1
-    before, after = phase[wraps - 1], phase[wraps]
-    frames = wraps - 1 + (1.0 - before) / np.maximum(after + 1.0 - before, 1e-6)
-    in_bar = np.floor(BEATS_PER_BAR * bar[wraps] - after + 0.5).astype(int) % BEATS_PER_BAR
-    return frames, in_bar
-
-
-def motion_beats(positions: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, position in the bar) of the beats of a dance without music: the live beat clock
-    (`onbeat.ear.beats.BeatClock`) run over the dance's kinematic novelty (the rise of the mean joint speed: dancers
-    set off on the beat); the downbeat is the most accented of the bar's positions."""
-    from scipy.ndimage import gaussian_filter1d
-
-    from onbeat.ear.beats import BeatClock
-    speed = np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean(axis=1) * fps
-    novelty = np.maximum(np.gradient(gaussian_filter1d(speed, 1.0)), 0.0)
-    clock = BeatClock(fps)
-    frames = np.array([i + 1 for i, value in enumerate(novelty) if clock.update(value)], dtype=float)
-    frames = frames[frames >= MOTION_BEATS_SETTLE_S * fps]
-    if len(frames) < 2:
-        return frames, np.zeros(len(frames), int)
-    accent = np.array([novelty[max(int(f) - 3, 0):int(f) + 2].max() for f in frames - 1])
-    downbeat = int(np.argmax([accent[k::BEATS_PER_BAR].mean() for k in range(min(BEATS_PER_BAR, len(accent)))]))
-    return frames, (np.arange(len(frames)) - downbeat) % BEATS_PER_BAR
 
 
 def beat_features(motion: Motion, contacts: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -152,20 +113,18 @@ def build(tracks: list[Track], fps: float = FEATURE_FPS, contents: str = "") -> 
     sequences: list[tuple[Track, int, bool]] = []
     start = 0
     for track in longest_per_take(tracks):
+        if track.beats is None:
+            logger.warning("%s: no beats, left out", track.name)
+            continue
         motion = decode(track.rows, fps)
-        if track.has_music:
-            frames, in_bar = music_beats(track.music)
-        else:
-            frames, in_bar = motion_beats(motion.positions(), fps)
-        if len(frames) >= 8:
-            frames, in_bar = steady_grid(frames, in_bar, fps)
+        frames, in_bar = steady_grid(track.beats.times * fps, track.beats.beat_in_bar, fps)
         inside = (frames >= 0) & (frames <= len(track.rows) - 1)
         frames, in_bar = frames[inside], in_bar[inside]
         if len(frames) < 2:
             logger.warning("%s: no beats found, left out", track.name)
             continue
         index = len(sequences)
-        sequences.append((track, start, track.has_music))
+        sequences.append((track, start, track.beat_source != "motion"))
         rotations.append(motion.rotations.astype(np.float16))
         roots.append(motion.root_translation.astype(np.float32))
         contacts.append(track.rows[:, CONTACT_SLICE] > 0.5)
@@ -187,15 +146,14 @@ def build(tracks: list[Track], fps: float = FEATURE_FPS, contents: str = "") -> 
         "beat_intensity": np.concatenate([f[2] for f in features]),
         "sequence_name": np.array([t.name for t, _, _ in sequences]),
         "sequence_source": np.array([t.source for t, _, _ in sequences]),
-        "sequence_style": np.array([t.style or "freestyle" for t, _, _ in sequences]),
+        "sequence_style": np.array([t.style for t, _, _ in sequences]),
         "sequence_start": np.array([s for _, s, _ in sequences], np.int64),
         "sequence_frames": np.array([len(t.rows) for t, _, _ in sequences], np.int64),
-        "sequence_music_beats": np.array([m for _, _, m in sequences]),
+        "sequence_music_beats": np.array([m for _, _, m in sequences]),  # from the music (song or annotations)
     }
     seconds: dict[str, float] = {}
     for track, _, _ in sequences:
-        style = track.style or "freestyle"
-        seconds[style] = seconds.get(style, 0.0) + len(track.rows) / fps
+        seconds[track.style] = seconds.get(track.style, 0.0) + len(track.rows) / fps
     metadata = {"graph_format": GRAPH_FORMAT, "fps": fps, "styles": sorted(seconds),
                 "pose_features": list(POSE_FEATURES), "velocity_features": list(VELOCITY_FEATURES),
                 "style_seconds": {k: round(v, 1) for k, v in sorted(seconds.items())},
@@ -245,6 +203,7 @@ def generated_tracks(seconds: float = 60.0, models=GENERATED_MODELS, tempos=GENE
     """Dances of the shipped models (their exports in the package's assets) to the demo drum track at `tempos`,
     as dataset Tracks with their music: the material of a database onbeat may ship."""
     from onbeat.choreographers.kinds import kind_named, load_choreographer
+    from onbeat.core.beat_grid import BeatGrid
     from onbeat.core.importers import ground
     from onbeat.core.paths import ASSETS
     from onbeat.core.representation import encode
@@ -262,8 +221,10 @@ def generated_tracks(seconds: float = 60.0, models=GENERATED_MODELS, tempos=GENE
             motion = ground(Motion(dancer.fps, np.concatenate([m.root_translation for m in slices]),
                                    np.concatenate([m.rotations for m in slices])))  # on the floor, as the data sets
             rows = encode(motion)
-            tracks.append(Track(f"{name}_{bpm:.0f}bpm", "generated", "freestyle", f"{name}_{bpm:.0f}", rows,
-                                music[:len(rows)], True))
+            count = len(rows)
+            tracks.append(Track(f"{name}_{bpm:.0f}bpm", "generated", "generated", "freestyle", f"{name}_{bpm:.0f}",
+                                rows, music[:count], np.ones((count, 2), np.float32), np.full(count, bpm, np.float32),
+                                BeatGrid.counted(source.beat_times(count / dancer.fps)), "annotated"))
             if progress:
                 print(f"  {name} at {bpm:.0f} BPM: {len(rows) / dancer.fps:.0f} s")
     return tracks
