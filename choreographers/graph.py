@@ -52,15 +52,16 @@ SPANS = ((1, 1), (2, 1), (1, 2))  # (source beats, live beats) of a segment: as 
 DOUBLE_TIME_BPM, HALF_TIME_BPM = 90.0, 130.0  # below / above these live tempi the other spans are offered too
 NOVELTY_BARS = 8  # a source beat is not danced again within this many bars
 # Decision costs. The pose cost is the weighted mean squared difference of standardised features (similar poses:
-# ~0.1; unrelated ones: ~2).
+# ~0.1; unrelated ones: ~2). Chosen on the CC music of the shared data (jerk against the sources', joins per minute,
+# beat alignment), not on the validation songs.
 VELOCITY_WEIGHT, CONTACT_WEIGHT = 0.5, 0.5  # per velocity / contact feature, against 1 per position feature
 MIN_POSITION_SPREAD, MIN_VELOCITY_SPREAD = 0.05, 0.2  # m, m/s: the least spread a feature is standardised by
 TEMPO_COST = 4.0  # per log(warp)^2: 0.2 at the edge of the tempo range
-BAR_COST = 0.6  # a source beat at another place in the bar than the live one (x its beats' trust)
+BAR_COST = 0.3  # a source beat at another place in the bar than the live one (x its beats' trust)
 MOTION_BEATS_TRUST = 0.3  # bar positions estimated from a dance without music are a guess
-INTENSITY_COST = 1.5  # per squared difference of intensity ranks
+INTENSITY_COST = 0.5  # per squared difference of intensity ranks
 STYLE_SWITCH_COST = 1.0  # leaving the style danced (no style asked for)
-JUMP_COST = 0.15  # any segment but the continuation of the one playing
+JUMP_COST = 0.5  # any segment but the continuation of the one playing
 NOISE = 0.15  # uniform noise on every cost: the seed's part in the dance
 NEW_SECTION_TAKE_COST = 1.0  # at a new section, staying in the take playing
 RECALL_BONUS = 1.5  # the next segment of a recalled phrase
@@ -70,6 +71,8 @@ SECTION_NOVELTY, SECTION_MATCH = 0.08, 0.97  # bar descriptor: 1 - cosine to the
 JOIN_HALF_LIFE_S = 0.08  # inertialization: the join offset halves (roughly) this fast
 JOIN_SECONDS = 0.5  # after this the offset is gone (e^-8 of it)
 FOOT_RELEASE_S = 0.25  # a foot held across a jump returns to its segment's path this fast once it lifts
+PLL_MAX_SPEEDUP = 0.25  # the live beat clock runs at most this much faster or slower than the music to catch up
+PLL_SMOOTHING = 0.25  # per frame: how fast its tempo follows (a few frames: no kink in the time warp)
 ACTIVITY_HISTORY_BEATS = 64  # how busy the music is now, ranked against this many past beats
 UPPER_BODY = tuple(JOINT_INDEX[n] for n in ("Spine1", "Spine2", "Spine3", "Neck", "Head", "Left_Collar",
                                              "Right_Collar", "Left_Shoulder", "Right_Shoulder", "Left_Elbow",
@@ -295,12 +298,16 @@ class FootLock:
 
 
 class LiveBeats:
-    """The live beat position of every frame (beats since the dance began, continuous) from the rows' beat phase,
-    never going backwards; without a beat it runs on at the last tempo."""
+    """The live beat position of every frame (beats since the dance began, continuous): a phase-locked loop on the
+    rows' beat phase. The rows the engine hands over are forecasts from the latest beat state, and the tracker
+    re-phases them slice by slice; followed literally they would jump and stall the time warp (and shake the dance),
+    so the position runs at the rows' tempo and takes up their phase error over about a beat, at most
+    PLL_MAX_SPEEDUP faster or slower. Without a beat it runs on at the last tempo."""
 
     def __init__(self):
         self.position: float | None = None
         self.period = 15.0  # frames per beat (120 BPM) until the rows say otherwise
+        self.rate = 1.0 / self.period  # beats per frame, as it runs
 
     def advance(self, music: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
         """(positions (frames,), position in the bar of each frame's beat (frames,)) for the first `frames` rows;
@@ -314,16 +321,21 @@ class LiveBeats:
         positions = np.empty(frames)
         in_bar = np.zeros(frames, np.int64)
         for i in range(frames):
+            error = 0.0
             if self.position is None:
                 self.position = float(phase[i]) if defined[i] else 0.0
-            elif defined[i]:
-                whole = np.round(self.position - phase[i])  # the beat count that puts this phase nearest
-                self.position = max(self.position, whole + phase[i])
             else:
-                self.position += 1.0 / self.period
+                wanted = 1.0 / self.period
+                if defined[i]:  # beats the rows are ahead of where we are about to be
+                    error = (phase[i] - self.position - self.rate + 0.5) % 1.0 - 0.5
+                    wanted *= 1.0 + np.clip(error, -PLL_MAX_SPEEDUP, PLL_MAX_SPEEDUP)  # taken up over about a beat
+                self.rate += PLL_SMOOTHING * (wanted - self.rate)
+                self.position += self.rate
+                if defined[i]:
+                    error = (phase[i] - self.position + 0.5) % 1.0 - 0.5
             positions[i] = self.position
-            if bar_defined[i] and defined[i]:
-                in_bar[i] = int(np.floor(BEATS_PER_BAR * bar[i] - phase[i] + 0.5)) % BEATS_PER_BAR
+            if bar_defined[i] and defined[i]:  # the bar phase, moved by our lag behind the rows
+                in_bar[i] = int(np.round(BEATS_PER_BAR * bar[i] - error - self.position % 1.0)) % BEATS_PER_BAR
             else:
                 in_bar[i] = int(np.floor(self.position)) % BEATS_PER_BAR
         return positions, in_bar

@@ -178,10 +178,10 @@ def test_segments_follow_the_live_beat_whatever_the_source_tempo(database):
 
 def test_joins_are_continuous(database):
     dancer = load_choreographer(database, seed=3)
-    positions = dance(dancer, synthetic_music(60.0, bpm=110.0)).positions()
+    positions = dance(dancer, synthetic_music(120.0, bpm=110.0)).positions()
     step = np.linalg.norm(np.diff(positions, axis=0), axis=-1).max(axis=1)  # fastest joint, per frame
     join_frames = np.array([int(np.ceil(j["frame"])) for j in dancer.joins if 0 < j["frame"] < len(step)])
-    assert len(join_frames) >= 5 and max(j["rotation_degrees"] for j in dancer.joins) > 10  # real jumps
+    assert len(join_frames) >= 3 and max(j["rotation_degrees"] for j in dancer.joins) > 10  # real jumps
     assert step[join_frames].max() < 1.5 * np.percentile(step, 99)  # no jump at a join
 
 
@@ -208,14 +208,12 @@ def test_a_key_pose_lands_on_the_downbeat_and_is_left_smoothly(database):
         wanted = R.quat_from_axis_angle(np.radians(degrees) * axis)
         shown = motion.rotations[frame, JOINT_INDEX[joint]]
         assert np.degrees(2 * np.arccos(min(abs(float(shown @ wanted)), 1.0))) < 3.0, joint
-    # It arrives as fast as the engine's notice allows (the slice holding the downbeat); it leaves no faster than
-    # the dance itself moves.
-    speeds = []
-    for shown in (motion, dance(load_choreographer(database, seed=0), music)):
-        wrist = shown.positions()[:, JOINT_INDEX["Left_Wrist"]]
-        speeds.append(np.linalg.norm(np.diff(wrist, axis=0), axis=-1) * FPS)
-    leaving = int(1.25 * 60 / 120 * FPS)  # held a quarter beat, left over a beat
-    assert speeds[0][frame:frame + leaving].max() < 1.25 * np.percentile(speeds[1], 99)
+    # It arrives as fast as the engine's notice allows (the slice holding the downbeat); it leaves over a beat,
+    # turning the arms back steadily: no step of more than 15 degrees a frame, no kick in that speed.
+    for joint in KEY_POSES["arms_up"]:
+        track = motion.rotations[frame:frame + int(1.5 * 60 / 120 * FPS), JOINT_INDEX[joint]]
+        steps = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(track[1:] * track[:-1], axis=-1)), 0.0, 1.0)))
+        assert steps.max() < 15.0 and np.abs(np.diff(steps)).max() < 6.0, (joint, steps.round(1))
 
 
 def test_the_style_asked_for_is_danced_in_any_spelling_and_an_unknown_one_is_named(database):
