@@ -56,6 +56,8 @@ NOVELTY_BARS = 8  # a source beat is not danced again within this many bars
 # beat alignment), not on the validation songs.
 VELOCITY_WEIGHT, CONTACT_WEIGHT = 0.5, 0.5  # per velocity / contact feature, against 1 per position feature
 MIN_POSITION_SPREAD, MIN_VELOCITY_SPREAD = 0.05, 0.2  # m, m/s: the least spread a feature is standardised by
+MIRROR_ASYMMETRY = 0.3  # a style further than this from its mirror image is one-sided (waltz 0.5, tango 0.35 here;
+#                         the street styles 0.14-0.18, rumba and cha-cha 0.19-0.21)
 TEMPO_COST = 4.0  # per log(warp)^2: 0.2 at the edge of the tempo range
 BAR_COST = 0.3  # a source beat at another place in the bar than the live one (x its beats' trust)
 MOTION_BEATS_TRUST = 0.3  # bar positions estimated from a dance without music are a guess
@@ -161,12 +163,19 @@ class Database:
             chosen = np.flatnonzero(style_of_beat == style)
             rank[chosen] = np.argsort(np.argsort(per_beat[chosen])) / max(len(chosen) - 1, 1)
 
+        # A style whose dancers favour one side (a partner hold: waltz, tango) is not danced mirrored: its mean pose
+        # is further from its mirror image than MIRROR_ASYMMETRY (standardised, root mean square).
+        self.handed = np.array([np.sqrt(np.mean((self.pose[0][style_of_beat == style].mean(0)
+                                                 - self.pose[1][style_of_beat == style].mean(0)) ** 2))
+                                > MIRROR_ASYMMETRY for style in range(len(self.style_names))])
+
         # The candidate table: every (span, mirror, first beat) whose beats all lie in one sequence.
         columns: dict[str, list[np.ndarray]] = {k: [] for k in ("beat", "mirror", "source", "live", "duration")}
         for source_beats, live_beats in SPANS:
-            first = np.arange(count - source_beats)
-            first = first[sequence[first] == sequence[first + source_beats]]
             for mirror in (0, 1):
+                first = np.arange(count - source_beats)
+                first = first[(sequence[first] == sequence[first + source_beats])
+                              & ~(bool(mirror) & self.handed[style_of_beat[first]])]
                 columns["beat"].append(first)
                 columns["mirror"].append(np.full(len(first), mirror))
                 columns["source"].append(np.full(len(first), source_beats))
@@ -411,6 +420,7 @@ class GraphChoreographer:
         self.join: Join | None = None
         self.locks: list[FootLock] = []  # the holds on feet planted across a jump
         self.frame = 0  # output frames made since the reset
+        self._beat: int | None = None  # the live beat the last frame was in
         self.last_played = np.full(len(self.database.beat_frame), -np.inf)  # live beat each source beat was danced
         self.material = np.full(len(self.database.beat_frame), -1)  # the section it was danced in (-1: never)
         self.bar_segments: list[list[int]] = [[]]  # candidates started in each live bar
@@ -424,6 +434,7 @@ class GraphChoreographer:
         self._pose_cost = 0.0
         self.joins: list[dict[str, float]] = []  # every jump: output frame, pose cost, offsets (for the evaluation)
         self.history: list[tuple[float, int]] = []  # (live beat, candidate) of every segment danced
+        self.recalls: list[tuple[int, int]] = []  # (bar, earlier bar whose phrase it brings back) per section return
 
     def set_quality(self, level: float) -> None:
         """A decision costs well under a millisecond: nothing to trade."""
@@ -471,14 +482,17 @@ class GraphChoreographer:
     # --- decisions ---------------------------------------------------------------------------------------------
     def _follow(self, position: float, previous: float | None, in_bar: int, energy: float, frame: int) -> None:
         """Start the next segment when the live beat reaches the end of the one playing (several, after a gap)."""
+        beat = int(np.floor(position))
+        if self._beat is not None and beat > self._beat:
+            self._on_beat(in_bar)
+        self._beat = beat
         if self.segment is None:
-            self._start(self._decide(in_bar, energy), float(np.floor(position)), float(frame))
+            self._start(self._decide(in_bar, energy), float(beat), float(frame))
             return
         for _ in range(BEATS_PER_BAR):
             end = self.segment.start + self.database.live_beats[self.segment.candidate]
             if position < end:
                 return
-            self._on_beat(in_bar)
             at = frame if previous is None or position <= previous else frame - 1 + (end - previous) / (
                 position - previous)
             self._start(self._decide(in_bar, energy), end, float(at))
@@ -495,11 +509,13 @@ class GraphChoreographer:
         self.new_section = new_section and recalled is None
         if recalled is not None:
             self.recall = deque(c for bar in self.bar_segments[recalled + 1:recalled + 1 + RECALL_BARS] for c in bar)
+            self.recalls.append((len(self.bar_segments) - 1, recalled + 1))
 
     def _mirrored(self, candidate: int) -> int:
+        """The candidate's mirror image (itself for a style not danced mirrored)."""
         db = self.database
-        return db.candidate_of[(int(db.beat[candidate]), 1 - int(db.mirror[candidate]),
-                                int(db.source_beats[candidate]), int(db.live_beats[candidate]))]
+        return db.candidate_of.get((int(db.beat[candidate]), 1 - int(db.mirror[candidate]),
+                                    int(db.source_beats[candidate]), int(db.live_beats[candidate])), candidate)
 
     def _decide(self, in_bar: int, energy: float) -> int:
         """The candidate of least cost to dance next (see the module docstring)."""

@@ -225,6 +225,20 @@ def test_the_style_asked_for_is_danced_in_any_spelling_and_an_unknown_one_is_nam
         dancer.set_style("salsa")
 
 
+def test_a_one_sided_style_is_not_danced_mirrored(tmp_path):
+    """A style whose dancers favour one side (here: the left arm always held high) keeps its side; a symmetric one
+    is danced as recorded and mirrored."""
+    one_sided = groove_track(110, 30, "hold", 1.0, 0)
+    six_d = one_sided.rows[:, 3:147].reshape(len(one_sided.rows), 24, 6)
+    six_d[:, JOINT_INDEX["Left_Shoulder"]] = R.quat_to_6d(R.quat_from_axis_angle(np.radians([0.0, 0.0, 60.0])))
+    arrays, metadata = graph_database.build([one_sided, groove_track(110, 30, "free", 1.0, 1)])
+    path = save_data_file(tmp_path / "sides.npz", "graph", "database", metadata, arrays)
+    db = load_choreographer(path).database
+    assert list(db.handed) == [False, True]  # free, hold
+    mirrored = {db.style_names[style] for style in db.style[db.mirror == 1]}
+    assert mirrored == {"free"}
+
+
 def test_energy_sizes_the_upper_body(database):
     music = synthetic_music(20.0, bpm=110.0)
     spread = {}
