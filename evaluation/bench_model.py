@@ -112,5 +112,5 @@ def format_table(rows):
         for i, (graph, median, p99, speedup) in enumerate(row["graphs"]):
             realtime = f"{row['realtime']:11.1f}" if i == 0 else ""
             lines.append(f"{row['model']:<6} {row['runtime']:<17} {row['threads']:>3}  {graph:<14} {median:9.2f} "
-                         f"{p99:8.2f} {speedup:7.2f}x  {realtime}")
+                         f"{p99:8.2f} {f'{speedup:7.2f}x' if np.isfinite(speedup) else '       -'}  {realtime}")
     return "\n".join(lines)
