@@ -312,6 +312,10 @@ class FileSource(Source):
         self.block, self.realtime = block, realtime
         self.message = ""   # why the file is not heard, when it is not
         self.output = self._open_output(output_device) if play else None
+        # close() may come from another thread while blocks() reads or plays: then blocks() releases the file
+        # and the output itself once the block in hand is done, instead of having them closed under it.
+        self._lock = threading.Lock()
+        self._reading = self._closing = False
 
     @property
     def playing(self):
@@ -331,13 +335,22 @@ class FileSource(Source):
     def blocks(self):
         pacer = Pacer(self.sample_rate)
         frames = 0
-        while (samples := _read(self.reader, self.path, self.block)) is not None:
-            if self.output is not None:
-                self._play(samples)
-            if self.output is None and self.realtime:
-                pacer.wait(frames)
-            yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
-            frames += len(samples)
+        with self._lock:
+            self._reading = not self._closing
+        try:
+            while self._reading and not self._closing and (
+                    samples := _read(self.reader, self.path, self.block)) is not None:
+                if self.output is not None:
+                    self._play(samples)
+                if self.output is None and self.realtime:
+                    pacer.wait(frames)
+                yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
+                frames += len(samples)
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._closing:
+                    self._release()
 
     def _play(self, samples):
         """Write to the output; blocks while the device's buffer is full, so the device clock paces the
@@ -350,6 +363,12 @@ class FileSource(Source):
             self.output = None
 
     def close(self):
+        with self._lock:
+            self._closing = True
+            if not self._reading:
+                self._release()
+
+    def _release(self):
         if self.output is not None:
             self.output.close()
             self.output = None

@@ -19,6 +19,7 @@ FIELDS = {
     "dropped": "frames skipped because the output clock woke up a whole period late; the avatar skips ahead",
     "held": "frames that repeated the last pose because the next slice was not ready",
     "jitter": "how late frames leave, 99th percentile; under 2-3 ms looks smooth",
+    "clock": "who sets the beat: ear (onbeat hears it), link (Ableton Link), midi (MIDI clock), osc (/onbeat/tempo)",
 }
 
 
@@ -32,6 +33,7 @@ def snapshot(engine):
         "phase": beat.phase if beat else 0.0,
         "beat_in_bar": beat.bar_position if beat else 0,
         "confidence": beat.confidence if beat else 0.0,
+        "clock": engine.leader,
         "mode": "idle" if engine.silent else engine.controls.model,
         "quality": engine.quality_level,
         "generation_ms": float(np.median(stats.generation_ms)) if stats.generation_ms else 0.0,
@@ -47,7 +49,7 @@ def _tempo(s):
 
 
 def plain_line(s):
-    return (f"t={s['time']:.0f}s tempo={_tempo(s)} conf={s['confidence']:.2f} mode={s['mode']} "
+    return (f"t={s['time']:.0f}s tempo={_tempo(s)} clock={s['clock']} conf={s['confidence']:.2f} mode={s['mode']} "
             f"gen={s['generation_ms']:.1f}ms q={s['quality']:.2f} frames={s['frames']} late={s['late']} "
             f"dropped={s['dropped']} held={s['held']} nan={s['bad_slices']} jitter_p99={s['jitter_p99_ms']:.2f}ms "
             f"beats={s['beats']} | " + "; ".join(s["sinks"]))
@@ -61,7 +63,7 @@ def panel(s, width=32):
              else _tempo(s))
     return "\n".join([
         f"onbeat  {s['time']:7.1f} s   dancing {s['mode']:<10} quality {s['quality']:.2f}",
-        f"{tempo}   confidence {s['confidence']:.2f}",
+        f"{tempo}   clock {s['clock']:<4}   confidence {s['confidence']:.2f}",
         f"generation {s['generation_ms']:6.1f} ms/slice   bad slices {s['bad_slices']}   control errors "
         f"{s['control_errors']}",
         f"frames {s['frames']}   late {s['late']}   dropped {s['dropped']}   held {s['held']}   "
