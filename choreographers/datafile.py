@@ -52,7 +52,7 @@ def save_data_file(path: str | Path, kind: str, part: str, model_metadata: dict[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:  # an open file: np.savez would append .npz to any other suffix
-            np.savez_compressed(f, **{METADATA_KEY: np.array(json.dumps(props))}, **arrays)
+            np.savez_compressed(f, **{METADATA_KEY: np.array(json.dumps(props)), **arrays})
     except OSError as e:
         raise OnbeatError(f"{path}: cannot write ({e.strerror or e})") from None
     return path

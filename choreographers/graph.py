@@ -459,12 +459,14 @@ class GraphChoreographer:
         self.sections.listen(music[0], frames)  # the rows after the first are the ear's forecast: not heard yet
         self._activity[0] += frames * float(music[0, _ACTIVITY_COLUMNS].sum())
         self._activity[1] += frames
-        if key_pose in KEY_POSES:
+        if key_pose is not None and key_pose in KEY_POSES:
             downbeat = positions[min(downbeat_frame(music[:frames]), frames - 1)]
             self._key = (key_pose, float(positions[0]), float(downbeat))
-        segments, joins = [], []
+        segments: list[Segment] = []
+        joins: list[Join | None] = []
         for i in range(frames):
             self._follow(positions[i], positions[i - 1] if i else None, in_bar[i], energy, self.frame + i)
+            assert self.segment is not None  # _follow starts one on the first frame
             segments.append(self.segment)
             joins.append(self.join)
         roots, rotations, contacts = np.empty((frames, 3)), np.empty((frames, 24, 4)), np.empty((frames, 4), bool)

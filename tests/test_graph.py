@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from onbeat.choreographers.datafile import DataFile, save_data_file
-from onbeat.core.beat_grid import BeatGrid
 from onbeat.choreographers.graph import NOVELTY_BARS, GraphChoreographer
 from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
 from onbeat.choreographers.kinds import load_choreographer
 from onbeat.choreographers.library import Library
 from onbeat.commands.cli import main
 from onbeat.core import rotations as R
+from onbeat.core.beat_grid import BeatGrid
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_NAMES, synthetic_music
@@ -160,7 +160,7 @@ def test_no_source_beat_is_danced_again_within_eight_bars(database):
     for start, candidate in dancer.history:
         for k in range(db.source_beats[candidate]):
             played.setdefault(int(db.beat[candidate]) + k, []).append(start)
-    gaps = [b - a for starts in played.values() for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for starts in played.values() for a, b in zip(starts[:-1], starts[1:], strict=True)]
     assert len(dancer.history) > 150 and gaps  # the database is small: beats do come back, but not soon
     assert min(gaps) >= NOVELTY_BARS * BEATS_PER_BAR
 
@@ -270,7 +270,7 @@ def test_a_section_that_comes_back_brings_back_its_phrase(database):
     db = dancer.database
     recalled = [dancer.bar_segments[bar] for bar in range(17, 21)]  # the second A's first bars
     first = [dancer.bar_segments[bar] for bar in range(1, 5)]
-    same = [db.beat[a] == db.beat[b] for x, y in zip(first, recalled) for a, b in zip(x, y)]
+    same = [db.beat[a] == db.beat[b] for x, y in zip(first, recalled, strict=True) for a, b in zip(x, y, strict=False)]
     assert np.mean(same) > 0.8, (first, recalled)  # the phrase again (mirrored or not)
     b_section = [db.beat[c] for bar in dancer.bar_segments[9:13] for c in bar]
     assert not set(b_section) & {db.beat[c] for bar in first for c in bar}  # the B section danced other beats
