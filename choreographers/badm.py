@@ -6,7 +6,8 @@ import numpy as np
 from onbeat.choreographers import badm_sampler
 from onbeat.choreographers.base import ModelChoreographer, key_pose_row
 from onbeat.choreographers.conditioning import conditioned
-from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
+from onbeat.choreographers.groove import downbeat_frame
+from onbeat.choreographers.keyposes import KEY_POSES
 from onbeat.choreographers.onnx import Step
 
 

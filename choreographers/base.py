@@ -9,13 +9,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from onbeat.choreographers.keyposes import key_pose_rotations, standing_height
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS
 from onbeat.core.representation import ROTATION_SLICE, decode, root_state
-from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
-from onbeat.choreographers.groove import KEY_POSES
+from onbeat.core.skeleton import NUM_JOINTS
 
 
 class Choreographer(Protocol):
@@ -25,7 +25,8 @@ class Choreographer(Protocol):
     def next_slice(self, music: np.ndarray, energy: float = 1.0, key_pose: str | None = None) -> Motion:
         """The next `slice_frames` frames, continuing the previous slice. `music`: (>= slice_frames, FEATURE_DIM)
         feature rows of the slice, then lookahead rows where the engine has them. `energy` 0..2 scales the moves;
-        `key_pose` names a pose of `KEY_POSES` to strike on the slice's downbeat."""
+        `key_pose` names a pose of `keyposes.KEY_POSES` the engine lands on the slice's downbeat: a choreographer
+        may move towards it (the engine's finishing lands it whatever the choreographer does)."""
         ...
 
     def reset(self) -> None:
@@ -95,10 +96,11 @@ class ModelChoreographer:
 
 
 def key_pose_row(name: str, base_row: np.ndarray) -> np.ndarray:
-    """`base_row` (raw) with the joints of the named key pose (`groove.KEY_POSES`) set to its rotations."""
+    """`base_row` (raw) in the named key pose (`keyposes.KEY_POSES`): every joint but the root turned as the pose
+    has it, the pelvis at the pose's standing height; the root's turn, velocity and contacts kept."""
     row = np.array(base_row, dtype=np.float32)
     six_d = row[ROTATION_SLICE].reshape(NUM_JOINTS, 6)
-    for joint, (axis, degrees) in KEY_POSES[name].items():
-        six_d[JOINT_INDEX[joint]] = R.quat_to_6d(R.quat_from_axis_angle(np.radians(degrees) * axis))
+    six_d[1:] = R.quat_to_6d(key_pose_rotations(name)[1:])
     row[ROTATION_SLICE] = six_d.reshape(-1)
+    row[2] = standing_height(name)
     return row

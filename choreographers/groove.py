@@ -6,27 +6,19 @@ It implements the Choreographer interface (`fps`, `slice_frames`, `next_slice(mu
 - the bar phase drives a side-to-side sway (one sway per two beats) and an arm swing,
 - `rms_energy`, normalised by its own decaying peak, and the `energy` argument scale all of it,
 - with no beat (phase columns near zero) or no sound it eases into a calm idle: breathing and a slow sway.
+It ignores `key_pose`: the engine lands key poses on every choreographer's slices (`choreographers.finishing`).
 Angles are SMPL-24 local rotations (y up, +z forward, +x to the character's left).
 """
 import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.motion import Motion
-from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 from onbeat.core.music import FEATURE_FPS, FEATURE_NAMES
+from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 
 J = JOINT_INDEX
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _X, _Y, _Z = np.eye(3)
-
-# Named key poses (degrees about the parent's axes), shown on a downbeat when asked for (`/onbeat/keypose`).
-KEY_POSES = {
-    "arms_up": {"Left_Shoulder": (_Z, 70.0), "Right_Shoulder": (_Z, -70.0)},
-    "t_pose": {"Left_Shoulder": (_Z, 0.0), "Right_Shoulder": (_Z, 0.0)},
-    "point": {"Right_Shoulder": (_Z, -35.0), "Right_Elbow": (_Y, 0.0)},
-    "crouch": {"Left_Hip": (_X, -60.0), "Right_Hip": (_X, -60.0), "Left_Knee": (_X, 100.0), "Right_Knee": (_X, 100.0),
-               "Left_Ankle": (_X, -40.0), "Right_Ankle": (_X, -40.0)},
-}
 
 
 def _rotation(axis, degrees):
@@ -74,8 +66,6 @@ class GrooveChoreographer:
         idle_time = (self._frame + np.arange(n)) / self.fps
         self._frame += n
         rotations = self._pose(beat, bar, amount, idle_time)
-        if key_pose in KEY_POSES:
-            self._add_key_pose(rotations, KEY_POSES[key_pose], downbeat_frame(music))
         return _on_the_floor(rotations, sway=0.04 * amount * np.sin(2 * np.pi * 2 * bar))
 
     def _loudness(self, rms):
@@ -123,15 +113,6 @@ class GrooveChoreographer:
         turn("Left_Elbow", (_Y, -20 - 30 * amount - 15 * bounce))
         turn("Right_Elbow", (_Y, 20 + 30 * amount + 15 * bounce))
         return q
-
-    def _add_key_pose(self, rotations, pose, centre):
-        """Blend the key pose in around frame `centre` (the slice's downbeat)."""
-        n = len(rotations)
-        # (n,), not (n, 1): slerp broadcasts the weight over the leading (frame) dimension itself.
-        weight = np.clip(1.0 - np.abs(np.arange(n) - centre) / max(n / 2, 1), 0.0, 1.0)
-        for joint, (axis, degrees) in pose.items():
-            target = np.broadcast_to(_rotation(axis, degrees), (n, 4))
-            rotations[:, J[joint]] = R.quat_slerp(rotations[:, J[joint]], target, weight)
 
 
 def _on_the_floor(rotations, sway):

@@ -34,6 +34,7 @@ COMMANDS = {
     ("bench", "model"): ("onbeat.commands.bench_model", "per-step latency: torch eager vs onnxruntime"),
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
     ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
+    ("bench", "feet"): ("onbeat.commands.bench_feet", "cost of the finishing every slice gets (key poses, grounded feet)"),
 }
 
 

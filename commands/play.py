@@ -149,7 +149,7 @@ def open_clocks(args):
 
 
 def open_stage(args, controls):
-    from onbeat.choreographers.groove import KEY_POSES
+    from onbeat.choreographers.keyposes import KEY_POSES
     stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), rate=args.rate)
     logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
     return stage

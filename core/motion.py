@@ -19,11 +19,16 @@ class Motion:
     root_translation: np.ndarray  # (T, 3) metres
     rotations: np.ndarray  # (T, 24, 4) local quaternions (w, x, y, z)
     offsets: np.ndarray = field(default_factory=lambda: REST_OFFSETS.copy())  # (24, 3) bone offsets, metres
+    # (T, 4) foot contacts of skeleton.FOOT_JOINTS (0..1) where the motion's maker predicted them (a model's rows),
+    # else None; the live post-process (choreographers.feet) detects them itself when they are missing.
+    contacts: np.ndarray | None = None
 
     def __post_init__(self):
         self.root_translation = np.asarray(self.root_translation, dtype=np.float64)
         self.rotations = np.asarray(self.rotations, dtype=np.float64)
         self.offsets = np.asarray(self.offsets, dtype=np.float64)
+        if self.contacts is not None:
+            self.contacts = np.asarray(self.contacts, dtype=np.float64)
         problem = _shape_problem(self)
         if problem:
             raise OnbeatError(f"invalid motion: {problem}")
@@ -75,7 +80,8 @@ class Motion:
 
     # --- time -----------------------------------------------------------------------------------------------
     def frames(self, start, stop=None):
-        return Motion(self.fps, self.root_translation[start:stop], self.rotations[start:stop], self.offsets)
+        contacts = None if self.contacts is None else self.contacts[start:stop]
+        return Motion(self.fps, self.root_translation[start:stop], self.rotations[start:stop], self.offsets, contacts)
 
     def resample(self, fps):
         """Same dance at another frame rate: slerp for rotations, linear for the root."""
@@ -118,6 +124,12 @@ def forward_kinematics(root_translation, rotations, offsets=REST_OFFSETS):
 
     One function for whole clips and for the live engine's single frame, 60 times a second: rotation matrices
     composed down the tree keep the per-call overhead small (~0.1 ms a frame)."""
+    return forward_kinematics_with_matrices(root_translation, rotations, offsets)[0]
+
+
+def forward_kinematics_with_matrices(root_translation, rotations, offsets=REST_OFFSETS):
+    """(positions (..., 24, 3), world rotation matrices (..., 24, 3, 3)): `forward_kinematics` and the world
+    orientation of every joint it composed on the way (what inverse kinematics starts from)."""
     local = R.quat_to_matrix(rotations)
     world = np.empty_like(local)
     positions = np.empty(local.shape[:-2] + (3,))
@@ -128,7 +140,7 @@ def forward_kinematics(root_translation, rotations, offsets=REST_OFFSETS):
         else:
             world[..., j, :, :] = world[..., p, :, :] @ local[..., j, :, :]
             positions[..., j, :] = positions[..., p, :] + world[..., p, :, :] @ offsets[j]
-    return positions
+    return positions, world
 
 
 _MIRROR_JOINTS = list(MIRROR_INDEX)
@@ -156,6 +168,8 @@ def _shape_problem(m):
         return f"root_translation must have shape ({m.rotations.shape[0]}, 3), got {m.root_translation.shape}"
     if m.offsets.shape != (NUM_JOINTS, 3):
         return f"offsets must have shape ({NUM_JOINTS}, 3), got {m.offsets.shape}"
+    if m.contacts is not None and m.contacts.shape != (m.rotations.shape[0], len(FOOT_JOINTS)):
+        return f"contacts must have shape ({m.rotations.shape[0]}, {len(FOOT_JOINTS)}), got {m.contacts.shape}"
     for name in ("rotations", "root_translation", "offsets"):
         bad = ~np.isfinite(getattr(m, name))
         if bad.any():

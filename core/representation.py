@@ -51,7 +51,8 @@ def heading_angles(root_rotations):
     return np.arctan2(forward[..., 0], forward[..., 2])
 
 
-def _yaw_quat(angle):
+def yaw_quat(angle):
+    """(..., 4) rotations about the up axis by `angle` (radians, any shape): a heading as a quaternion."""
     angle = np.asarray(angle, dtype=np.float64)
     return R.quat_from_axis_angle(angle[..., None] * _UP)
 
@@ -105,7 +106,7 @@ def _root_rows(root_translation, root_q, fps, start):
     (T, 4) relative to that heading, for world root positions and rotations after `start`."""
     heading = heading_angles(root_q)
     previous_heading = np.concatenate([[start.heading], heading[:-1]])
-    to_previous = R.quat_conjugate(_yaw_quat(previous_heading))  # world -> previous heading frame
+    to_previous = R.quat_conjugate(yaw_quat(previous_heading))  # world -> previous heading frame
     positions = np.concatenate([np.asarray(start.position, np.float64)[None], root_translation])
     step = np.diff(positions, axis=0) * np.array([1.0, 0.0, 1.0])
     velocity = R.quat_apply(to_previous, step) * fps
@@ -118,7 +119,7 @@ def _root_world(array, root_local, fps, start):
     # heading, so the headings are a running sum of the rows' own yaws.
     heading = start.heading + np.cumsum(heading_angles(root_local))
     previous = np.concatenate([[start.heading], heading[:-1]])
-    to_world = _yaw_quat(previous)  # each previous heading frame -> world
+    to_world = yaw_quat(previous)  # each previous heading frame -> world
     velocity = np.stack([array[:, 0], np.zeros(len(array)), array[:, 1]], axis=1) / fps
     root = np.asarray(start.position, dtype=np.float64) + np.cumsum(R.quat_apply(to_world, velocity), axis=0)
     root[:, 1] = array[:, 2]
@@ -126,7 +127,8 @@ def _root_world(array, root_local, fps, start):
 
 
 def decode(array, fps, start=None):
-    """A `Motion` from (T, POSE_DIM) rows, integrating the root from `start` (default: origin, facing +z)."""
+    """A `Motion` from (T, POSE_DIM) rows, integrating the root from `start` (default: origin, facing +z); the
+    rows' foot contacts come with it (`Motion.contacts`)."""
     array = np.asarray(array, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != POSE_DIM:
         raise OnbeatError(f"motion rows must have shape (frames, {POSE_DIM}), got {array.shape}")
@@ -134,7 +136,7 @@ def decode(array, fps, start=None):
     count = len(array)
     rotations = R.quat_from_6d(array[:, ROTATION_SLICE].reshape(count, NUM_JOINTS, 6))
     root, rotations[:, 0] = _root_world(array, rotations[:, 0], fps, start)
-    return Motion(fps, root, R.quat_make_continuous(rotations))
+    return Motion(fps, root, R.quat_make_continuous(rotations), contacts=array[:, CONTACT_SLICE])
 
 
 def foot_contacts(motion):

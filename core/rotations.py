@@ -24,22 +24,37 @@ def quat_conjugate(q):
 
 
 def quat_multiply(a, b):
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], axis=-1)
+    # Component arithmetic into one output array: the live path multiplies small batches many times a frame,
+    # where moveaxis/stack would cost more than the products.
+    a, b = np.asarray(a), np.asarray(b)
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    out[..., 0] = aw * bw - ax * bx - ay * by - az * bz
+    out[..., 1] = aw * bx + ax * bw + ay * bz - az * by
+    out[..., 2] = aw * by - ax * bz + ay * bw + az * bx
+    out[..., 3] = aw * bz + ax * by - ay * bx + az * bw
+    return out
+
+
+def cross(a, b):
+    """The cross product of vectors (..., 3), broadcast: `np.cross` without its per-call overhead."""
+    a, b = np.asarray(a), np.asarray(b)
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    out[..., 0] = ay * bz - az * by
+    out[..., 1] = az * bx - ax * bz
+    out[..., 2] = ax * by - ay * bx
+    return out
 
 
 def quat_apply(q, v):
     """Rotate vectors v (..., 3) by quaternions q (..., 4)."""
     w = q[..., :1]
     xyz = q[..., 1:]
-    t = 2.0 * np.cross(xyz, v)
-    return v + w * t + np.cross(xyz, t)
+    t = 2.0 * cross(xyz, v)
+    return v + w * t + cross(xyz, t)
 
 
 def quat_from_axis_angle(aa):
@@ -137,6 +152,31 @@ def quat_make_continuous(q, axis=0):
         flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
         q[t][flip] *= -1
     return np.moveaxis(q, 0, axis)
+
+
+def quat_limit_steps(q, reference, limit, previous=None, reference_previous=None):
+    """(T, ..., 4) rotations `q` with every frame-to-frame turn at most as large as `reference`'s own turn over the
+    same step, or `limit` radians if that is more: a frame that turns further is slerped back towards the frame
+    before. Frame 0 is compared with `previous` (and `reference_previous`); without them it is kept."""
+    out = np.array(q, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if previous is None:
+        previous, reference_previous = out[0], reference[0]
+    allowed = np.maximum(_turn_angle(reference, np.concatenate([reference_previous[None], reference[:-1]])), limit)
+    if (_turn_angle(out, np.concatenate([previous[None], out[:-1]])) <= allowed).all():
+        return out  # the usual case, at once: nothing turns too fast
+    for t in range(len(out)):
+        allowed = np.maximum(_turn_angle(reference[t], reference_previous), limit)
+        turned = _turn_angle(out[t], previous)
+        over = turned > allowed
+        if over.any():
+            out[t][over] = quat_slerp(previous[over], out[t][over], allowed[over] / turned[over])
+        previous, reference_previous = out[t], reference[t]
+    return out
+
+
+def _turn_angle(a, b):
+    return 2 * np.arccos(np.minimum(np.abs(np.sum(a * b, axis=-1)), 1.0))
 
 
 def quat_slerp(a, b, t):

@@ -11,7 +11,8 @@ between slice k-1 and k. Beat information (Beat-It) comes in through the music f
 nearest-beat distance); a key pose (a target pose at some frames of slice k, with a mask) can be requested.
 
 Besides x0 the losses weigh velocities of the rows and of the joints (forward kinematics: jitter near the root
-shows at the hands), foot sliding where the real dance has contact, and beat alignment.
+shows at the hands), foot sliding where the real dance has contact, feet standing still where the model says they
+are down (`models.contact`), and beat alignment.
 
 Anti-freeze measures in training: noise on the context slice, the context replaced now and then by the model's own
 prediction (scheduled sampling), music dropout, and a beat-alignment term that rewards moving between beats and
@@ -39,11 +40,12 @@ import torch.nn.functional as F
 
 from onbeat.choreographers import badm_sampler as sampler
 from onbeat.choreographers.conditioning import conditioned
-from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
-from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.core.representation import CONTACT_SLICE, POSE_DIM
+from onbeat.core.skeleton import FOOT_JOINTS, REST_OFFSETS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.styles import FREESTYLE, STYLES
 from onbeat.models.checkpoint import config_from
+from onbeat.models.contact import contact_consistency, row_positions
 
 VERSION = 1
 
@@ -61,6 +63,7 @@ class BADMConfig:
     velocity_weight: float = 1.0
     kinematic_weight: float = 0.01
     contact_weight: float = 0.5
+    consistency_weight: float = 0.5  # the feet the model says are down stand still (models.contact)
     beat_weight: float = 0.05
     context_noise: float = 0.1  # max std (normalized units) of the noise put on the context slice
     context_dropout: float = 0.05  # context replaced by the mean pose, as at a stream's start
@@ -279,10 +282,12 @@ class BADM(nn.Module):
         positions = self.positions(raw)
         logs["kinematic"] = self.kinematic(torch.cat([context, x0], 1), torch.cat([context, target], 1))
         logs["contact"] = self.foot_sliding(positions, raw_target[..., CONTACT_SLICE])
+        logs["consistency"] = contact_consistency(positions, raw[..., CONTACT_SLICE])
         beats = slice_mask[:, :frames, MASK_GROUPS.index("beat")].amin(dim=1)  # the slice's beat columns are real
         logs["beat"] = self.beat_alignment(positions, slice_music[:, :frames], beats)
         loss = (logs["x0"] + cfg.next_weight * logs["next"] + cfg.velocity_weight * logs["velocity"]
                 + cfg.kinematic_weight * logs["kinematic"] + cfg.contact_weight * logs["contact"]
+                + cfg.consistency_weight * logs["consistency"]
                 + cfg.beat_weight * logs["beat"])
         return loss, {k: float(v.detach()) for k, v in logs.items()}
 
@@ -317,17 +322,7 @@ class BADM(nn.Module):
     def positions(self, raw):
         """(B, T, 24, 3) joint positions of raw rows in the slice's heading frame, root trajectory integrated
         from the velocities (the heading's turn within a slice is ignored: a slice lasts a fraction of a second)."""
-        size, frames, _ = raw.shape
-        matrices = six_d_to_matrix(raw[..., ROTATION_SLICE].reshape(size, frames, NUM_JOINTS, 6))
-        world_rot, joints = [matrices[:, :, 0]], [torch.zeros(size, frames, 3, device=raw.device)]
-        for j in range(1, NUM_JOINTS):
-            parent = PARENTS[j]
-            joints.append(joints[parent] + world_rot[parent] @ self.offsets[j])
-            world_rot.append(world_rot[parent] @ matrices[:, :, j])
-        zeros = torch.zeros_like(raw[..., 0])
-        ground = torch.cumsum(torch.stack([raw[..., 0], zeros, raw[..., 1]], dim=-1), dim=1) / FEATURE_FPS
-        root = ground + torch.stack([zeros, raw[..., 2], zeros], dim=-1)
-        return torch.stack(joints, dim=2) + root[:, :, None]
+        return row_positions(raw, self.offsets)
 
     def kinematic(self, rows, target_rows):
         """Joint velocity and acceleration errors in cm/frame: small rotation noise near the root is invisible in
@@ -370,11 +365,3 @@ def styled_parity_inputs(metadata, rows, rng):
     mask = np.ones((1, rows, len(MASK_GROUPS)), np.float32)
     mask[0, rows // 2:, MASK_GROUPS.index("audio")] = 0.0
     return mask, rng.integers(1, len(metadata["styles"]), (1,)).astype(np.int64)
-
-
-def six_d_to_matrix(d6):
-    """Torch twin of `rotations.matrix_from_6d` (Gram-Schmidt), (..., 6) -> (..., 3, 3)."""
-    a, b = d6[..., :3], d6[..., 3:]
-    x = F.normalize(a, dim=-1)
-    y = F.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
-    return torch.stack([x, y, torch.cross(x, y, dim=-1)], dim=-1)

@@ -47,6 +47,7 @@ from onbeat.core.styles import FREESTYLE, STYLES
 from onbeat.choreographers.conditioning import conditioned
 from onbeat.models.badm import styled_parity_inputs
 from onbeat.models.checkpoint import config_from, load_model
+from onbeat.models.contact import contact_consistency, row_positions
 
 VERSION = 1
 
@@ -74,6 +75,7 @@ class CodesConfig:
     ema_decay: float = 0.99
     commitment: float = 0.25
     velocity_weight: float = 1.0
+    consistency_weight: float = 0.5  # stage vq: the feet the decoder says are down stand still (models.contact)
     vq_window: int = 120  # frames of each training window the VQ-VAE stage reconstructs (a random crop)
     layers: int = 3
     heads: int = 4
@@ -432,9 +434,12 @@ class Codes(nn.Module):
         rebuilt, commitment, usage = self.vq(rows)
         reconstruction = F.smooth_l1_loss(rebuilt, rows)
         velocity = F.smooth_l1_loss(rebuilt.diff(dim=1), rows.diff(dim=1))
-        loss = reconstruction + self.cfg.velocity_weight * velocity + self.cfg.commitment * commitment
+        raw = rebuilt * self.pose_std + self.pose_mean
+        consistency = contact_consistency(row_positions(raw), raw[..., CONTACT_SLICE])
+        loss = (reconstruction + self.cfg.velocity_weight * velocity + self.cfg.commitment * commitment
+                + self.cfg.consistency_weight * consistency)
         return loss, {"rec": reconstruction.item(), "vel": velocity.item(), "commit": commitment.item(),
-                      "usage": float(usage)}
+                      "usage": float(usage), "consistency": consistency.item()}
 
     def gpt_loss(self, batch):
         cfg = self.cfg

@@ -4,7 +4,8 @@ Messages (UDP, default 127.0.0.1:39540; only local apps can reach it unless `--c
     /onbeat/energy   f   0..2, how big the moves are (1 = normal); ints are accepted too
     /onbeat/model    s   switch choreographer by name (e.g. "default", "groove"); unknown names are counted
     /onbeat/hold     i   1 = freeze on the current pose, 0 = dance again (blends back in)
-    /onbeat/keypose  s   strike a named key pose on the next downbeat (groove poses: arms_up, t_pose, point, crouch)
+    /onbeat/keypose  s   strike a named key pose on the next downbeat (choreographers.keyposes: arms_up, t_pose,
+                         point, crouch)
     /onbeat/mirror   i   1 = mirror the dance left/right
     /onbeat/tempo    f   the tempo in BPM (20..400) for rigs with no Link or MIDI clock; 0 = back to the ear
     /onbeat/beat     [i] a beat is now (a tap, or a desk's beat output); optional beat in bar 0..3, 0 = downbeat

@@ -8,6 +8,8 @@ Three threads share a little state:
   *predicted* beats. On silence it switches to the groove's calm idle; if a slice is late it re-anchors the
   next one at "now + expected generation time" and lowers the model's quality (`set_quality`) until it keeps
   up again; a slice with NaN/Inf (or an exception) is replaced by the last good pose and the model is reset.
+  Every good slice is finished (`onbeat.choreographers.finishing`: key poses, grounded feet) whichever
+  choreographer made it; `/onbeat/keypose` is scheduled there for the next predicted downbeat it can ease into.
 - output (the caller's thread): emits a PoseFrame every 1/rate s at absolute deadlines (sleep, then a short
   spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
@@ -35,6 +37,7 @@ from dataclasses import replace
 import numpy as np
 
 from onbeat.choreographers.base import Choreographer
+from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
@@ -74,6 +77,7 @@ class EngineStats:
         self.jitter = deque(maxlen=window)
         self.generation_ms = deque(maxlen=64)
         self.beats_sent = 0
+        self.key_poses = []  # (output time of the downbeat it was asked for, name) of each key pose handed on
 
     def jitter_ms(self, q):
         return 1000.0 * float(np.percentile(self.jitter, q)) if self.jitter else 0.0
@@ -157,6 +161,7 @@ class Engine:
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
         self.queue = FrameQueue()
+        self.finishing = Finishing()  # key poses and grounded feet, for every choreographer's slices
         self.silent = True  # until the music proves otherwise
         self.beat = None  # latest BeatState
         self.quality = 0
@@ -174,7 +179,6 @@ class Engine:
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
-        self._key_pose_asked = None  # output time of the first slice that could have shown the key pose
 
     # --- time ---------------------------------------------------------------------------------------------
     def now(self):
@@ -317,6 +321,8 @@ class Engine:
         try:
             motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
             good = _finite(motion)
+            if good:
+                motion = self.finishing(motion, start, continues=not jump)
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the show; it is counted and logged
             motion, good = None, False
             self._warn(f"choreographer failed: {type(e).__name__}: {e}")
@@ -358,21 +364,29 @@ class Engine:
         return np.asarray(self.ear.future(row, beat, max(frames, first + frames - 1))[-frames:], np.float32)
 
     def _key_pose_for(self, start, choreographer):
-        """The requested key pose if this slice holds the next predicted downbeat (or a bar has gone by without
-        one: the downbeat guess can be wrong), else None."""
-        if self.controls.key_pose is None:
-            return None
+        """Hands a requested key pose on to the finishing for the next predicted downbeat it can still ease into
+        (without a beat clock: as soon as it can), and returns the name of a key pose landing within this slice,
+        for the choreographer to move towards (the finishing lands it whatever the choreographer does)."""
+        name = self.controls.take_key_pose()
+        if name is not None:
+            downbeat = self._next_downbeat(start + self.finishing.landing.lead_seconds)
+            replaced = self.finishing.strike(name, downbeat)
+            if replaced is None:
+                self._warn(f"key pose: no pose called {name!r}")
+            else:
+                self.stats.key_poses = [pose for pose in self.stats.key_poses if pose not in replaced]
+                self.stats.key_poses.append((downbeat, name))
+        return self.finishing.landing.landing_between(start, start + choreographer.slice_frames / choreographer.fps)
+
+    def _next_downbeat(self, earliest):
+        """Output time of the first predicted downbeat at or after `earliest` (`earliest` without a beat clock)."""
         beat = self.beat
         if beat is None or not len(beat.next_beats):
-            return self.controls.take_key_pose()  # no beat clock: strike the pose now
-        self._key_pose_asked = self._key_pose_asked if self._key_pose_asked is not None else start
-        end = start + choreographer.slice_frames / choreographer.fps
-        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % BEATS_PER_BAR == 0
-                       for k, t in enumerate(beat.next_beats))
-        if downbeat or start - self._key_pose_asked > BEATS_PER_BAR * 60.0 / max(beat.bpm, 1.0):
-            self._key_pose_asked = None
-            return self.controls.take_key_pose()
-        return None
+            return earliest
+        period = 60.0 / max(beat.bpm, 1.0)
+        bar = BEATS_PER_BAR * period
+        downbeat = beat.next_beats[0] + ((-1 - beat.bar_position) % BEATS_PER_BAR) * period  # next_beats[k] is beat
+        return float(downbeat + max(0, math.ceil((earliest - downbeat) / bar)) * bar)  # bar_position + 1 + k
 
     def _degrade(self):
         if self.quality + 1 < len(QUALITY_LEVELS):

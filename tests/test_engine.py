@@ -315,14 +315,3 @@ def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
     hands = slice(20, 22)
     assert np.ptp(groove_on(beat_rows(6.0), energy=0.3)[60:, hands], axis=0).mean() < np.ptp(dancing[:, hands], axis=0).mean()
 
-
-def test_groove_strikes_a_key_pose_on_the_slice_downbeat():
-    from onbeat.core.skeleton import JOINT_INDEX
-    from onbeat.choreographers.groove import KEY_POSES
-    rows = beat_rows(3.0)[56:64]  # 120 BPM: the bar wraps (a downbeat) at frame 60, the slice's frame 4
-    plain, posed = GrooveChoreographer().next_slice(rows), GrooveChoreographer().next_slice(rows, key_pose="arms_up")
-    for joint, (axis, degrees) in KEY_POSES["arms_up"].items():
-        target = R.quat_from_axis_angle(np.radians(degrees) * axis)
-        assert abs(np.dot(posed.rotations[4, JOINT_INDEX[joint]], target)) > 1 - 1e-9  # struck on the downbeat
-        # half a slice away from the downbeat the groove is untouched
-        assert np.allclose(posed.rotations[0, JOINT_INDEX[joint]], plain.rotations[0, JOINT_INDEX[joint]])

@@ -77,3 +77,23 @@ def test_six_d_round_trip_and_shortest_arc_against_scipy():
     # shortest arc: its angle is the angle between u and v, which scipy measures as the rotation's magnitude
     cosine = np.sum(u * v, -1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
     np.testing.assert_allclose(scipy_of(R.quat_between(u, v)).magnitude(), np.arccos(cosine), atol=1e-9)
+
+
+def test_multiply_apply_and_cross_agree_with_scipy_and_numpy():
+    a, b = random_quats(seed=10), random_quats(seed=11)
+    assert same_rotation(R.quat_multiply(a, b), np.roll((scipy_of(a) * scipy_of(b)).as_quat(), 1, axis=-1))
+    v = np.random.default_rng(12).standard_normal((len(a), 3))
+    np.testing.assert_allclose(R.quat_apply(a, v), scipy_of(a).apply(v), atol=1e-12)
+    np.testing.assert_allclose(R.cross(v[:, None], v[None, :5]), np.cross(v[:, None], v[None, :5]), atol=1e-12)
+
+
+def test_limit_steps_slows_only_turns_faster_than_the_reference_and_the_limit():
+    angles = np.radians([0.0, 10.0, 100.0, 110.0, 120.0])  # a 90 degree jump between frames 1 and 2
+    about_x = R.quat_from_axis_angle(angles[:, None] * np.array([1.0, 0.0, 0.0]))
+    limited = R.quat_limit_steps(about_x, about_x[[0, 0, 0, 0, 0]], np.radians(45.0))
+    steps = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(limited[1:] * limited[:-1], -1)), 0, 1)))
+    np.testing.assert_allclose(steps, [10.0, 45.0, 45.0, 20.0], atol=1e-9)  # catches up at the limit's pace
+    assert same_rotation(R.quat_limit_steps(about_x, about_x, np.radians(45.0)), about_x)  # the reference jumps too
+    held = R.quat_limit_steps(about_x[2:], about_x[[0, 0, 0]], np.radians(5.0), previous=about_x[0],
+                              reference_previous=about_x[0])  # frame 0 continues the frame before (carried)
+    assert np.degrees(2 * np.arccos(abs(np.sum(held[0] * about_x[0])))) == pytest.approx(5.0)

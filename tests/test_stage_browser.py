@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
+from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.choreographers.keyposes import KEY_POSES
 from onbeat.core import rotations as R
 from onbeat.core.motion import Motion
 from onbeat.core.music import FEATURE_FPS

@@ -2,9 +2,12 @@
 
 The file names no joints: `BALLROOM_POINTS` was inferred from the data (rigid distances, bone lengths, which way
 toes and knees point). Rotations are solved from the points, parent first: each bone swings onto its child's
-point and takes its twist from a plane (hips line, shoulders line, the knee or elbow bend plane). Offsets are per
-sequence (SMPL's directions for limbs, measured lengths; the rigid torso fitted), so FK(solved) reproduces the
-points; `point_errors` measures how closely.
+point and takes its twist from a plane (hips line, shoulders line, the knee or elbow bend plane, the line between
+the head points). Where a plane is poorly defined (a nearly straight limb, head points that merge) its twist is
+smoothed over time (`smooth_twist`) rather than followed, so no joint flips; hands and toes have no markers and
+continue their bones. Offsets are per sequence (SMPL's directions for limbs, measured lengths; the rigid torso
+fitted), so FK(solved) reproduces the points; `point_errors` measures how closely (`ik_error_report`: 1.9 cm mean
+over all 45 sequences, most of it the knee and elbow markers sitting off the joints).
 """
 import json
 from pathlib import Path

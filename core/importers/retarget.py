@@ -6,6 +6,7 @@ rotation times a fixed rest alignment that turns SMPL's rest bone (and a body ax
 source's, so skeletons with other rest poses (T, A, other axes) agree. Offsets are the source's bones seen from
 SMPL's frames (limbs keep SMPL's directions), so FK lands the joints where the source has them. Units (m, cm, mm)
 are told from the body's size. A BVH already on SMPL-24 (what `onbeat export-bvh` writes) is read as it is.
+`load_bvh` then drops a calibration pose at the start and spreads the source's own glitches (`clean_turns`).
 """
 import logging
 import re
