@@ -16,15 +16,15 @@ beats over one, or one over two, when the live tempo is far from every source's)
   and seeded noise (deterministic per seed). Novelty is a rule: no source beat again within `NOVELTY_BARS` bars.
 - **Join**: a jump is blended by inertialization (the offset between the pose shown and the new segment's, with its
   velocity, decays as a critically damped spring of half-life `JOIN_HALF_LIFE_S`) and is foot-contact aware: the
-  new segment is placed so that the feet down on both sides of the join land where they were shown, and two-bone
-  leg IK holds each such foot there (following the new segment's own foot, shifted) until the new segment lifts it,
-  then lets it rejoin its path in the air: feet neither slide nor jump across a join.
+  new segment is placed so that the feet down on both sides of the join land where they were shown, and each
+  slice carries its sources' foot contacts (`Motion.contacts`), so the engine's finishing
+  (`choreographers.finishing`: foot locking with leg IK) keeps a planted foot pinned across the join.
 - **Structure** (after Lodge): bar by bar the music's chroma and timbre are averaged; when a bar starts a new
-  section that sounds like one heard at least `NOVELTY_BARS` ago, the dancer returns to the phrase it danced there,
-  varied (mirrored half the time); a new section that sounds like nothing before brings a jump to other material.
+  section that sounds like one heard at least `NOVELTY_BARS` ago, the dancer returns to the phrase it danced there
+  (or its mirror image, whichever joins better); a new section that sounds like nothing before brings other material.
 - **Controls**: `set_style(name)` (the styles are in the database's metadata), `energy` (intensity of the material
-  chosen and size of the upper body's moves), key poses (blended in to land on the downbeat, out over a beat);
-  mirroring is the engine's.
+  chosen and size of the upper body's moves); key poses and mirroring are the engine's (its finishing lands a key
+  pose whatever the choreographer does).
 Numpy only.
 """
 import logging
@@ -35,13 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics, mirror_pose
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.core.representation import heading_angles
-from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, PARENTS
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,6 @@ SECTION_MATERIAL_COST = 0.5  # a source beat last danced in another section: eac
 SECTION_NOVELTY, SECTION_MATCH = 0.08, 0.97  # bar descriptor: 1 - cosine to the bars before / to a past bar
 JOIN_HALF_LIFE_S = 0.08  # inertialization: the join offset halves (roughly) this fast
 JOIN_SECONDS = 0.5  # after this the offset is gone (e^-8 of it)
-FOOT_RELEASE_S = 0.25  # a foot held across a jump returns to its segment's path this fast once it lifts
 PLL_MAX_SPEEDUP = 0.25  # the live beat clock runs at most this much faster or slower than the music to catch up
 PLL_SMOOTHING = 0.25  # per frame: how fast its tempo follows (a few frames: no kink in the time warp)
 ACTIVITY_HISTORY_BEATS = 64  # how busy the music is now, ranked against this many past beats
@@ -80,8 +78,6 @@ UPPER_BODY = tuple(JOINT_INDEX[n] for n in ("Spine1", "Spine2", "Spine3", "Neck"
                                              "Right_Collar", "Left_Shoulder", "Right_Shoulder", "Left_Elbow",
                                              "Right_Elbow", "Left_Wrist", "Right_Wrist"))
 ENERGY_MEAN_SECONDS = 1.0  # the running mean pose the energy control scales the upper body around
-LEGS = ((JOINT_INDEX["Left_Hip"], JOINT_INDEX["Left_Knee"], JOINT_INDEX["Left_Ankle"]),
-        (JOINT_INDEX["Right_Hip"], JOINT_INDEX["Right_Knee"], JOINT_INDEX["Right_Ankle"]))
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _SECTION_COLUMNS = [_COLUMN[f"chroma_{i}"] for i in range(12)] + [_COLUMN[f"mel_{i}"] for i in range(8)]
 _ACTIVITY_COLUMNS = [_COLUMN["onset_strength"], _COLUMN["spectral_flux"]]
@@ -279,33 +275,6 @@ class Join:
         return roots + position, R.quat_multiply(R.quat_from_axis_angle(rotation), rotations)
 
 
-@dataclass
-class FootLock:
-    """A foot (`side`: 0 left, 1 right) down on both sides of the jump at output frame `start`: the new segment's
-    ankle is shifted by `offset` (ground plane) to where the foot was shown, so it neither slides nor jumps. Once
-    the segment lifts that foot (frame `released`) the shift fades out over FOOT_RELEASE_S while the foot is in the
-    air; a later jump with the foot still down replaces it (frame `ended`)."""
-    side: int
-    offset: np.ndarray
-    start: float
-    released: float | None = None
-    ended: float | None = None
-
-    def weight(self, frame: float, fps: float) -> float:
-        """How much of the offset holds at an output frame: 1 until the release, then down to 0 (a half cosine)."""
-        if frame < self.start or (self.ended is not None and frame >= self.ended):
-            return 0.0
-        if self.released is None or frame < self.released:
-            return 1.0
-        share = min((frame - self.released) / (FOOT_RELEASE_S * fps), 1.0)
-        return 0.5 * (1.0 + np.cos(np.pi * share))
-
-    def finished(self, frame: float, fps: float) -> bool:
-        """Whether it holds nothing from `frame` on."""
-        return (self.ended is not None and frame >= self.ended) or (
-            self.released is not None and frame >= self.released + FOOT_RELEASE_S * fps)
-
-
 class LiveBeats:
     """The live beat position of every frame (beats since the dance began, continuous): a phase-locked loop on the
     rows' beat phase. The rows the engine hands over are forecasts from the latest beat state, and the tracker
@@ -418,7 +387,6 @@ class GraphChoreographer:
         self.sections = Sections()
         self.segment: Segment | None = None
         self.join: Join | None = None
-        self.locks: list[FootLock] = []  # the holds on feet planted across a jump
         self.frame = 0  # output frames made since the reset
         self._beat: int | None = None  # the live beat the last frame was in
         self.last_played = np.full(len(self.database.beat_frame), -np.inf)  # live beat each source beat was danced
@@ -428,7 +396,6 @@ class GraphChoreographer:
         self.new_section = False
         self.activity: deque[float] = deque(maxlen=ACTIVITY_HISTORY_BEATS)
         self._activity = [0.0, 0.0]  # onset + flux summed over this beat's frames, and the frames
-        self._key: tuple[str, float, float] | None = None  # (pose, ramp start, downbeat) in live beats
         self._mean_upper: np.ndarray | None = None
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # last frame made: (root, rotations)
         self._pose_cost = 0.0
@@ -459,9 +426,6 @@ class GraphChoreographer:
         self.sections.listen(music[0], frames)  # the rows after the first are the ear's forecast: not heard yet
         self._activity[0] += frames * float(music[0, _ACTIVITY_COLUMNS].sum())
         self._activity[1] += frames
-        if key_pose is not None and key_pose in KEY_POSES:
-            downbeat = positions[min(downbeat_frame(music[:frames]), frames - 1)]
-            self._key = (key_pose, float(positions[0]), float(downbeat))
         segments: list[Segment] = []
         joins: list[Join | None] = []
         for i in range(frames):
@@ -474,12 +438,11 @@ class GraphChoreographer:
             same = np.array([s is segment for s in segments])
             roots[same], rotations[same], contacts[same] = self._sample(segment, positions[same])
         output_frames = self.frame + np.arange(frames)
-        roots, rotations = self._grounded(roots, rotations, contacts, joins, output_frames)
+        roots, rotations = self._inertialized(roots, rotations, joins, output_frames)
         rotations = self._with_energy(rotations, energy)
-        rotations = self._with_key_pose(rotations, positions)
         self.frame += frames
         self._last = (roots[-1].copy(), rotations[-1].copy())
-        return Motion(self.fps, roots, rotations)
+        return Motion(self.fps, roots, rotations, contacts=contacts.astype(np.float64))
 
     # --- decisions ---------------------------------------------------------------------------------------------
     def _follow(self, position: float, previous: float | None, in_bar: int, energy: float, frame: int) -> None:
@@ -639,51 +602,38 @@ class GraphChoreographer:
         segment.offset = (target - R.quat_apply(_yaw(segment.yaw), root[0])) * np.array([1.0, 0.0, 1.0])
 
     def _place(self, old: Segment, new: Segment, frame: float) -> None:
-        """Place a jump where the old segment ends (heading kept; the feet down in both kept where they are, else
-        the root), inertialize from the pose shown to the new segment's, and hold those feet (`FootLock`)."""
+        """Place a jump where the old segment ends (heading kept; the feet down in both kept where they are shown,
+        else the root), and inertialize from the pose shown to the new segment's."""
         delta = 0.05  # beats, for velocities
         seconds = delta * self.beats.period / self.fps
         boundary = new.start
-        old_root, old_rotations, old_contacts = self._sample(old, np.array([boundary - delta, boundary]))
-        shown_root, shown_rotations = old_root, old_rotations
+        shown_root, shown_rotations, old_contacts = self._sample(old, np.array([boundary - delta, boundary]))
         if self.join is not None:
             shown_root, shown_rotations = self.join.apply(
-                old_root, old_rotations, np.array([frame - delta * self.beats.period, frame]), self.fps)
+                shown_root, shown_rotations, np.array([frame - delta * self.beats.period, frame]), self.fps)
         raw_root, raw_rotations, raw_contacts = self._sample(new, np.array([boundary]), placed=False)
         new.yaw = float(heading_angles(shown_rotations[1, 0]) - heading_angles(raw_rotations[0, 0]))
-        sides = [side for side in range(2) if (old_contacts[1] & raw_contacts[0])[[side, side + 2]].any()]
-        ankles = [LEGS[side][2] for side in sides]
-        # where the feet are shown: held by a lock, else as the pose with the join offsets puts them
+        down = (old_contacts[1] & raw_contacts[0]).reshape(2, 2).any(axis=0)  # per side: ankle or toes, in both
+        ankles = [FOOT_JOINTS[side] for side in np.flatnonzero(down)]
         shown_feet = forward_kinematics(shown_root[1], shown_rotations[1])[ankles]
-        old_feet = forward_kinematics(old_root[1], old_rotations[1])[ankles]
-        for lock in self.locks:
-            if lock.side in sides and lock.weight(frame, self.fps) > 0:
-                shown_feet[sides.index(lock.side)] = old_feet[sides.index(lock.side)] + lock.weight(
-                    frame, self.fps) * lock.offset
-        if sides:  # the new segment's feet land on the shown ones (on their middle, when both are down)
-            new.offset = np.zeros(3)
+        if ankles:  # the new segment's feet land on the shown ones (on their middle, when both are down)
             turned_root, turned_rotations, _ = self._sample(new, np.array([boundary]))
             anchor = (shown_feet - forward_kinematics(turned_root[0], turned_rotations[0])[ankles]).mean(axis=0)
         else:
             anchor = shown_root[1] - R.quat_apply(_yaw(new.yaw), raw_root[0])
         new.offset = anchor * np.array([1.0, 0.0, 1.0])
         placed_root, placed_rotations, _ = self._sample(new, np.array([boundary, boundary + delta]))
-        new_feet = forward_kinematics(placed_root[0], placed_rotations[0])[ankles]
-        for lock in self.locks:
-            if lock.side in sides and lock.ended is None:
-                lock.ended = frame
-        self.locks += [FootLock(side, (shown_feet[k] - new_feet[k]) * np.array([1.0, 0.0, 1.0]), frame)
-                       for k, side in enumerate(sides)]
         rotation = _rotation_offsets(shown_rotations[1], placed_rotations[0])
         rotation_velocity = (_rotation_offsets(shown_rotations[1], shown_rotations[0])
                              - _rotation_offsets(placed_rotations[1], placed_rotations[0])) / seconds
         position = shown_root[1] - placed_root[0]
         position_velocity = ((shown_root[1] - shown_root[0]) - (placed_root[1] - placed_root[0])) / seconds
         self.join = Join(frame, rotation, rotation_velocity, position, position_velocity)
+        new_feet = forward_kinematics(placed_root[0], placed_rotations[0])[ankles]
         self.joins.append({"frame": frame, "pose_cost": self._pose_cost,
                            "rotation_degrees": float(np.degrees(np.linalg.norm(rotation, axis=-1)).max()),
                            "root_metres": float(np.linalg.norm(position)),
-                           "feet_metres": float(np.abs(shown_feet - new_feet).max(initial=0.0))})
+                           "feet_metres": float(np.abs((shown_feet - new_feet)[:, [0, 2]]).max(initial=0.0))})
 
     def _sample(self, segment: Segment, positions: np.ndarray, placed: bool = True) -> tuple[np.ndarray, np.ndarray,
                                                                                              np.ndarray]:
@@ -712,37 +662,15 @@ class GraphChoreographer:
         return root, rotations, contacts
 
     # --- blending and controls ---------------------------------------------------------------------------------
-    def _grounded(self, roots, rotations, contacts, joins, frames):
-        """The frames of the segments with, after a jump, the join offsets added, the feet held by a lock on their
-        spots (leg IK) and no foot below the floor the segment stands on."""
-        joined = np.array([j is not None and f - j.frame <= JOIN_SECONDS * self.fps for j, f in zip(joins, frames,
-                                                                                                    strict=True)])
-        if not joined.any() and not self.locks:
-            return roots, rotations
+    def _inertialized(self, roots, rotations, joins, frames):
+        """The frames of the segments with, after a jump, the join offsets added."""
         out_roots, out_rotations = roots.copy(), rotations.copy()
         for join in {id(j): j for j in joins if j is not None}.values():
-            chosen = joined & np.array([j is join for j in joins])
+            chosen = np.array([j is join and f - join.frame <= JOIN_SECONDS * self.fps
+                               for j, f in zip(joins, frames, strict=True)])
             if chosen.any():
                 out_roots[chosen], out_rotations[chosen] = join.apply(roots[chosen], rotations[chosen],
                                                                       frames[chosen], self.fps)
-        raw = forward_kinematics(roots, rotations)
-        held = joined.copy()
-        for lock in self.locks:
-            side = lock.side
-            down = (contacts[:, side] | contacts[:, side + 2]) | (frames < lock.start)
-            if lock.released is None and not down.all():
-                lock.released = float(frames[np.argmin(down)])  # the foot lifts: the hold fades out
-            weight = np.array([lock.weight(f, self.fps) for f in frames])
-            active = weight > 0
-            if active.any():
-                targets = raw[active, LEGS[side][2]] + weight[active, None] * lock.offset
-                out_rotations[active] = _leg_ik(out_roots[active], out_rotations[active], LEGS[side], targets,
-                                                rotations[active])
-                held |= active
-        self.locks = [lock for lock in self.locks if not lock.finished(frames[-1] + 1, self.fps)]
-        feet = list(FOOT_JOINTS)
-        lowest = forward_kinematics(out_roots[held], out_rotations[held])[:, feet, 1].min(axis=1)
-        out_roots[held, 1] += np.maximum(np.minimum(raw[held][:, feet, 1].min(axis=1), 0.0) - lowest, 0.0)
         return out_roots, out_rotations
 
     def _with_energy(self, rotations: np.ndarray, energy: float) -> np.ndarray:
@@ -760,68 +688,7 @@ class GraphChoreographer:
                                      energy)
         return out
 
-    def _with_key_pose(self, rotations: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """The key pose's joints turned to it: in from the request to the downbeat, held a quarter beat, out over a
-        beat."""
-        if self._key is None:
-            return rotations
-        name, start, downbeat = self._key
-        rise = np.clip((positions - start) / max(downbeat - start, 1e-6), 0.0, 1.0)
-        fall = np.clip(1.0 - (positions - downbeat - 0.25), 0.0, 1.0)
-        weight = np.where(positions <= downbeat, rise, fall)
-        weight = weight * weight * (3 - 2 * weight)  # smoothstep
-        out = rotations.copy()
-        for joint, (axis, degrees) in KEY_POSES[name].items():
-            target = R.quat_from_axis_angle(np.radians(degrees) * axis)
-            out[:, JOINT_INDEX[joint]] = R.quat_slerp(rotations[:, JOINT_INDEX[joint]],
-                                                      np.broadcast_to(target, (len(out), 4)), weight)
-        if positions[-1] > downbeat + 1.25:
-            self._key = None
-        return out
-
 
 def _rotation_offsets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(..., 3) rotation vectors of a * b^-1 (the rotation that takes b to a, on the left)."""
     return R.quat_to_axis_angle(R.quat_multiply(a, R.quat_conjugate(b)))
-
-
-def _leg_ik(roots, rotations, leg, targets, reference):
-    """Local rotations (n, 24, 4) with the leg (hip, knee, ankle) bent and aimed so the ankle reaches `targets`
-    (n, 3): two-bone IK (the knee angle from the law of cosines, the hip turned onto the target), the ankle's world
-    orientation taken from `reference` (n, 24, 4), the pose whose foot is planted there."""
-    hip, knee, ankle = leg
-    out = rotations.copy()
-    pelvis = PARENTS[hip]
-    world_hip = R.quat_multiply(rotations[:, pelvis], rotations[:, hip])
-    world_knee = R.quat_multiply(world_hip, rotations[:, knee])
-    positions = forward_kinematics(roots, rotations)
-    a, b, c = positions[:, hip], positions[:, knee], positions[:, ankle]
-    upper, lower = np.linalg.norm(b - a, axis=-1), np.linalg.norm(c - b, axis=-1)
-    reach = np.clip(np.linalg.norm(targets - a, axis=-1), 0.01, upper + lower - 1e-3)
-
-    def angle(u, v):
-        cosine = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-9)
-        return np.arccos(np.clip(cosine, -1.0, 1.0))
-
-    def unit(v):
-        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
-
-    hip_now, knee_now, aim = angle(c - a, b - a), angle(a - b, c - b), angle(c - a, targets - a)
-    hip_want = np.arccos(np.clip((lower ** 2 - upper ** 2 - reach ** 2) / (-2 * upper * reach), -1.0, 1.0))
-    knee_want = np.arccos(np.clip((reach ** 2 - upper ** 2 - lower ** 2) / (-2 * upper * lower), -1.0, 1.0))
-    bend = np.cross(c - a, b - a)
-    hinge = R.quat_apply(world_knee, np.broadcast_to([1.0, 0.0, 0.0], bend.shape))  # a straight leg: the knee's x
-    bend = unit(np.where(np.linalg.norm(bend, axis=-1, keepdims=True) < 1e-6, hinge, bend))
-    turn = unit(np.cross(c - a, targets - a))
-
-    def about(world, axis, radians):  # a rotation about a world axis, in a joint's own frame
-        return R.quat_from_axis_angle(R.quat_apply(R.quat_conjugate(world), axis) * radians[:, None])
-
-    out[:, hip] = R.quat_multiply(out[:, hip], R.quat_multiply(about(world_hip, bend, hip_want - hip_now),
-                                                                about(world_hip, turn, aim)))
-    out[:, knee] = R.quat_multiply(out[:, knee], about(world_knee, bend, knee_want - knee_now))
-    new_knee = R.quat_multiply(R.quat_multiply(rotations[:, pelvis], out[:, hip]), out[:, knee])
-    planted = R.quat_multiply(R.quat_multiply(R.quat_multiply(reference[:, pelvis], reference[:, hip]),
-                                              reference[:, knee]), reference[:, ankle])
-    out[:, ankle] = R.quat_multiply(R.quat_conjugate(new_knee), planted)
-    return out

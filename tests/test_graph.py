@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from onbeat.choreographers.datafile import DataFile, save_data_file
+from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.graph import NOVELTY_BARS, GraphChoreographer
-from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
+from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.choreographers.keyposes import REACHED_CM, reach_cm
 from onbeat.choreographers.kinds import load_choreographer
 from onbeat.choreographers.library import Library
 from onbeat.commands.cli import main
@@ -78,14 +80,14 @@ def database(tmp_path_factory):
     return save_data_file(tmp_path_factory.mktemp("graph") / "grooves.npz", "graph", "database", metadata, arrays)
 
 
-def dance(dancer, music, energy=1.0, key_poses=None):
-    """(Motion of the whole dance, output frame of each slice's start) from slices of `music`, as the engine feeds
-    them: each slice's rows then the next slice's as lookahead."""
+def dance(dancer, music, energy=1.0, finishing=None):
+    """Motion of the whole dance from slices of `music`, as the engine feeds them (each slice's rows, then the next
+    slice's as lookahead) and, given the engine's `Finishing`, finishes them (key poses, grounded feet)."""
     frames = dancer.slice_frames
     slices = []
     for k in range(0, len(music) - 2 * frames, frames):
-        key = (key_poses or {}).get(k // frames)
-        slices.append(dancer.next_slice(music[k:k + 2 * frames], energy=energy, key_pose=key))
+        motion = dancer.next_slice(music[k:k + 2 * frames], energy=energy)
+        slices.append(motion if finishing is None else finishing(motion, k / FPS))
     return Motion(FPS, np.concatenate([m.root_translation for m in slices]),
                   np.concatenate([m.rotations for m in slices]))
 
@@ -187,33 +189,24 @@ def test_joins_are_continuous(database):
 
 def test_feet_planted_across_a_join_stay_on_their_spot(planted):
     """Three takes, each standing still on its own stance (feet closer or wider, knees straighter or bent): jumps
-    between them move no foot."""
+    between them, placed on the planted feet and finished as the engine does (the sources' contacts pin the feet),
+    move no foot."""
     dancer = load_choreographer(planted, seed=0)
-    motion = dance(dancer, synthetic_music(60.0, bpm=110.0))
+    motion = dance(dancer, synthetic_music(60.0, bpm=110.0), finishing=Finishing())
     assert max(j["feet_metres"] for j in dancer.joins) > 0.03  # the stances differ by centimetres
     ankles = motion.positions()[:, [FOOT_JOINTS[0], FOOT_JOINTS[1]]][..., [0, 2]]  # on the ground plane
     assert np.linalg.norm(np.diff(ankles, axis=0), axis=-1).max() * FPS < 0.02  # m/s
     assert motion.lowest_foot_height().min() > -0.01  # and no foot below the floor
 
 
-def test_a_key_pose_lands_on_the_downbeat_and_is_left_smoothly(database):
+def test_the_engines_finishing_lands_a_key_pose_on_a_graph_dance(database):
     music = synthetic_music(12.0, bpm=120.0)
-    downbeats = [b for b in live_beats_of(music) if b > 150 and round(
-        np.arctan2(music[b, FEATURE_NAMES.index("bar_phase_sin")], music[b, FEATURE_NAMES.index("bar_phase_cos")])
-        / (2 * np.pi) * BEATS_PER_BAR) % BEATS_PER_BAR == 0]
-    frame = downbeats[0]
-    dancer = load_choreographer(database, seed=0)
-    motion = dance(dancer, music, key_poses={frame // dancer.slice_frames: "arms_up"})  # the engine's slice
-    for joint, (axis, degrees) in KEY_POSES["arms_up"].items():
-        wanted = R.quat_from_axis_angle(np.radians(degrees) * axis)
-        shown = motion.rotations[frame, JOINT_INDEX[joint]]
-        assert np.degrees(2 * np.arccos(min(abs(float(shown @ wanted)), 1.0))) < 3.0, joint
-    # It arrives as fast as the engine's notice allows (the slice holding the downbeat); it leaves over a beat,
-    # turning the arms back steadily: no step of more than 15 degrees a frame, no kick in that speed.
-    for joint in KEY_POSES["arms_up"]:
-        track = motion.rotations[frame:frame + int(1.5 * 60 / 120 * FPS), JOINT_INDEX[joint]]
-        steps = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(track[1:] * track[:-1], axis=-1)), 0.0, 1.0)))
-        assert steps.max() < 15.0 and np.abs(np.diff(steps)).max() < 6.0, (joint, steps.round(1))
+    hit = 6.0  # a downbeat: 120 BPM, bars of 2 s from 0
+    finishing = Finishing()
+    finishing.strike("arms_up", hit)
+    motion = dance(load_choreographer(database, seed=0), music, finishing=finishing)
+    assert reach_cm(motion.rotations[int(round(hit * FPS))], "arms_up") < REACHED_CM
+    assert reach_cm(motion.rotations[int(round((hit + 2.0) * FPS))], "arms_up") > 3 * REACHED_CM  # and let go
 
 
 def test_the_style_asked_for_is_danced_in_any_spelling_and_an_unknown_one_is_named(database):
