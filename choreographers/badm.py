@@ -4,11 +4,20 @@ from typing import Any
 import numpy as np
 
 from onbeat.choreographers import badm_sampler
-from onbeat.choreographers.base import ModelChoreographer, key_pose_row
+from onbeat.choreographers.base import MAX_SLICE_FRAMES, ModelChoreographer, key_pose_row
 from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.groove import downbeat_frame
 from onbeat.choreographers.keyposes import KEY_POSES
-from onbeat.choreographers.onnx import Step
+from onbeat.choreographers.onnx import Integer, MetadataSchema, Number, Numbers, Step
+from onbeat.core.representation import POSE_DIM
+
+# What the runtime reads from an exported file (checked at load, see `onbeat.choreographers.onnx`).
+METADATA = MetadataSchema({
+    "slice_frames": Integer(2, MAX_SLICE_FRAMES),  # slices join on their last two frames
+    "ddim_steps": Integer(1, 200),  # each step is a network call; the live engine runs them every slice
+    "pose_mean": Numbers(POSE_DIM, Number(-1e6, 1e6)),
+    "pose_std": Numbers(POSE_DIM, Number(0.0, 1e6, above_low=True)),
+})
 
 
 class BadmChoreographer(ModelChoreographer):

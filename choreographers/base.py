@@ -17,6 +17,8 @@ from onbeat.core.music import FEATURE_DIM, FEATURE_FPS
 from onbeat.core.representation import ROTATION_SLICE, decode, root_state
 from onbeat.core.skeleton import NUM_JOINTS
 
+MAX_SLICE_FRAMES = 300  # 10 s at 30 fps: the most a model's metadata may ask for a slice
+
 
 class Choreographer(Protocol):
     fps: float  # frames per second of the motion it makes (the feature rate, 30)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from onbeat.choreographers.onnx import check_metadata, decode_metadata, metadata_props
+from onbeat.choreographers.onnx import metadata_props, read_metadata
 from onbeat.core.errors import OnbeatError
 
 METADATA_KEY = "onbeat_metadata"
@@ -34,10 +34,12 @@ class DataFile:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise OnbeatError(f"{self.path}: not a readable onbeat data file ({str(e)[:200]})") from None
         try:
-            self.metadata = decode_metadata(json.loads(props))
-        except (ValueError, TypeError, AttributeError) as e:
-            raise OnbeatError(f"{self.path}: damaged metadata ({e})") from None
-        check_metadata(self.path, self.metadata)
+            props = json.loads(props)
+        except (ValueError, RecursionError) as e:
+            raise OnbeatError(f"{self.path}: damaged metadata ({str(e)[:200]})") from None
+        if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+            raise OnbeatError(f"{self.path}: damaged metadata (not a map of strings)")
+        self.metadata = read_metadata(self.path, props)
         self.kind, self.graph = self.metadata["onbeat_kind"], self.metadata["onbeat_graph"]
 
 

@@ -115,9 +115,12 @@ class Database:
     """The database file's arrays, ready for decisions: both mirror images of every segment in one candidate table."""
 
     def __init__(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any], where: str = "graph database"):
+        # The database checks what it reads itself (its kind has no ONNX metadata schema): format, rate, arrays.
         if metadata.get("graph_format") != GRAPH_FORMAT:
             raise OnbeatError(f"{where}: graph database format {metadata.get('graph_format')!r}, this onbeat reads "
                               f"{GRAPH_FORMAT}; rebuild it with `onbeat graph build`")
+        if metadata.get("fps") != FEATURE_FPS:
+            raise OnbeatError(f"{where}: graph database at {metadata.get('fps')!r} fps, not {FEATURE_FPS}")
         try:
             self.rotations = R.quat_normalize(arrays["rotations"].astype(np.float32))
             self.root = arrays["root"].astype(np.float32)
@@ -132,6 +135,12 @@ class Database:
             in_bar = arrays["beat_in_bar"].astype(np.int64)
         except KeyError as e:
             raise OnbeatError(f"{where}: not a graph database (no {e.args[0]!r} array)") from None
+        except (ValueError, TypeError) as e:  # arrays of strings or objects where numbers belong
+            raise OnbeatError(f"{where}: not a graph database ({str(e)[:200]})") from None
+        problem = _inconsistency(self.rotations, self.root, self.contacts, self.beat_frame, sequence, starts, frames,
+                                 music_beats, pose, velocity, intensity, in_bar, metadata)
+        if problem:
+            raise OnbeatError(f"{where}: damaged graph database ({problem})")
         self.sequence = sequence
         self.last_frame = (starts + frames - 1)[sequence]  # last frame of each beat's sequence
         self.style_names = sorted(set(self.styles))
@@ -139,8 +148,11 @@ class Database:
         count = len(self.beat_frame)
 
         # Standardised matching features, for both mirror images: (2, B, D).
-        pose_order, pose_signs = _mirrored_features(list(metadata["pose_features"]))
-        velocity_order, velocity_signs = _mirrored_features(list(metadata["velocity_features"]))
+        try:
+            pose_order, pose_signs = _mirrored_features(list(metadata["pose_features"]))
+            velocity_order, velocity_signs = _mirrored_features(list(metadata["velocity_features"]))
+        except (KeyError, TypeError) as e:  # a feature without its mirror image, or no names at all
+            raise OnbeatError(f"{where}: damaged graph database (feature names: {e!s:.100})") from None
         contact = np.array([name.endswith(".contact") for name in metadata["pose_features"]])
         # Standardised, but a feature that hardly varies in this database is not blown up by its tiny spread.
         pose_scale = np.where(contact, 1.0, np.maximum(pose.std(0), MIN_POSITION_SPREAD))
@@ -214,6 +226,28 @@ class Database:
         if _style_key(name) not in keys:
             raise OnbeatError(f"style {name!r}: this graph database knows {', '.join(self.style_names)}")
         return keys.index(_style_key(name))
+
+
+def _inconsistency(rotations, root, contacts, beat_frame, sequence, starts, frames, music_beats, pose, velocity,
+                   intensity, in_bar, metadata) -> str | None:
+    """What makes a database's arrays disagree with one another (a damaged or foreign file), or None."""
+    count, beats, sequences = len(rotations), len(beat_frame), len(starts)
+    if rotations.shape[1:] != (24, 4) or root.shape != (count, 3) or contacts.shape != (count, len(FOOT_JOINTS)):
+        return "frame arrays of mismatched shapes"
+    if not (np.isfinite(rotations).all() and np.isfinite(root).all() and np.isfinite(beat_frame).all()):
+        return "NaN or infinite values"
+    if any(len(a) != beats for a in (sequence, pose, velocity, intensity, in_bar)) or len(frames) != sequences \
+            or len(music_beats) != sequences:
+        return "beat or sequence arrays of mismatched lengths"
+    if pose.shape[1] != len(metadata["pose_features"]) or velocity.shape[1] != len(metadata["velocity_features"]):
+        return "feature arrays that do not match the feature names"
+    if sequences == 0 or (sequence < 0).any() or (sequence >= sequences).any():
+        return "beats of sequences that are not there"
+    if (starts < 0).any() or (frames < 1).any() or (starts + frames > count).any():
+        return "sequences outside the frames"
+    if (beat_frame < starts[sequence]).any() or (beat_frame > (starts + frames - 1)[sequence]).any():
+        return "beats outside their sequences"
+    return None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.core import paths
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.datafile import DataFile
-from onbeat.choreographers.onnx import OnnxStep, Step
+from onbeat.choreographers.onnx import MetadataSchema, OnnxStep, Step
 
 Part = Step | DataFile  # one file of an export: an ONNX graph as a callable, or a data file
 
@@ -35,6 +35,7 @@ class Kind:
     graphs: tuple[str, ...]  # the parts an export writes (one file each): ONNX graphs, or data files
     runtime: str  # "module:callable": (steps, metadata, seed) -> Choreographer, numpy only
     model: str | None  # "module:Class" of the torch model; None for a data kind (nothing to train or export)
+    metadata: str = ""  # "module:NAME" of the `onnx.MetadataSchema` of the values the runtime reads ("": none)
     suffix: str = ".onnx"  # the file type of its parts: ".onnx" graphs, ".npz" data files
 
     def runtime_factory(self) -> Callable[[dict[str, Part], dict[str, Any], int | None], Choreographer]:
@@ -45,6 +46,15 @@ class Kind:
             raise OnbeatError(f"{self.name} is data, not a trained model: nothing to train or export "
                               f"(its database is built by `onbeat {self.name} build`)")
         return _import(self.model)
+
+    def metadata_schema(self) -> MetadataSchema | None:
+        return _import(self.metadata) if self.metadata else None
+
+    def check_metadata(self, path: str | Path, metadata: dict[str, Any]) -> None:
+        """OnbeatError naming the first value of an export's `metadata` the runtime cannot run with."""
+        schema = self.metadata_schema()
+        if schema is not None:
+            schema.check(Path(path), metadata)
 
     def graph_paths(self, output: str | Path) -> dict[str, Path]:
         """The files of an export at `output`: `output` itself for a one-graph kind, else `NAME.<graph>.onnx`
@@ -75,10 +85,11 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-register(Kind("badm", ("step",), "onbeat.choreographers.badm:BadmChoreographer", "onbeat.models.badm:BADM"))
+register(Kind("badm", ("step",), "onbeat.choreographers.badm:BadmChoreographer", "onbeat.models.badm:BADM",
+              "onbeat.choreographers.badm:METADATA"))
 register(Kind("codes", ("gpt", "decoder"), "onbeat.choreographers.codes:CodesChoreographer",
-              "onbeat.models.codes:Codes"))
-register(Kind("graph", ("database",), "onbeat.choreographers.graph:GraphChoreographer", None, ".npz"))
+              "onbeat.models.codes:Codes", "onbeat.choreographers.codes:METADATA"))
+register(Kind("graph", ("database",), "onbeat.choreographers.graph:GraphChoreographer", None, suffix=".npz"))
 
 
 def trainable_kinds() -> list[str]:
@@ -119,7 +130,9 @@ def load_choreographer(path: str | Path, threads: int = 1, device: str = "auto",
                        seed: int | None = None) -> Choreographer:
     """The live choreographer of the export at `path` (see `open_steps`)."""
     kind, steps = open_steps(path, threads, device)
-    return kind.runtime_factory()(steps, next(iter(steps.values())).metadata, seed)
+    metadata = next(iter(steps.values())).metadata
+    kind.check_metadata(path, metadata)
+    return kind.runtime_factory()(steps, metadata, seed)
 
 
 def installed_models() -> dict[str, Path]:

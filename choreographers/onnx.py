@@ -5,6 +5,8 @@ kind has). Each file's metadata says what it is (`onbeat_kind`, `onbeat_graph`) 
 needs (fps, slice length, feature layout, skeleton, normaliser...), so a file loads with nothing beside it.
 """
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +39,16 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
     return {key: value if key in PLAIN_KEYS else json.loads(value) for key, value in props.items()}
 
 
+def read_metadata(path: Path, props: dict[str, str]) -> dict[str, Any]:
+    """The metadata of the model file `path` from its string → string map: decoded and checked."""
+    try:
+        metadata = decode_metadata(props)
+    except (ValueError, RecursionError) as e:  # not JSON, or JSON nested deeper than the parser's recursion limit
+        raise OnbeatError(f"{path}: damaged metadata ({str(e)[:200]})") from None
+    check_metadata(path, metadata)
+    return metadata
+
+
 def check_metadata(path: Path, metadata: dict[str, Any]) -> None:
     """Raise one OnbeatError naming the first thing in `metadata` this onbeat cannot run."""
     for key in ("onbeat_format_version", "onbeat_kind", "onbeat_graph"):
@@ -60,6 +72,88 @@ def _first_difference(found, wanted):
         return f"{len(found)} names, expected {len(wanted)}"
     index = next(i for i, (a, b) in enumerate(zip(found, wanted)) if a != b)
     return f"name {index} is {found[index]!r}, expected {wanted[index]!r}"
+
+
+# --- the values a runtime reads ----------------------------------------------------------------------------------
+# Each kind states the metadata values its runtime reads, with their types and bounds (`MetadataSchema`, named by
+# its `Kind`): a file that breaks one is refused at load with one line naming the key, where a damaged or hostile
+# file would otherwise crash, hang the show, or allocate without limit.
+
+@dataclass(frozen=True)
+class Integer:
+    low: int
+    high: int
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be an integer"
+        return None if self.low <= value <= self.high else f"must be {self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class Number:
+    low: float
+    high: float
+    above_low: bool = False  # low itself is excluded
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        ok = (value > self.low if self.above_low else value >= self.low) and value <= self.high
+        return None if ok else f"must be {'above ' if self.above_low else ''}{self.low:g}..{self.high:g}"
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A list of `length` numbers, each within `each`."""
+    length: int
+    each: Number
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, list) or len(value) != self.length:
+            return f"must be a list of {self.length} numbers"
+        bad = next((i for i, v in enumerate(value) if self.each.problem(v)), None)
+        return None if bad is None else f"item {bad} {self.each.problem(value[bad])}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A JSON object with exactly these keys (`optional` ones may be missing)."""
+    keys: dict
+    optional: tuple = ()
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return "must be an object"
+        missing = set(self.keys) - set(value) - set(self.optional)
+        unknown = set(value) - set(self.keys)
+        if missing or unknown:
+            return f"{'misses' if missing else 'has unknown'} {', '.join(sorted(missing or unknown))}"
+        return next((f"{key} {self.keys[key].problem(v)}" for key, v in value.items() if self.keys[key].problem(v)),
+                    None)
+
+
+@dataclass(frozen=True)
+class MetadataSchema:
+    """The values a kind's runtime reads (key → Integer/Number/Numbers/Table), and `rules` between them: each
+    takes the metadata (its values already in bounds) and returns a problem or None."""
+    values: dict
+    rules: tuple = ()
+
+    def check(self, path: Path, metadata: dict[str, Any]) -> None:
+        """OnbeatError naming the first value that is missing, out of bounds, or breaks a rule."""
+        for key, spec in self.values.items():
+            if key not in metadata:
+                raise OnbeatError(f"{path}: metadata has no '{key}'; re-export it with `onbeat export`")
+            problem = spec.problem(metadata[key])
+            if problem:
+                shown = repr(metadata[key])
+                raise OnbeatError(f"{path}: metadata {key} = {shown if len(shown) < 40 else shown[:37] + '...'}: "
+                                  f"{problem}")
+        for rule in self.rules:
+            problem = rule(metadata)
+            if problem:
+                raise OnbeatError(f"{path}: metadata {problem}")
 
 
 def available_devices() -> list[str]:
@@ -107,11 +201,7 @@ class OnnxStep:
     def __init__(self, path: Path, threads: int = 1, device: str = "auto"):
         self.path = Path(path)
         self.session = open_session(path, threads, device)
-        try:
-            self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
-        except ValueError as e:
-            raise OnbeatError(f"{path}: damaged metadata ({e})") from None
-        check_metadata(self.path, self.metadata)
+        self.metadata = read_metadata(self.path, self.session.get_modelmeta().custom_metadata_map)
         self.kind, self.graph = self.metadata["onbeat_kind"], self.metadata["onbeat_graph"]
         self.inputs = [(i.name, _NUMPY_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"

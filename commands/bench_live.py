@@ -8,6 +8,8 @@ from onbeat.evaluation.bench_live import after_lock, beat_errors, jack_latency, 
 def add_arguments(parser):
     if parser.prog.split()[-1] == "soak":
         parser.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
+        parser.add_argument("--attack", action="store_true", help="flood the control input with grammar-built OSC "
+                                                                  "from another process during the run")
     else:
         parser.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
         parser.add_argument("--jack", action="store_true", help="clicks through a private JACK server instead of "

@@ -6,9 +6,18 @@ the chosen command's module is imported, so `onbeat play` never pays for torch a
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
+from onbeat.commands.arguments import require_finite_floats
 from onbeat.core.errors import OnbeatError
+
+logger = logging.getLogger(__name__)
+
+# What `systemctl stop`, `docker stop`, a closed SSH session and Ctrl-C send: all three stop onbeat the same way.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
@@ -35,6 +44,7 @@ COMMANDS = {
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
     ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
     ("bench", "feet"): ("onbeat.commands.bench_feet", "cost of the finishing every slice gets (key poses, grounded feet)"),
+    ("bench", "fuzz"): ("onbeat.commands.bench_fuzz", "structure-aware fuzzing of control datagrams, WAV/FLAC files, ONNX metadata"),
 }
 
 
@@ -48,9 +58,16 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument mistake is one line in the CLI's voice, like any other user mistake."""
+
+    def error(self, message):
+        raise OnbeatError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser(argv):
     """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
-    parser = argparse.ArgumentParser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
+    parser = _Parser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
     groups = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
     chosen = None
     for words, (module, help_text) in COMMANDS.items():
@@ -66,6 +83,7 @@ def build_parser(argv):
     if chosen:
         sub, module = chosen
         importlib.import_module(module).add_arguments(sub)
+        require_finite_floats(sub)
     return parser
 
 
@@ -101,9 +119,40 @@ def configure_logging():
     logger.setLevel(logging.INFO)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def graceful_stop(stop):
+    """While the show runs: the first of SIGINT, SIGTERM or SIGHUP calls `stop` (the engine ends its output loop
+    and everything closes as at the end of --seconds, so a recording is finished), later ones only say that
+    onbeat is finishing. Outside, SIGTERM and SIGHUP interrupt like Ctrl-C (`main`)."""
+    received = []
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if received:
+            logger.info("%s: already stopping, finishing up", name)
+        else:
+            logger.info("%s: stopping, finishing up", name)
+            # Not `stop()` in here: it takes a lock that the interrupted code of this thread may be holding.
+            threading.Thread(target=stop, name="onbeat-stop", daemon=True).start()
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     configure_logging()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS[1:]} if in_main_thread else {}
     try:
         args = build_parser(argv).parse_args(argv)
         return importlib.import_module(args._module).run(args) or 0
@@ -121,6 +170,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("onbeat: stopped", file=sys.stderr)
         return 130
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 from onbeat.choreographers.library import Library, first_choice
+from onbeat.commands.arguments import output_rate, port
+from onbeat.commands.cli import graceful_stop
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
@@ -48,7 +50,7 @@ def add_arguments(parser):
     parser.add_argument("--record", metavar="OUT.npz|OUT.bvh", help="save the dance (and the audio as .wav)")
     parser.add_argument("--control-host", default="127.0.0.1",
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
-    parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
+    parser.add_argument("--control-port", type=port, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
     parser.add_argument("--link", action="store_true",
                         help="join the Ableton Link session: its tempo and beat lead the dance while it has peers")
@@ -58,7 +60,7 @@ def add_arguments(parser):
                         help="follow MIDI beat clock from this input (name or part of it; default the first)")
     add_stage_arguments(parser)
     parser.add_argument("--no-stage", action="store_true", help="do not serve the browser stage")
-    parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
+    parser.add_argument("--rate", type=output_rate, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
 
 
@@ -67,7 +69,7 @@ def add_stage_arguments(parser):
     parser.add_argument("--stage-host", default="127.0.0.1",
                         help="address the stage page listens on (default %(default)s: this machine only; on any "
                              "other address its controls need the token printed at start)")
-    parser.add_argument("--stage-port", type=int, help=f"stage page port (default {DEFAULT_STAGE_PORT}, or a free "
+    parser.add_argument("--stage-port", type=port, help=f"stage page port (default {DEFAULT_STAGE_PORT}, or a free "
                                                        "one if that is taken; 0 = any free port)")
     parser.add_argument("--avatar", metavar="FILE.vrm|mannequin",
                         help="the dancer on the stage: your own VRM avatar, or the built-in mannequin (default: the "
@@ -75,8 +77,6 @@ def add_stage_arguments(parser):
 
 
 def run(args):
-    if not 1 <= args.rate <= 240:
-        raise OnbeatError(f"--rate {args.rate}: choose 1..240 frames per second")
     if args.seconds is not None and args.seconds <= 0:
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     library = Library()
@@ -103,19 +103,27 @@ def run(args):
             stage.attach(engine)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
-        dashboard = Dashboard(engine, quiet=args.quiet).start()
-        try:
-            engine.run(args.seconds)
-        except KeyboardInterrupt:
-            engine.stop()
-        finally:
-            dashboard.close()
-        print(plain_line(snapshot(engine)), flush=True)
+        # From here on a stop signal ends the show the way --seconds does: the recording is finished.
+        with graceful_stop(engine.stop):
+            try:
+                dashboard = Dashboard(engine, quiet=args.quiet).start()
+                try:
+                    engine.run(args.seconds)
+                finally:
+                    dashboard.close()
+                print(plain_line(snapshot(engine)), flush=True)
+            finally:
+                close_all([control, source, *clocks, *sinks])
+                control, source, clocks, sinks = None, None, [], []
         return 0
     finally:
-        for closable in (control, source, *clocks, *sinks):
-            if closable is not None:
-                closable.close()
+        close_all([control, source, *clocks, *sinks])
+
+
+def close_all(closables):
+    for closable in closables:
+        if closable is not None:
+            closable.close()
 
 
 def open_sinks(args):
@@ -126,7 +134,8 @@ def open_sinks(args):
     if args.osc:
         sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC)))
     if args.record:
-        sinks.append(Recorder(args.record, args.rate))
+        inputs = [getattr(args, "file", None), args.model]  # paths that must not be overwritten
+        sinks.append(Recorder(args.record, args.rate, inputs=[path for path in inputs if path]))
     return sinks
 
 

@@ -100,9 +100,11 @@ class Motion:
 
     # --- files ----------------------------------------------------------------------------------------------
     def save(self, path):
-        """Write an .npz that `Motion.load` reads back exactly."""
-        np.savez(path, fps=np.float64(self.fps), root_translation=self.root_translation,
-                 rotations=self.rotations, offsets=self.offsets)
+        """Write an .npz that `Motion.load` reads back exactly, to `path` as named (numpy would add '.npz' to a
+        name ending in '.NPZ')."""
+        with open(path, "wb") as f:
+            np.savez(f, fps=np.float64(self.fps), root_translation=self.root_translation,
+                     rotations=self.rotations, offsets=self.offsets)
 
     @classmethod
     def load(cls, path):

@@ -21,7 +21,7 @@ from scipy.signal import firwin
 from onbeat.core.beat_grid import beat_columns_at
 from onbeat.core.music import ANALYSIS_RATE, BEAT_COLUMNS, FEATURE_DIM, FEATURE_FPS, HOP
 from onbeat.ear.beats import BeatTracker
-from onbeat.ear.sources import read_audio
+from onbeat.ear.sources import check_format, read_audio
 
 N_FFT = 2048
 QUIETEST_PEAK_DB = -50.0         # dBFS: music peaking below this is treated as quiet, not boosted to full scale
@@ -161,6 +161,7 @@ class FeatureExtractor:
 
     def __init__(self, sample_rate):
         self.sample_rate = int(sample_rate)
+        check_format(self.sample_rate, 1, "audio")  # the resampler's filter grows with an odd rate
         self.resampler = Resampler(self.sample_rate, ANALYSIS_RATE)
         self.tracker = BeatTracker(ANALYSIS_RATE, HOP)
         self.window = np.hanning(N_FFT + 1)[:-1]

@@ -40,6 +40,18 @@ CLIP_LEVEL = 0.999      # a sample this loud counts as clipped
 LOST_AFTER_S = 2.0      # a running stream that delivers nothing for this long is treated as lost
 OPEN_TIMEOUT_S = 10.0  # how long a capture process may take to open its device
 POLL_S = 0.005          # how often an idle DeviceSource.blocks() looks at its ring buffer
+SAMPLE_RATES = (1000, 768000)   # Hz onbeat analyses: 1 kHz telephone-grade .. 768 kHz studio converters
+MAX_CHANNELS = 1024     # libsndfile's own limit
+
+
+def check_format(sample_rate, channels, what):
+    """OnbeatError unless `sample_rate` (Hz) and `channels` are something onbeat can analyse: a header claiming
+    2 GHz would otherwise ask the resampler for hundreds of GiB."""
+    low, high = SAMPLE_RATES
+    if not low <= sample_rate <= high:
+        raise OnbeatError(f"{what}: sample rate {sample_rate} Hz is outside {low}..{high} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise OnbeatError(f"{what}: {channels} channels (1..{MAX_CHANNELS} are readable)")
 
 
 @dataclass(frozen=True)
@@ -243,7 +255,11 @@ class FfmpegReader:
         fields = probe.stdout.strip().split(",")
         if probe.returncode or len(fields) != 2:
             raise OnbeatError(f"{path}: cannot read audio ({reason})") from None
-        self.samplerate, self.channels = int(fields[0]), int(fields[1])
+        try:
+            self.samplerate, self.channels = int(fields[0]), int(fields[1])
+        except ValueError:
+            raise OnbeatError(f"{path}: cannot read audio ({reason})") from None
+        check_format(self.samplerate, self.channels, path)
         self.process = subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
@@ -265,6 +281,10 @@ def open_audio(path):
     if not path.is_file():
         raise OnbeatError(f"{path}: no such audio file")
     try:
+        path.open("rb").close()  # libsndfile says only "System error." for a file it may not read
+    except OSError as e:
+        raise OnbeatError(f"{path}: {e.strerror or e}") from None
+    try:
         reader = soundfile.SoundFile(str(path))
     except (soundfile.LibsndfileError, RuntimeError) as e:
         reason = str(e).split(":")[-1].strip() or "unreadable"
@@ -272,9 +292,13 @@ def open_audio(path):
             raise OnbeatError(f"{path}: cannot read audio ({reason})") from None
         logger.debug("%s: libsndfile cannot read it, decoding with ffmpeg", path)
         return FfmpegReader(path, reason)
-    if reader.frames == 0:
+    try:
+        check_format(reader.samplerate, reader.channels, path)
+        if reader.frames == 0:
+            raise OnbeatError(f"{path}: the file contains no audio")
+    except OnbeatError:
         reader.close()
-        raise OnbeatError(f"{path}: the file contains no audio")
+        raise
     return reader
 
 

@@ -11,6 +11,7 @@ datagram's arrival time on the wall clock.
 - soak: a long run; frames sent/received, late frames, max jitter, and resident memory at start and end.
 """
 import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.dashboard import plain_line, snapshot
-
+from onbeat.stream.sinks import MessageTemplate
 
 # --- the receiver ------------------------------------------------------------------------------------------------
 
@@ -62,6 +63,69 @@ class OscReceiver:
         return results
 
 
+# --- the attacker (bench soak --attack) -------------------------------------------------------------------------
+
+PROBE_HOST = "127.0.0.2"  # the honest controller's address: another source than the attacker's 127.0.0.1
+POOL = 3000  # grammar packets the attacker cycles through; 1 % is made anew (fresh time tags) every round
+
+
+def _attack(port, ready, results, stop, seed):
+    """Attacker process: floods 127.0.0.1:`port` with grammar-built OSC as fast as it can (at nice 10), and once
+    a second sends an honest `/onbeat/energy` from `PROBE_HOST`, alternating two values."""
+    import os
+
+    from onbeat.evaluation.fuzz_grammar import RandomChoices, flood_packet
+    os.nice(10)
+    choices = RandomChoices(seed)
+    pool = [flood_packet(choices, time.time()) for _ in range(POOL)]
+    flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((PROBE_HOST, 0))
+    counts = {"datagrams": 0, "bytes": 0, "probes": 0, "refresh": 0}
+    values = (0.75, 1.25)
+    ready.put(True)
+    next_probe = time.monotonic()
+    while not stop.is_set():
+        for packet in pool:
+            try:
+                flood.sendto(packet, ("127.0.0.1", port))
+                counts["datagrams"] += 1
+                counts["bytes"] += len(packet)
+            except OSError:
+                pass  # e.g. ENOBUFS: the flood outruns the kernel; keep going
+            if time.monotonic() >= next_probe:
+                probe.sendto(MessageTemplate("/onbeat/energy", "f").encode(values[counts["probes"] % 2]),
+                             ("127.0.0.1", port))
+                counts["probes"] += 1
+                next_probe += 1.0
+            if stop.is_set():
+                break
+        for i in range(counts["refresh"], counts["refresh"] + POOL // 100):
+            pool[i % POOL] = flood_packet(choices, time.time())
+        counts["refresh"] = (counts["refresh"] + POOL // 100) % POOL
+    results.put(counts)
+
+
+class Attacker:
+    """`_attack` in another process; `stop()` returns what it sent."""
+
+    def __init__(self, port, seed=0):
+        context = multiprocessing.get_context("spawn")
+        ready, self._results, self._stop = context.Queue(), context.Queue(), context.Event()
+        self._process = context.Process(target=_attack, args=(port, ready, self._results, self._stop, seed),
+                                        daemon=True)
+        self.started = time.monotonic()
+        self._process.start()
+        ready.get(timeout=60)
+
+    def stop(self):
+        self._stop.set()
+        counts = self._results.get(timeout=30)
+        self._process.join(timeout=10)
+        counts["seconds"] = time.monotonic() - self.started
+        return counts
+
+
 # --- measurements --------------------------------------------------------------------------------------------------
 
 def frame_report(frames, rate):
@@ -89,6 +153,15 @@ def after_lock(beats, settle=2.0):
     return beats[beats[:, 1] >= beats[0, 1] + settle, 0] if len(beats) else np.zeros(0)
 
 
+def thread_cpu_seconds(native_id):
+    """CPU time (user + system, s) a thread of this process has used so far: /proc on Linux, else NaN."""
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def rss_mb():
     """Resident memory of this process (MB): psutil when installed, else /proc/self/status."""
     try:
@@ -103,28 +176,41 @@ def rss_mb():
 
 # --- commands ------------------------------------------------------------------------------------------------------
 
-def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None, source=None, extra_sinks=()):
+def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None, source=None, extra_sinks=(),
+                 attack=False):
     """Run the full pipeline for `seconds` (on the synthetic track unless `source` is given) into a receiver
-    process; (engine, source, received)."""
-    from onbeat.stream.engine import Engine
+    process; (engine, source, received). `attack`: the control input listens, and an `Attacker` floods it;
+    `received["attack"]` says what it sent."""
     from onbeat.choreographers.library import Library, first_choice
-    from onbeat.stream.sinks import OnbeatOscSink, VmcSink
     from onbeat.ear.sources import SyntheticSource
+    from onbeat.stream.control import Controls, ControlServer
+    from onbeat.stream.engine import Engine
+    from onbeat.stream.sinks import OnbeatOscSink, VmcSink
     library = Library()
     model = first_choice(library, model)
     receiver = OscReceiver()
     sinks = [OnbeatOscSink("127.0.0.1", receiver.port), VmcSink("127.0.0.1", receiver.port)]
     source = source or SyntheticSource(bpm=bpm)
-    engine = Engine(source, {model: library.load(model)}, [*sinks, *extra_sinks], rate=rate, library=library)
+    controls = Controls(model=model)
+    engine = Engine(source, {model: library.load(model)}, [*sinks, *extra_sinks], controls=controls, rate=rate,
+                    library=library)
+    control = ControlServer(controls, "127.0.0.1", 0) if attack else None
+    attacker = Attacker(control.address[1]) if attack else None
     reporter = threading.Thread(target=progress, args=(engine,), daemon=True) if progress else None
     try:
         if reporter:
             reporter.start()
         engine.run(seconds)
     finally:
+        attack_counts = attacker.stop() if attacker else None
+        if control:
+            attack_counts["control_cpu_s"] = thread_cpu_seconds(control.thread_id)  # while the thread exists
+            control.close()
+            attack_counts["probes_applied"] = control.input.applied_from.get(PROBE_HOST, 0)
         received = receiver.stop()
         for sink in sinks:
             sink.close()
+    received["attack"] = attack_counts
     return engine, source, received
 
 
@@ -174,6 +260,7 @@ class ClickTimer:
 def jack_latency(args, sample_rate=48000, period=256):
     """Clicks from jack_metro through a private JACK server into the engine; audio-to-OSC latency per click."""
     import os
+
     from onbeat.ear.jack import JackServer
     server = JackServer("onbeat-bench", sample_rate, period)
     os.environ.update(JACK_DEFAULT_SERVER=server.name, JACK_NO_AUDIO_RESERVATION="1")  # the capture child's server
@@ -209,6 +296,7 @@ def soak(args):
     if not args.minutes > 0:
         raise OnbeatError(f"--minutes {args.minutes}: must be positive")
     rss = {"before": rss_mb()}
+    load_before = os.getloadavg()
 
     def progress(engine):
         while not engine.running:
@@ -219,7 +307,8 @@ def soak(args):
             time.sleep(min(60.0, args.minutes * 60 / 2))
             print(plain_line(snapshot(engine)) + f" rss={rss_mb():.1f}MB", flush=True)
 
-    engine, _, received = run_pipeline(args.minutes * 60, args.bpm, args.model, args.rate, progress)
+    engine, _, received = run_pipeline(args.minutes * 60, args.bpm, args.model, args.rate, progress,
+                                       attack=args.attack)
     stats = engine.stats
     report = frame_report(received["frames"], args.rate)
     rss["end"] = rss_mb()
@@ -230,4 +319,14 @@ def soak(args):
     start = rss.get("start", rss["before"])
     print(f"RSS: before start {rss['before']:.1f} MB, after warm-up {start:.1f} MB, end {rss['end']:.1f} MB "
           f"(growth {rss['end'] - start:+.1f} MB)")
+    if received["attack"]:
+        attack, controls = received["attack"], engine.controls
+        print(f"attack: {attack['datagrams']} datagrams ({attack['datagrams'] / attack['seconds']:.0f}/s, "
+              f"{attack['bytes'] / attack['seconds'] / 2 ** 20:.1f} MB/s) of grammar-built OSC at nice 10; control "
+              f"input: applied {controls.received}, malformed {controls.malformed}, dropped {controls.dropped} "
+              f"(over budget or by the kernel); honest probes from {PROBE_HOST}: sent {attack['probes']}, applied "
+              f"{attack['probes_applied']}; control thread CPU {attack['control_cpu_s']:.1f} s "
+              f"({100 * attack['control_cpu_s'] / attack['seconds']:.1f} % of a core)")
+    print("load average (1, 5, 15 min): before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f} on {} cores".format(
+        *load_before, *os.getloadavg(), os.cpu_count()))
     return 0

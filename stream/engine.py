@@ -424,6 +424,10 @@ class Engine:
             self.source.close()
             for worker in workers:
                 worker.join(timeout=2.0)
+            generation = workers[1]
+            if generation.is_alive():  # in a long model step: onnxruntime aborts the process if it exits meanwhile
+                logger.info("waiting for the model to finish its slice")
+                generation.join()
         if self._errors:
             raise self._errors[0]
         return self.stats

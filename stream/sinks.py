@@ -50,15 +50,19 @@ left-handed frame (y up, z forward, +x = the character's right):
   every avatar when bone positions are applied, and the full spine bend without them. `upper_chest=True`
   sends Spine3 as UpperChest, for avatars that have one (VRoid avatars do).
 """
+import fcntl
+import glob
 import logging
 import math
-from collections import deque
-from dataclasses import dataclass
+import os
+import re
 import shutil
 import socket
 import struct
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -216,8 +220,20 @@ def to_unity_quaternion(q):
 
 
 def parse_target(text, default):
-    """'host:port', ':port' or 'host' → (host, port); OnbeatError naming the text otherwise."""
-    host, _, port = str(text).rpartition(":") if ":" in str(text) else (str(text), "", str(default[1]))
+    """'host:port', '[ipv6]:port', ':port', 'host' or a bare IPv6 address → (host, port); OnbeatError naming
+    the text otherwise."""
+    text = str(text)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise OnbeatError(f"{text!r}: not a host:port target (IPv6: [address]:port)")
+        port = rest[1:] or str(default[1])
+    elif text.count(":") > 1:  # a bare IPv6 address
+        host, port = text, str(default[1])
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = text, str(default[1])
     try:
         port = int(port)
         if not 0 < port < 65536:
@@ -267,20 +283,29 @@ def pack_bundles(messages, limit=MAX_BUNDLE_BYTES):
 
 
 class UdpTarget:
-    """A connected UDP socket: the host is resolved once, and a refusing target's ICMP errors come back as
-    ConnectionRefusedError on a later send, which is counted (not raised)."""
+    """A connected UDP socket: the host is resolved once (IPv4 or IPv6), broadcast addresses are allowed, and a
+    refusing target's ICMP errors come back as ConnectionRefusedError on a later send, which is counted (not
+    raised). `status` shows the errors while they last (`warn_interval`), "ok" once the target works again."""
 
     def __init__(self, host, port, name, warn_interval=5.0, nobody_there=""):
         self.name, self.warn_interval = name, warn_interval
         self.nobody_there = nobody_there  # what to tell the user while nothing listens at the target
-        self.address = f"{host}:{port}"
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.sent = self.errors = 0
         self.last_error = None
-        self._last_warning = -math.inf
+        self._last_warning = self._last_error_at = -math.inf
         try:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._sock.connect((host, port))
+            family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        except (OSError, UnicodeError) as e:
+            raise OnbeatError(f"{name} target {self.address}: {getattr(e, 'strerror', None) or e}") from None
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # Lighting rigs and installations send to a subnet's broadcast address; without SO_BROADCAST the
+            # kernel refuses those with "Permission denied".
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            self._sock.connect(address)
         except OSError as e:
+            self._sock.close()
             raise OnbeatError(f"{name} target {self.address}: {e.strerror or e}") from None
 
     def send(self, datagrams):
@@ -291,7 +316,7 @@ class UdpTarget:
             except OSError as e:
                 self.errors += 1
                 self.last_error = e.strerror or type(e).__name__
-                now = time.monotonic()
+                now = self._last_error_at = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
                     hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
@@ -300,7 +325,8 @@ class UdpTarget:
 
     @property
     def status(self):
-        return f"{self.name} {self.address} " + (f"errors {self.errors} ({self.last_error})" if self.errors else "ok")
+        failing = time.monotonic() - self._last_error_at < self.warn_interval
+        return f"{self.name} {self.address} " + (f"errors {self.errors} ({self.last_error})" if failing else "ok")
 
     def close(self):
         self._sock.close()
@@ -386,15 +412,29 @@ class Recorder(Sink):
     The motion is written incrementally, one readable part file (`<name>.partNNN.npz`) per `segment_seconds`,
     by a writer thread (the output clock never waits for the disk); `close()` joins the parts into `path`.
     If the disk fills up (any OSError), recording stops with one message, the show goes on, the frames still
-    in memory are saved as a last part if they fit, and the parts stay readable with `Motion.load`."""
+    in memory are saved as a last part if they fit, and the parts stay readable with `Motion.load`.
 
-    def __init__(self, path, rate, segment_seconds=5.0):
+    Refused up front, before anything is written (OnbeatError): outputs that would overwrite one of `inputs`
+    (the song being played, say), names the file system cannot hold, a folder it cannot write to, parts left
+    by an earlier recording that did not finish, and a path another onbeat is recording to (a lock file
+    `<name>.lock`, held with `fcntl.flock` until `close()`)."""
+
+    def __init__(self, path, rate, segment_seconds=5.0, inputs=()):
         self.path, self.rate = Path(path), float(rate)
         if self.path.suffix.lower() not in (".npz", ".bvh"):
             raise OnbeatError(f"{path}: recordings are .npz or .bvh")
         if not self.path.parent.is_dir():
             raise OnbeatError(f"{path}: folder {self.path.parent} does not exist")
         self.audio_path = self.path.with_suffix(".wav")
+        self.lock_path = self.path.with_suffix(".lock")
+        _check_name_lengths(self.path, [self.path, self.audio_path, self.lock_path, self._part(10 ** 6 - 1)])
+        _refuse_collisions(self.path, [self.path, self.audio_path, self.lock_path], inputs)
+        self._lock_file = _lock(self.lock_path, self.path)
+        try:
+            _refuse_left_parts(self.path)
+        except OnbeatError:
+            self._unlock()
+            raise
         self.segment_frames = max(1, int(round(segment_seconds * self.rate)))
         self.parts = []
         self.failed = None  # the message, once recording has stopped
@@ -403,6 +443,9 @@ class Recorder(Sink):
         self._audio = None
         self._lock = threading.Lock()
         self._writer = None
+
+    def _part(self, index):
+        return self.path.with_name(f"{self.path.stem}.part{index:03d}.npz")
 
     def send(self, frame):
         if self.failed:
@@ -429,7 +472,7 @@ class Recorder(Sink):
     def _write_segment(self, last=False):
         roots, rotations = np.array(self._roots), np.array(self._rotations)
         self._roots, self._rotations = [], []
-        part = self.path.with_name(f"{self.path.stem}.part{len(self.parts):03d}.npz")
+        part = self._part(len(self.parts))
         self.parts.append(part)
         previous = self._writer
         self._writer = threading.Thread(target=self._save_part, args=(previous, part, roots, rotations, last),
@@ -446,7 +489,7 @@ class Recorder(Sink):
             Motion(self.rate, roots, rotations).save(part)
             self.frames_recorded += len(roots)
         except OSError as e:
-            part.unlink(missing_ok=True)
+            _remove(part)
             self.parts.remove(part)
             if not last:
                 self._fail(part, e)
@@ -463,6 +506,8 @@ class Recorder(Sink):
         return f"recorder {self.path.name} " + (self.failed or f"{self.frames_recorded / self.rate:.0f} s")
 
     def close(self):
+        if self._lock_file is None:
+            return  # closed already
         if self._roots and not self.failed:
             self._write_segment()
         if self._writer is not None:
@@ -477,6 +522,13 @@ class Recorder(Sink):
         elif self.failed:
             logger.info("%.1f s of the dance kept in %s (each readable on its own)", self.frames_recorded / self.rate,
                         ", ".join(p.name for p in self.parts) or "no file")
+        self._unlock()
+
+    def _unlock(self):
+        """Remove the lock file, then release it (a second instance waiting on it checks it is still there)."""
+        _remove(self.lock_path)
+        self._lock_file.close()
+        self._lock_file = None
 
     def _join_parts(self):
         """Join the parts into the final file; on failure the parts stay where they are."""
@@ -494,9 +546,81 @@ class Recorder(Sink):
             logger.info("the parts of the recording are kept: %s", ", ".join(p.name for p in self.parts))
             return
         for part in self.parts:
-            part.unlink(missing_ok=True)
+            _remove(part)
         logger.info("recorded %.1f s to %s%s", motion.duration, self.path,
                     f" and {self.audio_path}" if self._audio is not None else "")
+
+
+def _remove(path):
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # it was never written (the name or the folder was the problem)
+
+
+def _check_name_lengths(path, outputs):
+    """OnbeatError when a file name of the recording (the longest part name included) is too long."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = max(outputs, key=lambda p: len(os.fsencode(p.name)))
+    if len(os.fsencode(longest.name)) > limit:
+        raise OnbeatError(f"{path}: name too long: the recording also writes files like {longest.name[:40]}... "
+                          f"({len(os.fsencode(longest.name))} bytes; this file system allows {limit}); choose a "
+                          "shorter name")
+
+
+def _refuse_collisions(path, outputs, inputs):
+    """OnbeatError when a file the recording writes is one of `inputs` (by inode, so links and another
+    spelling of the path count), or an input looks like one of its part files."""
+    part_name = re.compile(rf"{re.escape(path.stem)}\.part\d+\.npz", re.IGNORECASE)
+    for given in inputs:
+        source = Path(given)
+        if not source.exists():
+            continue
+        for output in outputs:
+            if output.exists() and os.path.samefile(output, source):
+                raise OnbeatError(f"--record {path} would overwrite {source}, which onbeat reads (the recording "
+                                  f"writes {', '.join(o.name for o in outputs)} and its parts): choose another name")
+        if part_name.fullmatch(source.name) and os.path.samefile(source.parent, path.parent):
+            raise OnbeatError(f"--record {path} would overwrite {source}, which onbeat reads (a part file of the "
+                              "recording): choose another name")
+
+
+def _refuse_left_parts(path):
+    left = sorted(path.parent.glob(f"{glob.escape(path.stem)}.part*.npz"))
+    if left:
+        raise OnbeatError(f"{left[0]}: left by an earlier recording to {path.name} that did not finish (each part "
+                          "is a readable motion file); move the parts away or choose another name")
+
+
+def _lock(lock_path, path):
+    """An open lock file, exclusively `flock`ed: OnbeatError when another onbeat holds it, or when the folder
+    is not writable (found now, not at the first part)."""
+    while True:
+        try:
+            lock = open(lock_path, "a+")
+        except OSError as e:
+            raise OnbeatError(f"{path}: cannot write to {path.parent} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise OnbeatError(f"{path}: another onbeat (pid {holder}) is recording to it; choose another "
+                              "name") from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()  # its holder removed it between our open and our lock: take the new one
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 class Speakers(Sink):

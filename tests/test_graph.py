@@ -124,6 +124,10 @@ def test_foreign_damaged_and_other_format_files_are_one_clear_error(database, tm
     save_data_file(tmp_path / "old.npz", "graph", "database", {**part.metadata, "graph_format": 0}, part.arrays)
     with pytest.raises(OnbeatError, match="graph database format 0.*rebuild it with `onbeat graph build`"):
         load_choreographer(tmp_path / "old.npz")
+    beyond = {**part.arrays, "beat_frame": part.arrays["beat_frame"] + len(part.arrays["rotations"])}
+    save_data_file(tmp_path / "beyond.npz", "graph", "database", part.metadata, beyond)
+    with pytest.raises(OnbeatError, match=r"beyond\.npz: damaged graph database \(beats outside their sequences\)"):
+        load_choreographer(tmp_path / "beyond.npz")
 
 
 def test_a_steady_grid_fills_in_dropped_beats_and_keeps_the_bar():

@@ -1,14 +1,22 @@
 """Exported files on onnxruntime: metadata, sessions, and one clear error for every file that cannot run."""
+import json
 import os
+import re
 
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
 from onnx import TensorProto, helper
 
-from onbeat.core.errors import OnbeatError
 from onbeat.choreographers import onnx as runtime
+from onbeat.choreographers.kinds import kind_named
+from onbeat.commands.cli import main
+from onbeat.core.errors import OnbeatError
 from onbeat.core.music import FEATURE_NAMES
+from onbeat.core.paths import ASSETS
+from onbeat.evaluation import fuzz_grammar as grammar
+from onbeat.evaluation.fuzz import onnx_metadata_case
 
 
 def write_identity_model(path, **metadata_changes):
@@ -88,3 +96,56 @@ def test_unavailable_device_is_explained(tmp_path):
         pytest.skip("this machine has the CUDA provider")
     with pytest.raises(OnbeatError, match="device cuda"):
         runtime.OnnxStep(path, device="cuda")
+
+
+# --- the values each kind's runtime reads --------------------------------------------------------------------------
+
+def shipped_badm_with(tmp_path, **changes):
+    """The shipped BADM file with metadata values replaced (JSON text; None deletes the key)."""
+    model = onnx.load(str(ASSETS / "badm.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(changes)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        if value is not None:
+            model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"ddim_steps": None}, "metadata has no 'ddim_steps'"),
+    ({"ddim_steps": "100000"}, "ddim_steps = 100000: must be 1..200"),
+    ({"ddim_steps": "4.5"}, "ddim_steps = 4.5: must be an integer"),
+    ({"slice_frames": "0"}, "slice_frames = 0: must be 2..300"),
+    ({"pose_std": "[0.0]"}, r"pose_std = \[0\.0\]: must be a list of 151 numbers"),
+    ({"pose_mean": json.dumps([float("nan")] * 151)}, "pose_mean = .*item 0 must be a finite number"),
+    ({"pose_mean": "[1, 2"}, "damaged metadata"),
+    ({"pose_mean": "[" * 100_000 + "]" * 100_000}, "damaged metadata"),
+])
+def test_metadata_values_are_checked_against_their_bounds(tmp_path, capsys, changes, expected):
+    path = shipped_badm_with(tmp_path, **changes)
+    assert main(["play", "--demo", "--seconds", "1", "--model", str(path), "--silent", "--no-vmc", "--quiet",
+                 "--control-port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and re.search(expected, err[0]), err
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"slice_frames": 9}, "not a multiple of rate 4"), ({"start_token": 300}, "past the codebook"),
+    ({"context": 8192, "layers": 64}, "MiB cache"),
+    ({"sampling": {"temperature": 1.0, "top_k": 12, "repeat_window": 8}}, "sampling = .*: misses repeat_penalty"),
+    ({"sampling": {"temperature": 0, "top_k": 12, "repeat_window": 8, "repeat_penalty": 1.0}},
+     "temperature must be above"),
+])
+def test_codes_metadata_is_checked_across_keys(changes, expected):
+    step = runtime.OnnxStep(ASSETS / "codes.gpt.onnx")
+    with pytest.raises(OnbeatError, match=expected):
+        kind_named("codes").check_metadata("codes.gpt.onnx", {**step.metadata, **changes})
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(grammar.strategy(grammar.onnx_metadata))
+def test_grammar_fuzz_metadata_is_refused_in_one_line_or_runs(case):
+    onnx_metadata_case(case)  # raises on any other error, or when accepted metadata does not dance

@@ -15,7 +15,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from onbeat.core.motion import Motion
 from onbeat.evaluation.bench_live import frame_report, run_pipeline
 from onbeat.commands.cli import main
-from onbeat.stream.control import ControlServer, Controls, _CountingDispatcher
+from onbeat.stream.control import ControlInput, ControlServer, Controls
 from onbeat.stream.engine import Engine
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.choreographers.codes import CodesChoreographer
@@ -146,7 +146,7 @@ def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
         for arg in packet[1]:
             builder.add_arg(arg)
         packet = builder.build().dgram
-    _CountingDispatcher(controls).call_handlers_for_packet(packet, ("127.0.0.1", 1))
+    ControlInput(controls).handle(packet, ("127.0.0.1", 1))
     assert controls.received + controls.malformed >= 1
     assert 0.0 <= controls.energy <= 2.0 and controls.model in controls.models
 

@@ -1,6 +1,7 @@
 """Sinks: VMC and onbeat OSC datagrams (sizes, parsing back with python-osc, the Unity conversion), a refusing
 target, and the recorder."""
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -8,14 +9,24 @@ from pythonosc.osc_packet import OscPacket
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import JOINT_INDEX, JOINT_NAMES, REST_OFFSETS
 from onbeat.ear.beats import BeatState
-from onbeat.core.motion import forward_kinematics
-from onbeat.stream.engine import PoseFrame
-from onbeat.stream.sinks import (MAX_BUNDLE_BYTES, REST_PELVIS_HEIGHT, VMC_BONES, OnbeatOscSink, Recorder, UdpTarget,
-                                 VmcSink, pack_bundles, parse_target, to_unity_position, to_unity_quaternion)
 from onbeat.ear.sources import AudioBlock
+from onbeat.stream.engine import PoseFrame
+from onbeat.stream.sinks import (
+    MAX_BUNDLE_BYTES,
+    REST_PELVIS_HEIGHT,
+    VMC_BONES,
+    OnbeatOscSink,
+    Recorder,
+    UdpTarget,
+    VmcSink,
+    pack_bundles,
+    parse_target,
+    to_unity_position,
+    to_unity_quaternion,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -151,3 +162,57 @@ def test_recorder_rejects_unknown_formats(tmp_path):
         Recorder(tmp_path / "x.mp4", 60)
     with pytest.raises(OnbeatError, match="does not exist"):
         Recorder(tmp_path / "missing" / "x.npz", 60)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[::1]:39539", ("::1", 39539)), ("[::1]", ("::1", 39539)), ("::1", ("::1", 39539)),
+    ("fe80::1%eth0", ("fe80::1%eth0", 39539)), ("host:7", ("host", 7)), (":7", ("127.0.0.1", 7)),
+])
+def test_targets_parse_ipv6_in_brackets_or_bare(text, expected):
+    assert parse_target(text, ("127.0.0.1", 39539)) == expected
+
+
+@pytest.mark.parametrize("text", ["[::1", "[::1]x", "[::1]:0", "[::1]:70000"])
+def test_broken_ipv6_targets_are_named(text):
+    with pytest.raises(OnbeatError, match="not a host:port target"):
+        parse_target(text, ("127.0.0.1", 39539))
+
+
+def test_an_ipv6_target_receives_vmc():
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here ({e.strerror})")
+    sock.settimeout(2.0)
+    with sock:
+        sink = VmcSink(*parse_target(f"[::1]:{sock.getsockname()[1]}", ("127.0.0.1", 39539)))
+        sink.send(random_frame())
+        address = OscPacket(sock.recv(65536)).messages[0].message.address
+        sink.close()
+    assert address == "/VMC/Ext/OK" and sink.status.startswith("vmc [::1]:")
+
+
+def test_a_broadcast_target_is_allowed():
+    target = UdpTarget("255.255.255.255", 39539, "osc")  # without SO_BROADCAST: "Permission denied"
+    target.send([b"/x\0\0,\0\0\0"])
+    target.close()
+    assert target.errors == 0 or target.last_error != "Permission denied"
+
+
+def test_the_status_line_forgets_errors_once_the_target_works_again():
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    target = UdpTarget("127.0.0.1", port, "osc", warn_interval=0.3)
+    for _ in range(20):
+        target.send([b"/x\0\0,\0\0\0"])
+        time.sleep(0.01)
+    assert target.errors and "errors" in target.status
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back:
+        back.bind(("127.0.0.1", port))  # the receiver is back
+        time.sleep(0.4)
+        target.send([b"/x\0\0,\0\0\0"])
+        assert target.status == f"osc 127.0.0.1:{port} ok"
+    target.close()

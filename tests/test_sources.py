@@ -1,21 +1,30 @@
 """Audio sources: synthetic drums, files of every format, bad files, the device ring buffer, and real capture
 through sounddevice from a private JACK server."""
 import builtins
+import contextlib
 import json
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-
 from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
+
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.devices import import_sounddevice
 from onbeat.ear.sources import (
-    DeviceSource, FileSource, RingBuffer, SyntheticSource, read_audio,
+    DeviceSource,
+    FileSource,
+    RingBuffer,
+    SyntheticSource,
+    read_audio,
 )
 
 
@@ -139,6 +148,58 @@ def test_header_only_wav_is_an_error(tmp_path):
     soundfile.write(path, np.zeros((0, 1), dtype=np.float32), 44100)
     with pytest.raises(OnbeatError, match="no audio"):
         FileSource(path, play=False)
+
+
+def wav_header(rate, channels, frames, bits=16):
+    data = frames * channels * bits // 8
+    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate,
+            rate * channels * bits // 8 % 2 ** 32, channels * bits // 8, bits) + b"data" + struct.pack("<I", data))
+
+
+@pytest.mark.parametrize("rate, channels, problem", [
+    (2_147_483_647, 1, "sample rate 2147483647 Hz is outside 1000..768000 Hz"),
+    (999, 1, "sample rate 999 Hz"), (768_001, 2, "sample rate 768001 Hz"),
+])
+def test_a_header_claiming_an_absurd_format_is_named_not_allocated(tmp_path, rate, channels, problem):
+    path = tmp_path / "claims.wav"
+    path.write_bytes(wav_header(rate, channels, 100) + bytes(200 * channels))
+    with pytest.raises(OnbeatError, match=f"{path}: {problem}"):
+        FileSource(path, play=False)
+
+
+def test_the_feature_extractor_refuses_a_rate_it_cannot_resample():
+    from onbeat.ear.features import FeatureExtractor
+    with pytest.raises(OnbeatError, match="sample rate 2147483647 Hz"):
+        FeatureExtractor(2_147_483_647)
+
+
+@pytest.fixture
+def as_nobody():
+    """Run a block with the permissions of an unprivileged user (root reads every file whatever its mode)."""
+    @contextlib.contextmanager
+    def drop():
+        if os.geteuid() != 0:
+            yield
+            return
+        os.seteuid(65534)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+    return drop
+
+
+def test_an_unreadable_file_says_permission_denied(as_nobody):
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        path = folder / "locked.wav"
+        soundfile.write(path, np.zeros(100, np.float32), 44100)
+        path.chmod(0)
+        with as_nobody(), pytest.raises(OnbeatError, match=f"{path}: Permission denied"):
+            FileSource(path, play=False)
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_unknown_output_device_is_an_error(tmp_path, portaudio):
