@@ -1,5 +1,6 @@
-"""The choreographers a show can switch between by name: `groove` (procedural, always there), each model onbeat
-ships (`badm`, `codes`; `default` is the same model as `DEFAULT`), and any export given by path."""
+"""The choreographers a show can switch between by name: `groove` (procedural, always there), each model this
+installation has (`badm`, `codes`, `graph`; `default` is the same model as `DEFAULT`; see `installed_models`), and
+any export given by path (.onnx, or .npz for a data kind)."""
 import logging
 import threading
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 from onbeat.core.errors import OnbeatError
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.choreographers.kinds import load_choreographer, shipped_models
+from onbeat.choreographers.kinds import installed_models, load_choreographer
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,9 @@ class Library:
 
     def names(self) -> list[str]:
         """Every name `load` accepts without a path: what `/onbeat/model` may switch to."""
-        shipped = [] if onnxruntime_missing() else list(shipped_models())
-        default = ["default"] if DEFAULT in shipped else []
-        return list(dict.fromkeys(["groove", *default, *shipped, *self.loaded]))
+        installed = [name for name, path in installed_models().items() if not _needs_onnxruntime(path)]
+        default = ["default"] if DEFAULT in installed else []
+        return list(dict.fromkeys(["groove", *default, *installed, *self.loaded]))
 
     def load(self, name: str) -> Choreographer:
         """The choreographer called `name` (see the module docstring) or exported at the path `name`."""
@@ -47,19 +48,24 @@ class Library:
             return self.loaded.setdefault(name, choreographer)
 
     def _open(self, name: str) -> Choreographer:
-        shipped = shipped_models()
-        if name == "default" or name in shipped:
-            if onnxruntime_missing():
-                raise OnbeatError(f"model {name}: onnxruntime is not installed (pip install 'onbeat[cpu]')")
-            path = shipped.get(DEFAULT if name == "default" else name)
+        installed = installed_models()
+        if name == "default" or name in installed:
+            path = installed.get(DEFAULT if name == "default" else name)
             if path is None:
                 raise OnbeatError(f"model {name}: not shipped with this installation")
-            return load_choreographer(path, self.threads, self.device, self.seed)
-        if not name.lower().endswith(".onnx"):
-            raise OnbeatError(f"model {name}: choose one of {', '.join(self.names())} or an exported .onnx path")
-        if onnxruntime_missing():
+        elif name.lower().endswith((".onnx", ".npz")):
+            path = Path(name)
+        else:
+            raise OnbeatError(f"model {name}: choose one of {', '.join(self.names())} or an exported .onnx/.npz path")
+        if _needs_onnxruntime(path):
             raise OnbeatError(f"model {name}: onnxruntime is not installed (pip install 'onbeat[cpu]')")
-        return load_choreographer(Path(name), self.threads, self.device, self.seed)
+        logger.debug("model %s: %s", name, path)
+        return load_choreographer(path, self.threads, self.device, self.seed)
+
+
+def _needs_onnxruntime(path: Path) -> bool:
+    """An ONNX export needs onnxruntime, which may be missing; a data file (.npz) needs numpy alone."""
+    return path.suffix.lower() == ".onnx" and onnxruntime_missing()
 
 
 def first_choice(library: Library, model: str) -> str:

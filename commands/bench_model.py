@@ -2,9 +2,9 @@
 import os
 from pathlib import Path
 
-from onbeat.choreographers.kinds import KINDS
+from onbeat.choreographers.kinds import KINDS, installed_models
 from onbeat.core.errors import OnbeatError
-from onbeat.evaluation.bench_model import bench_model, format_table
+from onbeat.evaluation.bench_model import bench_data, bench_model, format_table
 from onbeat.exporters.onnx_export import default_checkpoint
 
 
@@ -14,13 +14,15 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of dance per configuration and round")
     parser.add_argument("--rounds", type=int, default=2, help="turns each configuration takes (interleaved)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    parser.add_argument("--checkpoint", help="checkpoint to bench (one model only); default: the shipped one")
+    parser.add_argument("--checkpoint", help="checkpoint to bench (one model only; for graph its database .npz); "
+                                             "default: the shipped one")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args):
-    kinds = [kind for kind in sorted(KINDS) if default_checkpoint(kind).is_file()] if args.model == "all" \
-        else [args.model]
+    installed = installed_models()
+    kinds = [kind for kind in sorted(KINDS) if default_checkpoint(kind).is_file() or (
+        KINDS[kind].model is None and kind in installed)] if args.model == "all" else [args.model]
     if args.checkpoint and len(kinds) > 1:
         raise OnbeatError("--checkpoint needs one --model")
     try:
@@ -29,6 +31,12 @@ def run(args):
         raise OnbeatError(f"--threads {args.threads!r}: expected comma-separated numbers like 1,2") from None
     rows = []
     for kind in kinds:
+        if KINDS[kind].model is None:  # data, not a trained model: its numpy runtime alone
+            if not args.checkpoint and kind not in installed:
+                raise OnbeatError(f"{kind}: no database installed (build one with `onbeat {kind} build`)")
+            rows += bench_data(kind, Path(args.checkpoint) if args.checkpoint else installed[kind], args.seconds,
+                               args.rounds)
+            continue
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
         rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads, args.quiet)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())

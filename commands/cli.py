@@ -34,6 +34,8 @@ COMMANDS = {
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
     ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
     ("dataset", "check"): ("onbeat.commands.dataset_check", "rotation pops and FK errors of the data, per collection"),
+    ("graph", "build"): ("onbeat.commands.graph", "build the graph choreographer's motion database (research data or "
+                                                  "the shipped models' dances)"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
     ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval), cross-validated"),
     ("eval", "dance"): ("onbeat.commands.eval_dance", "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),

@@ -66,12 +66,27 @@ def data_location():
 
 
 def default_models():
-    """The shipped models by the names `--model` takes (`default` is badm's)."""
-    from onbeat.choreographers.kinds import kind_named, shipped_models
+    """The models by the names `--model` takes (`default` is badm's): the shipped ones, or the one the user built
+    (`onbeat graph build`); a model that knows styles lists them."""
+    from onbeat.choreographers.kinds import installed_models, kind_named
     from onbeat.choreographers.library import DEFAULT
     return ([f"{name}{' (default)' if name == DEFAULT else ''}: "
-             + ", ".join(str(p) for p in kind_named(name).graph_paths(path).values())
-             for name, path in shipped_models().items()] or [f"no shipped model found (looked in {paths.ASSETS})"])
+             + ", ".join(str(p) for p in kind_named(name).graph_paths(path).values()) + _styles(path)
+             for name, path in installed_models().items()]
+            or [f"no shipped model found (looked in {paths.ASSETS})"])
+
+
+def _styles(path):
+    """' (styles: a, b)' for a data file whose metadata lists styles, else ''."""
+    if path.suffix != ".npz":
+        return ""
+    from onbeat.choreographers.datafile import DataFile
+    from onbeat.core.errors import OnbeatError
+    try:
+        styles = DataFile(path, arrays=False).metadata.get("styles")
+    except OnbeatError:
+        return " (unreadable)"
+    return f" (styles: {', '.join(styles)})" if styles else ""
 
 
 def add_arguments(parser):

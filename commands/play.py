@@ -36,7 +36,9 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, help="stop after this many seconds (default: the whole file / "
                                                       "until Ctrl-C)")
     parser.add_argument("--model", default="default",
-                        help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes' or an .onnx path")
+                        help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes', 'graph' or an "
+                             "export's path (.onnx, .npz)")
+    parser.add_argument("--style", help="dance style, for a model that knows styles (graph: `onbeat info` lists them)")
     parser.add_argument("--vmc", action="append", metavar="HOST:PORT",
                         help=f"VMC target, repeat for several (default {DEFAULT_VMC[0]}:{DEFAULT_VMC[1]})")
     parser.add_argument("--no-vmc", action="store_true", help="do not send VMC")
@@ -79,6 +81,11 @@ def run(args):
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     library = Library()
     model = first_choice(library, args.model)
+    if args.style:
+        choreographer = library.load(model)
+        if not hasattr(choreographer, "set_style"):
+            raise OnbeatError(f"--style {args.style}: the {model} model has no styles (the graph model has)")
+        choreographer.set_style(args.style)
     controls = Controls(model=model)
     sinks, clocks, control, source = [], [], None, None
     try:

@@ -5,12 +5,12 @@ from pathlib import Path
 import torch
 
 from onbeat.core.errors import OnbeatError
-from onbeat.choreographers.kinds import KINDS, kind_named
+from onbeat.choreographers.kinds import kind_named, trainable_kinds
 from onbeat.models.train import TRAIN_DEFAULTS, check_config, read_config, setup_distributed, train
 
 
 def add_arguments(parser):
-    parser.add_argument("model", choices=sorted(KINDS), help="model kind")
+    parser.add_argument("model", choices=trainable_kinds(), help="model kind")
     parser.add_argument("--config", type=Path, help="JSON file of config values (model and training)")
     parser.add_argument("--preset", default="small", help="named config of the model kind (default: small)")
     parser.add_argument("--data", type=Path, default=Path("data.npz"), help="dataset from `onbeat dataset build`")

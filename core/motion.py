@@ -10,7 +10,7 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
+from onbeat.core.skeleton import FOOT_JOINTS, MIRROR_INDEX, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 
 @dataclass
@@ -143,6 +143,16 @@ def forward_kinematics_with_matrices(root_translation, rotations, offsets=REST_O
             world[..., j, :, :] = world[..., p, :, :] @ local[..., j, :, :]
             positions[..., j, :] = positions[..., p, :] + world[..., p, :, :] @ offsets[j]
     return positions, world
+
+
+_MIRROR_JOINTS = list(MIRROR_INDEX)
+_MIRROR_ROOT, _MIRROR_QUATERNION = np.array([-1.0, 1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0])
+
+
+def mirror_pose(root, rotations):
+    """Left/right mirror image of root positions (..., 3) and local rotations (..., 24, 4): swap the sides,
+    reflect x (quaternion (w, x, y, z) → (w, x, -y, -z))."""
+    return root * _MIRROR_ROOT, rotations[..., _MIRROR_JOINTS, :] * _MIRROR_QUATERNION
 
 
 def _optional(offsets):

@@ -7,6 +7,14 @@ ASSETS = PACKAGE_ROOT / "choreographers" / "assets"  # the shipped exported mode
 CHECKPOINTS = PACKAGE_ROOT / "models" / "checkpoints"  # the shipped trained weights they were exported from
 
 
+def user_models():
+    """Where onbeat keeps the models a user builds from data it may not ship (`onbeat graph build`):
+    $ONBEAT_HOME/models, else $XDG_DATA_HOME/onbeat/models (default ~/.local/share/onbeat/models)."""
+    if os.environ.get("ONBEAT_HOME"):
+        return Path(os.environ["ONBEAT_HOME"]) / "models"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "onbeat" / "models"
+
+
 def data_root():
     """The shared research data (never shipped): $ONBEAT_DATA, else ../shared/data beside the checkout or the
     working directory. Returns None when none of them exists."""

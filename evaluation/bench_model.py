@@ -51,6 +51,38 @@ def bench_model(kind, checkpoint, seconds, rounds, threads, quiet=False):
             for config, result in timings.items()]
 
 
+def bench_data(kind, path, seconds, rounds, tempos=(85.0, 120.0, 150.0)):
+    """Table rows for a data kind (graph): its numpy runtime dancing `seconds` of music at each tempo, slice by
+    slice (the first round warms up), timing every slice and, where the runtime reports them (`decision_ms`), the
+    decisions inside (the graph's choice of the next segment, once per beat)."""
+    from onbeat.choreographers.kinds import load_choreographer
+    dancer = load_choreographer(path, seed=0)
+    rows = []
+    for bpm in tempos:
+        music = synthetic_music(seconds, bpm)
+        frames = dancer.slice_frames
+        slices, wall = [], 0.0
+        for round_index in range(rounds + 1):
+            dancer.reset()
+            if hasattr(dancer, "decision_ms"):
+                dancer.decision_ms.clear()
+            began = time.perf_counter()
+            for k in range(0, len(music) - 2 * frames, frames):
+                start = time.perf_counter()
+                dancer.next_slice(music[k:k + 2 * frames])
+                if round_index:
+                    slices.append(time.perf_counter() - start)
+            if round_index:
+                wall += time.perf_counter() - began
+        timings = [("slice", 1000 * np.median(slices), 1000 * np.percentile(slices, 99), float("nan"))]
+        decisions = list(getattr(dancer, "decision_ms", []))
+        if decisions:
+            timings.append(("decision", np.median(decisions), np.percentile(decisions, 99), float("nan")))
+        rows.append({"model": kind, "runtime": f"numpy {bpm:.0f} BPM", "threads": 1, "graphs": timings,
+                     "realtime": rounds * seconds / wall})
+    return rows
+
+
 def _timed(step, times):
     def call(*arrays, **named):  # named: a styled graph's music mask and style, filled in by the runtime
         began = time.perf_counter()
@@ -80,5 +112,5 @@ def format_table(rows):
         for i, (graph, median, p99, speedup) in enumerate(row["graphs"]):
             realtime = f"{row['realtime']:11.1f}" if i == 0 else ""
             lines.append(f"{row['model']:<6} {row['runtime']:<17} {row['threads']:>3}  {graph:<14} {median:9.2f} "
-                         f"{p99:8.2f} {speedup:7.2f}x  {realtime}")
+                         f"{p99:8.2f} {f'{speedup:7.2f}x' if np.isfinite(speedup) else '       -'}  {realtime}")
     return "\n".join(lines)

@@ -269,6 +269,22 @@ def summary(arrays):
     return "\n".join(lines)
 
 
+def tracks_of(arrays, split=None):
+    """The Tracks a dataset file was built from (those of one split: 0 train, 1 validation; None: all)."""
+    chosen = range(len(arrays["seq_start"])) if split is None else np.flatnonzero(arrays["seq_split"] == split)
+    tracks = []
+    for i in chosen:
+        span = slice(arrays["seq_start"][i], arrays["seq_start"][i] + arrays["seq_length"][i])
+        beats = slice(arrays["seq_beat_start"][i], arrays["seq_beat_start"][i] + arrays["seq_beat_count"][i])
+        grid = BeatGrid(arrays["beat_times"][beats], arrays["beat_in_bar"][beats]) if arrays["seq_beat_count"][i] \
+            >= 2 else None
+        tracks.append(Track(str(arrays["seq_name"][i]), str(arrays["seq_source"][i]), str(arrays["seq_corpus"][i]),
+                            str(arrays["seq_style"][i]), str(arrays["seq_group"][i]), arrays["rows"][span],
+                            arrays["music"][span], arrays["music_mask"][span].astype(np.float32),
+                            arrays["bpm"][span], grid, str(arrays["seq_beat_source"][i])))
+    return tracks
+
+
 class WindowData:
     """The cached file, read back: `indices(split)` and `batch(...)` of raw (unnormalized) windows."""
 

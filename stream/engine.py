@@ -41,9 +41,8 @@ from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion, forward_kinematics
+from onbeat.core.motion import Motion, forward_kinematics, mirror_pose
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
-from onbeat.core.skeleton import MIRROR_INDEX
 from onbeat.ear.clocks import BeatGrid, ExternalClock, Handover
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
 from onbeat.ear.sources import Source
@@ -67,15 +66,6 @@ FAST_SLICES_TO_RECOVER = 10  # ... and this many fast ones in a row raise the qu
 SPIN_S = 0.0015  # the output thread sleeps until this long before a deadline, then spins
 RECONNECT_S = 1.0  # a lost input device is reopened this often
 WARN_INTERVAL_S = 5.0  # the same kind of warning is logged at most this often
-
-
-_MIRROR_JOINTS = list(MIRROR_INDEX)
-_MIRROR_ROOT, _MIRROR_QUATERNION = np.array([-1.0, 1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0])
-
-
-def mirror_pose(root, rotations):
-    """Left/right mirror image: swap the sides, reflect x (quaternion (w, x, y, z) → (w, x, -y, -z))."""
-    return root * _MIRROR_ROOT, rotations[..., _MIRROR_JOINTS, :] * _MIRROR_QUATERNION
 
 
 class EngineStats:

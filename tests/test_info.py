@@ -17,6 +17,7 @@ def report(capsys):
 
 def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr("onbeat.core.paths.ASSETS", tmp_path)
+    monkeypatch.setenv("ONBEAT_HOME", str(tmp_path / "home"))  # no database the user built here
     out = report(capsys)
     assert out["onbeat"][0].isdigit() and out["python"].startswith(sys.version.split()[0])
     assert out["numpy"] == __import__("numpy").__version__
