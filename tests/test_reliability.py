@@ -507,10 +507,10 @@ def test_twenty_seconds_of_soak_under_a_control_flood_drop_control_not_frames():
 
 
 SLOW_STEP_AT_EXIT = """
-from onbeat.choreographers.kinds import load_choreographer, shipped_models
+from onbeat.choreographers.kinds import installed_models, load_choreographer
 from onbeat.stream.engine import Engine
 from onbeat.ear.sources import SyntheticSource
-dancer = load_choreographer(shipped_models()["badm"])
+dancer = load_choreographer(installed_models()["badm"])
 dancer.set_quality = lambda level: None
 dancer.full_steps = dancer.steps = 4000  # a slice takes seconds: still in onnxruntime when the show ends
 Engine(SyntheticSource(bpm=120), {"default": dancer}, [], rate=60.0).run(3.0)
