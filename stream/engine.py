@@ -15,7 +15,8 @@ Three threads share a little state:
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
 percentile over 2 s; sources must be real-time). Predicted beats go to sinks as beat events with the output
 frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
-`clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
+`clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock. `simulate` runs the same
+steps in one thread on a simulated clock, faster than real time (the evaluation's live path).
 """
 import logging
 import math
@@ -34,7 +35,7 @@ from onbeat.core.skeleton import MIRROR_INDEX
 from onbeat.stream.control import Controls
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
-from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.choreographers.groove import GrooveChoreographer, downbeat_frame
 
 logger = logging.getLogger(__name__)
 RMS_COLUMN = FEATURE_NAMES.index("rms_energy")
@@ -68,6 +69,7 @@ class EngineStats:
         self.jitter = deque(maxlen=window)
         self.generation_ms = deque(maxlen=64)
         self.beats_sent = 0
+        self.key_poses = []  # (output time of the downbeat it was asked for, name) of each key pose handed on
 
     def jitter_ms(self, q):
         return 1000.0 * float(np.percentile(self.jitter, q)) if self.jitter else 0.0
@@ -121,7 +123,7 @@ class FrameQueue:
             self._frames[0][3] = False
             if len(self._frames) == 1:
                 return root0, rot0, jumped
-            t1, root1, rot1, _ = self._frames[1]
+            t1, root1, rot1, jump1 = self._frames[1]
             alpha = (t - t0) / (t1 - t0)
             return (1 - alpha) * root0 + alpha * root1, R.quat_slerp(rot0, rot1, alpha), jumped
 
@@ -139,6 +141,7 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
+        self.first_slice_seconds = 0.05  # generation time expected before any slice has been measured
         self.queue = FrameQueue()
         self.silent = True  # until the music proves otherwise
         self.beat = None  # latest BeatState
@@ -158,6 +161,7 @@ class Engine:
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
         self._key_pose_asked = None  # output time of the first slice that could have shown the key pose
+        self._beats_sent_until = -math.inf  # time of the last beat event sent
 
     # --- time ---------------------------------------------------------------------------------------------
     def now(self):
@@ -243,28 +247,38 @@ class Engine:
     # --- generation thread --------------------------------------------------------------------------------
     def _generate(self):
         while not self._stop.is_set():
-            choreographer = self.idle if self.silent else self.choreographers.get(self.controls.model, self.idle)
-            slice_seconds = choreographer.slice_frames / choreographer.fps
-            now, end = self.now(), self.queue.end
-            if end is None or end < now + 0.5 / self.rate:
-                if end is not None:
-                    self._degrade()
-                # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
-                expected = np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms else 0.05
-                start, jump = now + 1.2 * expected + 1.0 / self.rate, True
-            elif end - now > slice_seconds:  # lookahead of one slice is enough
-                self._stop.wait(min(end - now - slice_seconds, 0.02))
-                continue
-            else:
-                start, jump = end, False
-            if choreographer is not self._active:
-                self._active, jump = choreographer, True
-            self._queue_slice(choreographer, start, jump or self._need_jump)
+            wait = self._generation_step()
+            if wait > 0:
+                self._stop.wait(wait)
+
+    def _generation_step(self):
+        """Queue the next slice if it is due; returns how long to wait before looking again (0: at once)."""
+        choreographer = self.idle if self.silent else self.choreographers.get(self.controls.model, self.idle)
+        slice_seconds = choreographer.slice_frames / choreographer.fps
+        now, end = self.now(), self.queue.end
+        if end is None or end < now + 0.5 / self.rate:
+            if end is not None:
+                self._degrade()
+            # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
+            expected = (np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms
+                        else self.first_slice_seconds)
+            start, jump = now + 1.2 * expected + 1.0 / self.rate, True
+        elif end - now > slice_seconds:  # lookahead of one slice is enough
+            return min(end - now - slice_seconds, 0.02)
+        else:
+            start, jump = end, False
+        if choreographer is not self._active:
+            self._active, jump = choreographer, True
+        self._queue_slice(choreographer, start, jump or self._need_jump)
+        return 0.0
 
     def _queue_slice(self, choreographer, start, jump):
         # The slice's music and the next slice's as lookahead (a choreographer uses what it needs of it).
         music = self._music_for(start, 2 * choreographer.slice_frames)
         key_pose = self._key_pose_for(start, choreographer)
+        if key_pose is not None:
+            downbeat = downbeat_frame(music[:choreographer.slice_frames]) / choreographer.fps
+            self.stats.key_poses.append((start + downbeat, key_pose))
         began = self.clock()
         try:
             motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
@@ -365,6 +379,40 @@ class Engine:
             raise self._errors[0]
         return self.stats
 
+    def simulate(self, seconds=None):
+        """`run` on a simulated clock, in this thread, as fast as the work allows; returns the stats.
+
+        The same steps as `run`'s threads, interleaved: before each output frame every source block whose last
+        sample has been captured by then is analysed (a block arrives when it is complete, as from a live
+        input), then the generation step runs until its lookahead is full, then the frame is emitted. Work takes
+        no simulated time, so the model is never behind, and the dance is deterministic for deterministic
+        choreographers. The source must yield its blocks at once (not paced in real time)."""
+        clock = SimulatedClock()
+        self.clock, self.sleep = clock, clock.sleep
+        self.first_slice_seconds = 0.0  # generating takes no simulated time: the first slice starts on the grid
+        self._t0 = clock()
+        self.started_wall = time.time()
+        self._analysis_done = False
+        blocks = iter(self.source.blocks())
+        block = next(blocks, None)
+        index = 0
+        try:
+            while not self._output_done(index, seconds):
+                t = index / self.rate
+                while block is not None and self._fed + len(block.samples) / block.sample_rate <= t:
+                    clock.set(self._t0 + self._fed + len(block.samples) / block.sample_rate)
+                    self._analyse_block(block)
+                    block = next(blocks, None)
+                self._analysis_done = block is None
+                clock.set(self._t0 + t)
+                while self._generation_step() == 0.0:
+                    pass
+                index = self._output_frame(index)
+        finally:
+            self._stop.set()
+            self.source.close()
+        return self.stats
+
     def _guarded(self, fn):
         try:
             fn()
@@ -373,30 +421,35 @@ class Engine:
             self._stop.set()
 
     def _output(self, seconds):
-        period = 1.0 / self.rate
-        next_beat_after = -math.inf
         index = 0
-        while not self._stop.is_set():
+        while not self._output_done(index, seconds):
+            self._wait_until(self._t0 + index / self.rate)
+            index = self._output_frame(index)
+
+    def _output_done(self, index, seconds):
+        t = index / self.rate
+        # The source has ended and its last moves have been shown.
+        return (self._stop.is_set() or (seconds is not None and t >= seconds)
+                or (self._analysis_done and t >= self._row_time + 0.5))
+
+    def _output_frame(self, index):
+        """Emit output frame `index` (due now, or late); returns the index of the next frame."""
+        period = 1.0 / self.rate
+        t = index * period
+        lateness = self.now() - t
+        if lateness >= period:  # woke up too late: skip the missed deadlines rather than bunching
+            missed = int(lateness // period)
+            index += missed
+            self.stats.dropped += missed
             t = index * period
-            if seconds is not None and t >= seconds:
-                break
-            if self._analysis_done and t >= self._row_time + 0.5:
-                break  # the source has ended and its last moves have been shown
-            self._wait_until(self._t0 + t)
-            lateness = self.now() - t
-            if lateness >= period:  # woke up too late: skip the missed deadlines rather than bunching
-                missed = int(lateness // period)
-                index += missed
-                self.stats.dropped += missed
-                t = index * period
-                lateness -= missed * period
-            self._emit(t, index, self._next_pose(self.queue.sample(t), period))
-            # Beat events go out with the frame nearest to the beat (half a frame early at most).
-            next_beat_after = self._send_beats(t + 0.5 * period, next_beat_after)
-            self.stats.jitter.append(lateness)
-            self.stats.max_jitter = max(self.stats.max_jitter, lateness)
-            self.stats.late += lateness > 0.25 * period
-            index += 1
+            lateness -= missed * period
+        self._emit(t, index, self._next_pose(self.queue.sample(t), period))
+        # Beat events go out with the frame nearest to the beat (half a frame early at most).
+        self._beats_sent_until = self._send_beats(t + 0.5 * period, self._beats_sent_until)
+        self.stats.jitter.append(lateness)
+        self.stats.max_jitter = max(self.stats.max_jitter, lateness)
+        self.stats.late += lateness > 0.25 * period
+        return index + 1
 
     def _next_pose(self, sample, period):
         """The pose to show: the sampled one, blended from the last shown after a hold or a jump."""
@@ -463,6 +516,22 @@ class Engine:
         if now - self._warned.get(kind, -math.inf) >= interval:
             self._warned[kind] = now
             logger.warning("%s", message)
+
+
+class SimulatedClock:
+    """The clock of `Engine.simulate`: time moves only when the driver sets it (or something sleeps)."""
+
+    def __init__(self):
+        self.time = 0.0
+
+    def __call__(self):
+        return self.time
+
+    def set(self, time_):
+        self.time = max(self.time, time_)
+
+    def sleep(self, seconds):
+        self.time += max(seconds, 0.0)
 
 
 def _finite(motion):

@@ -322,3 +322,47 @@ def test_groove_strikes_a_key_pose_on_the_slice_downbeat():
         assert abs(np.dot(posed.rotations[4, JOINT_INDEX[joint]], target)) > 1 - 1e-9  # struck on the downbeat
         # half a slice away from the downbeat the groove is untouched
         assert np.allclose(posed.rotations[0, JOINT_INDEX[joint]], plain.rotations[0, JOINT_INDEX[joint]])
+
+
+def simulated_groove(key_pose_at=None, seconds=8.0):
+    """The groove dancing to the synthetic track through `Engine.simulate` at 30 fps; a key pose asked for at
+    output time `key_pose_at`, as a control message would."""
+    engine_box = []
+
+    def ask(frame):
+        if key_pose_at is not None and abs(frame.time - key_pose_at) < 1e-9:
+            engine_box[0].controls.key_pose = "arms_up"
+
+    sink = Collect(on_send=ask)
+    source = SyntheticSource(bpm=120, seconds=seconds, realtime=False)
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=30.0)
+    engine_box.append(engine)
+    return engine, engine.simulate(), sink, source
+
+
+def test_simulate_runs_the_live_steps_on_a_simulated_clock_deterministically():
+    engine, stats, sink, source = simulated_groove()
+    _, _, again, _ = simulated_groove()
+    rotations = np.array([f.rotations for f in sink.frames])
+    assert np.array_equal(rotations, np.array([f.rotations for f in again.frames]))  # deterministic
+    assert [f.index for f in sink.frames] == list(range(len(sink.frames)))  # no frame dropped or held
+    assert stats.dropped == stats.held == 0 and stats.bad_slices == 0
+    assert 8.0 <= len(sink.frames) / 30.0 <= 8.6  # the whole track, and the last moves after it
+    assert not engine.silent
+    # Blocks reach the ear when complete (one block late, 23 ms): beat events land on the true beats.
+    beats = np.array([b.time for b in sink.beats if b.time > 3.0])
+    true_beats = source.beat_times(9.0)
+    error_ms = 1000 * (beats - true_beats[np.abs(true_beats[None] - beats[:, None]).argmin(1)])
+    assert len(beats) >= 8 and np.mean(np.abs(error_ms) <= 50) >= 0.9
+
+
+def test_simulate_strikes_a_requested_key_pose_on_the_downbeat_it_records():
+    from onbeat.choreographers.groove import KEY_POSES
+    from onbeat.core.skeleton import JOINT_INDEX
+    engine, stats, sink, _ = simulated_groove(key_pose_at=5.0)
+    (downbeat, name), = stats.key_poses
+    assert name == "arms_up" and 5.0 < downbeat < 5.0 + 2.5  # the next downbeat at 120 BPM: within a bar
+    shown = next(f for f in sink.frames if abs(f.time - downbeat) < 0.5 / 30)
+    for joint, (axis, degrees) in KEY_POSES[name].items():
+        target = R.quat_from_axis_angle(np.radians(degrees) * axis)
+        assert abs(np.dot(shown.rotations[JOINT_INDEX[joint]], target)) > 1 - 1e-6
