@@ -124,6 +124,8 @@ class FrameQueue:
             if len(self._frames) == 1:
                 return root0, rot0, jumped
             t1, root1, rot1, jump1 = self._frames[1]
+            if jump1:  # never slide into a jump: the old motion holds until it, then the output blends
+                return root0, rot0, jumped
             alpha = (t - t0) / (t1 - t0)
             return (1 - alpha) * root0 + alpha * root1, R.quat_slerp(rot0, rot1, alpha), jumped
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import forward_kinematics
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.ear.sources import AudioBlock, SyntheticSource
@@ -97,6 +97,22 @@ def test_frame_queue_slerps_between_model_frames():
     assert queue.sample(0.9) is None
     assert not queue.sample(1.0 + 2 / 30)[2]  # the jump is reported once
     assert queue.sample(1.0 + 8.5 / 30) is None  # past the last frame: the engine holds the pose
+
+
+def test_frame_queue_does_not_slide_into_a_jump():
+    """A slice that jumps (another choreographer, far away) is not interpolated into from the one before: the old
+    motion holds until the jump's first frame, which comes flagged, so the engine blends from the old pose (one
+    frame earlier the dancer was shown most of the way there, and the blend started from that)."""
+    queue = FrameQueue(fps=30)
+    here = GrooveChoreographer().next_slice(np.zeros((8, 28), np.float32))
+    there = Motion(30, here.root_translation + [3.0, 0.0, 0.0], here.rotations)
+    queue.push(0.0, here, jump=False)
+    end = queue.end
+    queue.push(end, there, jump=True)
+    just_before = queue.sample(end - 1e-9)
+    assert np.allclose(just_before[0], here.root_translation[-1]) and not just_before[2]
+    root, _, jumped = queue.sample(end)
+    assert jumped and np.allclose(root, there.root_translation[0])
 
 
 class SlowOnce(GrooveChoreographer):
