@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onbeat.core.skeleton import JOINT_NAMES
 from onbeat.evaluation import metrics
 from onbeat.evaluation.generate import FPS, Dance, live_dance, load_live, load_torch, torch_dance
 from onbeat.evaluation.songs import Song
@@ -56,7 +57,8 @@ METRICS = {
     "jerk": ("jerk", "m/s^3", 0, "mean joint jerk"),
     "freeze": ("freeze", "", 3, "share of 1 s windows with the body (root-relative) nearly still"),
     "travel": ("travel", "m/s", 3, "mean horizontal root speed"),
-    "pops": ("pops", "%", 3, "joint-frames turning > 30 deg per 1/60 s (metrics.rotation_pops), all joints"),
+    "pops": ("pops", "%", 3, "joint-frames turning > 30 deg per 1/60 s (metrics.rotation_pops), all joints; "
+                             "per joint as pops_<joint name> in the JSON"),
     "keypose_cm": ("key pose", "cm", 1, "wrist/ankle distance to the requested key pose at its downbeat"),
     "keypose_reach": ("key pose reached", "%", 0, "requests with every wrist and ankle within 5 cm"),
     "rtf": ("rtf", "x", 1, "real-time factor of the whole live path"),
@@ -119,8 +121,10 @@ def dance_scores(dance: Dance, rotation_fps: float, beats: np.ndarray, other_bea
         "pfc": metrics.pfc(p, fps), "skate": metrics.foot_skate(p, fps), "contact_share": metrics.contact_share(p, fps),
         "penetration_p95": 100 * metrics.foot_penetration(p), "jerk": metrics.jerk(p, fps),
         "freeze": metrics.freeze_ratio(p, fps, reference_speed), "travel": metrics.travel(p, fps),
-        "pops": 100 * float(metrics.rotation_pops(dance.rotations, rotation_fps).mean()),
     }
+    pops = metrics.rotation_pops(dance.rotations, rotation_fps)
+    scores["pops"] = 100 * float(pops.mean())
+    scores.update({f"pops_{JOINT_NAMES[j]}": 100 * float(pops[j]) for j in range(len(pops))})
     scores["bas_gain"] = scores["bas"] - scores["bas_chance"]
     scores["beat_gain"] = scores["beat_align"] - scores["beat_align_chance"]
     return scores

@@ -6,6 +6,7 @@
   and the horizontal speed of the feet while on the floor (skating).
 - `beat_profile.png`: the mean joint speed averaged over the phase of the beat (all songs), divided by its mean:
   flat for a dancer who keeps moving, peaked for one who pulses with the beat.
+- `pops.png`: rotation pops per joint, each row.
 - `clip_<row>.mp4`: a few seconds of the first song danced by each row, with its music (`exporters.render`).
 """
 from pathlib import Path
@@ -43,6 +44,7 @@ def write_report(evaluation, folder: Path, clips=True) -> list:
         written.append(plot_speed(folder / f"speed_{name}.png", name, dances, real.beats))
         written.append(plot_feet(folder / f"feet_{name}.png", name, dances))
     written.append(plot_beat_profile(folder / "beat_profile.png", evaluation))
+    written.append(plot_pops(folder / "pops.png", evaluation))
     if clips:
         written += render_clips(evaluation, folder)
     return written
@@ -123,6 +125,25 @@ def plot_beat_profile(path, evaluation):
     axis.set_ylabel("mean joint speed / its mean")
     axis.set_title("Speed through the beat, all songs")
     axis.axhline(1.0, color="gray", lw=0.6)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_pops(path, evaluation):
+    """Rotation pops per joint (% of frames), each row a bar group."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(13, 4))
+    rows = list(evaluation.rows)
+    width = 0.8 / len(rows)
+    for k, row in enumerate(rows):
+        values = [evaluation.rows[row].get(f"pops_{name}", (np.nan,))[0] for name in JOINT_NAMES]
+        axis.bar(np.arange(len(JOINT_NAMES)) + k * width, values, width, label=row)
+    axis.set_xticks(np.arange(len(JOINT_NAMES)) + 0.4 - width / 2, JOINT_NAMES, rotation=60, ha="right", fontsize=8)
+    axis.set_ylabel("% of frames")
+    axis.set_title("Rotation pops: frames in which a joint turns more than 30 degrees per 1/60 s")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=90)
