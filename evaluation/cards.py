@@ -43,17 +43,17 @@ def card_section(evaluation, row, command):
     return "\n".join([
         BEGIN,
         "## Metrics",
-        f"`{command}`: {len(meta['songs'])} songs ({', '.join(sorted(set(meta['styles'])))}), "
-        f"{meta['seconds']:g} s each (or the song's end), seeds {', '.join(map(str, meta['seeds']))}, "
-        f"{meta['path']} path; kinetic features: {meta['kinetic']}; beats: {meta['beats']}; intervals: "
-        f"{meta['intervals']}. The real row is the real dancers (FID: the real-vs-real floor of equal size).",
+        (f"`{command}`: {len(meta['songs'])} songs ({', '.join(sorted(set(meta['styles'])))}), "
+         f"{meta['seconds']:g} s each (or the song's end), seeds {', '.join(map(str, meta['seeds']))}, "
+         f"{meta['path']} path; kinetic features: {meta['kinetic']}; beats: {meta['beats']}; intervals: "
+         f"{meta['intervals']}. The real row is the real dancers (FID: the real-vs-real floor of equal size)."),
         "",
         markdown_table(evaluation, row),
         "",
         "## Speed",
-        f"Live path (file, ear, engine, model, forward kinematics; one process, one thread): "
-        f"{values['rtf'][0]:.1f}x real time [{values['rtf'][1]:.1f}, {values['rtf'][2]:.1f}], the choreographer "
-        f"alone {values['rtf_model'][0]:.1f}x, on this machine with load average {load} while it ran."
+        (f"Live path (file, ear, engine, model, forward kinematics; one process, one thread): "
+         f"{values['rtf'][0]:.1f}x real time [{values['rtf'][1]:.1f}, {values['rtf'][2]:.1f}], the choreographer "
+         f"alone {values['rtf_model'][0]:.1f}x, on this machine with load average {load} while it ran.")
         if "rtf" in values else "No timing (not a generated row).",
         END,
     ])
@@ -76,7 +76,7 @@ def write_cards(evaluation, folder, command):
         if BEGIN in text and END in text:
             text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
         else:
-            match = re.search(r"^## Metrics\b.*?(?=^Code:|\Z)", text, flags=re.S | re.M)
+            match = re.search(r"^## Metrics\b.*?(?=^Code:|\Z)", text, flags=re.DOTALL | re.MULTILINE)
             if match is None:
                 text = text.rstrip("\n") + "\n\n" + section + "\n"
             else:

@@ -23,10 +23,16 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from onbeat.core.skeleton import JOINT_NAMES
 from onbeat.evaluation import metrics
-from onbeat.evaluation.generate import FPS, Dance, live_dance, load_live, load_torch, torch_dance
+from onbeat.evaluation.generate import (
+    FPS,
+    Dance,
+    live_dance,
+    load_live,
+    load_torch,
+    torch_dance,
+)
 from onbeat.evaluation.songs import Song
 
 logger = logging.getLogger(__name__)
@@ -57,8 +63,8 @@ METRICS = {
     "jerk": ("jerk", "m/s^3", 0, "mean joint jerk"),
     "freeze": ("freeze", "", 3, "share of 1 s windows with the body (root-relative) nearly still"),
     "travel": ("travel", "m/s", 3, "mean horizontal root speed"),
-    "pops": ("pops", "%", 3, "joint-frames turning > 30 deg per 1/60 s (metrics.rotation_pops), all joints; "
-                             "per joint as pops_<joint name> in the JSON"),
+    "pops": ("pops", "%", 3, ("joint-frames turning > 30 deg per 1/60 s (metrics.rotation_pops), all joints; "
+                              "per joint as pops_<joint name> in the JSON")),
     "keypose_cm": ("key pose", "cm", 1, "wrist/ankle distance to the requested key pose at its downbeat"),
     "keypose_reach": ("key pose reached", "%", 0, "requests with every wrist and ankle within 5 cm"),
     "rtf": ("rtf", "x", 1, "real-time factor of the whole live path"),
@@ -92,9 +98,9 @@ def prepare(songs: list, seconds: float) -> list:
     prepared = []
     for song in songs:
         motion = song.motion
-        frames = int(round(min(seconds, motion.duration) * FPS))
+        frames = round(min(seconds, motion.duration) * FPS)
         positions = metrics.resample_positions(motion.positions(), motion.fps, FPS)[:frames]
-        native = motion.rotations[:int(round(frames / FPS * motion.fps))]
+        native = motion.rotations[:round(frames / FPS * motion.fps)]
         _, beats = extract_file(song.audio)
         prepared.append(RealSong(song, Dance(positions, native, FPS), motion.fps, beats))
     return prepared

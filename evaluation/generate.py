@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
@@ -141,13 +140,13 @@ def key_pose_target(root, rotations, name):
 
 def key_pose_error_at(positions, roots, rotations, time_, name):
     """`metrics.key_pose_error` of the frame shown at output time `time_`."""
-    frame = int(round(time_ * FPS))
+    frame = round(time_ * FPS)
     return metrics.key_pose_error(positions[frame], key_pose_target(roots[frame], rotations[frame], name))
 
 
 def load_torch(kind: str, checkpoint: Path):
-    from onbeat.models.train import load_model
     import torch
+    from onbeat.models.train import load_model
     torch.set_num_threads(1)
     return load_model(checkpoint)
 

@@ -27,11 +27,10 @@ give the same value for the same motion at another rate (up to sampling).
 import warnings
 
 import numpy as np
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX
 from scipy import linalg
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import argrelextrema
-
-from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX
 
 PROTOCOL_FPS = 60
 SEGMENT_SECONDS = 10.0  # FID/Div features per 10 s segment (Bailando: one 20 s segment per dance; our set is small)
@@ -189,7 +188,7 @@ def segments(positions, fps, segment_seconds=SEGMENT_SECONDS, hop_seconds=SEGMEN
     """The dance's segments at 60 fps, each relative to its root position in its first frame (as Bailando):
     `segment_seconds` long, starting every `hop_seconds`; a dance shorter than a segment is one segment."""
     p60 = at_protocol_rate(positions, fps)
-    length, hop = int(round(segment_seconds * PROTOCOL_FPS)), int(round(hop_seconds * PROTOCOL_FPS))
+    length, hop = round(segment_seconds * PROTOCOL_FPS), round(hop_seconds * PROTOCOL_FPS)
     starts = range(0, max(len(p60) - length, 0) + 1, hop)
     return [p60[s:s + length] - p60[s, :1] for s in starts]
 
@@ -456,7 +455,7 @@ def freeze_ratio(positions, fps, reference_speed, window_seconds=1.0, fraction=0
     `reference_speed` (the median root-relative mean joint speed of the real dances): a pose gliding across the
     floor is frozen; travel is reported apart (`travel`)."""
     speed = mean_joint_speed(root_relative(positions), fps)
-    size = max(1, int(round(window_seconds * fps)))
+    size = max(1, round(window_seconds * fps))
     count = len(speed) // size
     if count == 0:
         return float(speed.mean() < fraction * reference_speed)

@@ -12,7 +12,6 @@
 from pathlib import Path
 
 import numpy as np
-
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS
 from onbeat.evaluation import metrics
 

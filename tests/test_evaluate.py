@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
-
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.commands.cli import main
 from onbeat.core.bvh import write_bvh
