@@ -11,9 +11,11 @@
 Motion is kept at its own frame rate (the importers' `fps=None`): the evaluator resamples positions smoothly
 itself, so the real rows carry no interpolation artefacts.
 """
+import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from onbeat.core.errors import OnbeatError
@@ -36,21 +38,23 @@ class Song:
 
 
 def load_songs(path: Path, limit: int | None = None) -> list[Song]:
-    """The test set at `path` (a dataset file or a folder, see the module doc), sorted by name; the first `limit`."""
+    """The test set at `path` (a dataset file or a folder, see the module doc), sorted by name; the first `limit`
+    (only those are read)."""
     path = Path(path)
     if path.is_file():
-        songs = _dataset_songs(path)
+        found = _dataset_songs(path)
     elif path.is_dir():
-        songs = _folder_songs(path)
+        found = _folder_songs(path)
     else:
         raise OnbeatError(f"{path}: no such dataset file or folder")
-    if not songs:
+    if not found:
         raise OnbeatError(f"{path}: no dance with music found (ballroom layout, or motion files with an audio file "
                           f"of the same stem: {', '.join(AUDIO_SUFFIXES)})")
-    return sorted(songs, key=lambda s: s.name)[:limit]
+    return [load() for _, load in sorted(found, key=lambda item: item[0])[:limit]]
 
 
 def _dataset_songs(path):
+    """[(name, loader)] of the dataset file's validation sequences with music."""
     from onbeat.core.paths import data_root
     from onbeat.models.dataset import WindowData
     arrays = WindowData.load(path).arrays
@@ -60,31 +64,32 @@ def _dataset_songs(path):
     root = data_root()
     if root is None:
         raise OnbeatError(f"{path}: its sequences are read from the data folder, which is not here (set ONBEAT_DATA)")
-    songs = []
+    found = []
     for i in chosen:
         source, name = str(arrays["seq_source"][i]), str(arrays["seq_name"][i])
         if source != "ballroom":
             raise OnbeatError(f"{path}: validation sequence {name} ({source}) has music but no audio file to play; "
                               "give --data the folder of dances instead")
-        songs += _ballroom_songs(root / "ballroom", [name])
-    return songs
+        found += _ballroom_songs(root / "ballroom", [name])
+    return found
 
 
 def _folder_songs(root):
+    """[(name, loader)] of the dances with music under `root`."""
     if _is_ballroom(root):
         return _ballroom_songs(root)
-    songs = []
+    found = []
     for folder in sorted({p.parent for p in root.rglob("*")} | {root}):
         if _is_ballroom(folder):
-            songs += _ballroom_songs(folder)
+            found += _ballroom_songs(folder)
             continue
         if any(_is_ballroom(parent) for parent in folder.parents):
             continue  # the ballroom set's own audio folder
         for motion_path in sorted(p for p in folder.iterdir() if p.suffix.lower() in MOTION_SUFFIXES):
             audio = _audio_for(motion_path, root)
             if audio is not None:
-                songs.append(_file_song(motion_path, audio))
-    return songs
+                found.append((motion_path.stem, partial(_file_song, motion_path, audio)))
+    return found
 
 
 def _is_ballroom(folder):
@@ -92,18 +97,26 @@ def _is_ballroom(folder):
 
 
 def _ballroom_songs(folder, names=None):
-    from onbeat.core.importers import ballroom_names, load_ballroom
-    songs, suspect = [], []
+    """[(name, loader)] of the ballroom sequences with audio that the set does not flag suspect."""
+    from onbeat.core.importers import ballroom_names
+    info = json.loads((folder / "motion.json").read_text())
+    found, suspect = [], []
     for name in names or ballroom_names(folder):
-        sequence = load_ballroom(folder, name, fps=None)
-        if sequence.suspect:
+        meta = info.get(name, {})
+        if meta.get("suspect"):
             suspect.append(name)
-        elif sequence.audio_path is not None:
-            songs.append(Song(name, sequence.style, sequence.motion, sequence.audio_path))
+        elif meta.get("audio") and (folder / "audio" / f"{name}.ogg").is_file():
+            found.append((name, partial(_ballroom_song, folder, name)))
     if suspect:
         logger.info("%s: left out %d sequences flagged suspect (frames do not match the song): %s", folder,
                     len(suspect), ", ".join(suspect))
-    return songs
+    return found
+
+
+def _ballroom_song(folder, name):
+    from onbeat.core.importers import load_ballroom
+    sequence = load_ballroom(folder, name, fps=None)
+    return Song(name, sequence.style, sequence.motion, sequence.audio_path)
 
 
 def _audio_for(motion_path, root):

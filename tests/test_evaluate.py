@@ -170,3 +170,36 @@ def test_torch_path_scores_a_trained_checkpoint(song_folder, tmp_path, capsys):
     assert main(["eval", "dance", "--data", str(song_folder), "--songs", "2", "--path", "torch", "--models",
                  f"codes={tmp_path / 'codes.pt'}", "--seconds", "6", "--seeds", "1"]) == 0
     assert "torch path" in capsys.readouterr().out
+
+
+def twitched(positions, fps, beats, burst=0.4):
+    """The same dance moved in bursts, as the shipped badm moves: each beat's motion done in the middle `burst` of
+    the beat, still around the beats."""
+    t = np.arange(len(positions)) / fps
+    k = np.clip(np.searchsorted(beats, t, side="right") - 1, 0, len(beats) - 2)
+    u = np.clip((t - beats[k]) / (beats[k + 1] - beats[k]), 0, 1)
+    progress = np.clip((u - 0.5 + burst / 2) / burst, 0, 1)
+    source = beats[k] + 0.5 * (1 - np.cos(np.pi * progress)) * (beats[k + 1] - beats[k])
+    source = np.where((t < beats[0]) | (t > beats[-1]), t, source) * fps
+    i = np.clip(np.floor(source).astype(int), 0, len(positions) - 2)
+    a = (source - i)[:, None, None]
+    return (1 - a) * positions[i] + a * positions[i + 1]
+
+
+@pytest.mark.slow
+def test_real_dancers_are_at_chance_on_bas_while_a_twitch_scores_high_and_twitch_tells_them_apart(data_dir):
+    """The negative example: BAS cannot tell a dancer from a twitch (real ballroom dancers score at chance, the same
+    dances moved in bursts on the beat far above); twitch can."""
+    from onbeat.evaluation import metrics
+    rng = np.random.default_rng(0)
+    songs = evaluate.prepare(load_songs(data_dir / "ballroom", limit=4), 20.0)
+    real_gain, twitch_gain, real_twitch, burst_twitch = [], [], [], []
+    for song in songs:
+        p, beats = song.dance.positions, song.beats[song.beats < 20.0]
+        burst = twitched(p, 30, beats)
+        for positions, gains, twitches in ((p, real_gain, real_twitch), (burst, twitch_gain, burst_twitch)):
+            chance = np.mean([metrics.beat_align_score(positions, 30, b) for b in metrics.shifted_beats(beats, rng)])
+            gains.append(metrics.beat_align_score(positions, 30, beats) - chance)
+            twitches.append(metrics.twitch(positions, 30, beats))
+    assert abs(np.mean(real_gain)) < 0.05 and np.mean(twitch_gain) > 0.15
+    assert max(real_twitch) < 0.45 and min(burst_twitch) > 0.8
