@@ -55,6 +55,9 @@ class GrooveChoreographer:
         self.idle_seconds = idle_seconds  # how fast the groove eases in and out of the idle
         self.reset()
 
+    def set_quality(self, level):
+        """Nothing to trade: a slice costs well under a millisecond."""
+
     def reset(self):
         self._frame = 0  # frames generated so far: the idle's own clock
         self._peak_rms = 1e-4  # decaying peak of rms_energy, so any feature scale works

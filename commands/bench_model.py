@@ -2,11 +2,15 @@
 import os
 from pathlib import Path
 
+from onbeat.choreographers.kinds import KINDS
+from onbeat.core.errors import OnbeatError
 from onbeat.evaluation.bench_model import bench_model, format_table
+from onbeat.exporters.onnx_export import default_checkpoint
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", choices=["badm", "codes", "all"], default="all")
+    parser.add_argument("--model", choices=[*sorted(KINDS), "all"], default="all",
+                        help="model kind to bench (default: all of them, each with its shipped checkpoint)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of dance per configuration and round")
     parser.add_argument("--rounds", type=int, default=2, help="turns each configuration takes (interleaved)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -14,12 +18,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    from onbeat.exporters.onnx_export import default_checkpoint
-    from onbeat.core.errors import OnbeatError
-
-    kinds = ["badm", "codes"] if args.model == "all" else [args.model]
+    kinds = [kind for kind in sorted(KINDS) if default_checkpoint(kind).is_file()] if args.model == "all" \
+        else [args.model]
     if args.checkpoint and len(kinds) > 1:
-        raise OnbeatError("--checkpoint needs --model badm or --model codes")
+        raise OnbeatError("--checkpoint needs one --model")
     try:
         threads = [int(n) for n in args.threads.split(",")]
     except ValueError:

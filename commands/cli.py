@@ -10,6 +10,10 @@ import sys
 
 from onbeat.core.errors import OnbeatError
 
+# The packages of the optional extras: a command that needs one says which extra to install.
+EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
+            "tqdm": "train", "onnxruntime": "cpu"}
+
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
@@ -83,10 +87,18 @@ def configure_logging():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
     configure_logging()
     try:
+        args = build_parser(argv).parse_args(argv)
         return importlib.import_module(args._module).run(args) or 0
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        words = next((" ".join(w) for w in COMMANDS if tuple(argv[:len(w)]) == w), "")
+        print(f"onbeat: error: `onbeat {words}` needs {e.name}: install the {extra} extra "
+              f"(pip install 'onbeat[{extra}]')", file=sys.stderr)
+        return 2
     except OnbeatError as e:
         print(f"onbeat: error: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ def add_arguments(parser):
                              + (f"; default {default}" if default else ""))
     parser.add_argument("--models", default=None,
                         help="comma-separated: live path: default, badm, codes, groove or an .onnx path (default: "
-                             "default,codes,groove); torch path: badm, codes or kind=checkpoint.pt (default: badm,codes)")
+                             "default,codes,groove); torch path: badm, codes or kind=checkpoint.pt "
+                             "(default: badm,codes)")
     parser.add_argument("--path", choices=("live", "torch"), default="live",
                         help="live: onbeat play's pipeline on a simulated clock (default); torch: the checkpoint's "
                              "generate on the song's features (training-time checks)")
@@ -49,10 +50,10 @@ def parse_models(text, path):
                                   ".onnx path)")
             models.append((Path(item).stem if item.endswith(".onnx") else item, item))
             continue
-        from onbeat.models.train import REGISTRY
+        from onbeat.choreographers.kinds import KINDS
         kind, _, checkpoint = item.partition("=")
-        if kind not in REGISTRY:
-            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(REGISTRY))})")
+        if kind not in KINDS:
+            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(KINDS))})")
         checkpoint = Path(checkpoint) if checkpoint else CHECKPOINTS / f"{kind}_small.pt"
         if not checkpoint.is_file():
             raise OnbeatError(f"{checkpoint}: no such checkpoint for {kind}")

@@ -1,13 +1,14 @@
 """`onbeat export`: a trained checkpoint to the ONNX graphs the live runtime loads, optionally with a parity check."""
 from pathlib import Path
 
+from onbeat.choreographers.kinds import KINDS
 from onbeat.exporters.onnx_export import default_checkpoint, export
 
 
 def add_arguments(parser):
-    parser.add_argument("model", choices=["badm", "codes"], help="which choreographer to export")
+    parser.add_argument("model", choices=sorted(KINDS), help="model kind to export")
     parser.add_argument("--checkpoint", help="trained checkpoint (.pt); default: the shipped small model")
-    parser.add_argument("-o", "--output", required=True, help="ONNX file to write (codes: the prefix of two files)")
+    parser.add_argument("-o", "--output", required=True, help="ONNX file to write (a kind of several graphs writes NAME.<graph>.onnx beside it)")
     parser.add_argument("--check", action="store_true", help="then compare torch and onnxruntime (parity)")
 
 

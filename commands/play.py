@@ -10,7 +10,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.choreographers.runtime import load_choreographers
+from onbeat.choreographers.library import Library, first_choice
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
 
 
@@ -46,15 +46,17 @@ def run(args):
         raise OnbeatError(f"--rate {args.rate}: choose 1..240 frames per second")
     if args.seconds is not None and args.seconds <= 0:
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
-    choreographers = load_choreographers(args.model)
-    controls = Controls(model=next(iter(choreographers), "groove"))
+    library = Library()
+    model = first_choice(library, args.model)
+    controls = Controls(model=model)
     sinks, control, source = [], None, None
     try:
         sinks = open_sinks(args)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
-        engine = Engine(source, choreographers, sinks, controls=controls, rate=args.rate)
+        engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
+                        library=library)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         dashboard = Dashboard(engine, quiet=args.quiet).start()

@@ -5,11 +5,12 @@ from pathlib import Path
 import torch
 
 from onbeat.core.errors import OnbeatError
-from onbeat.models.train import REGISTRY, TRAIN_DEFAULTS, check_config, model_class, read_config, setup_distributed, train
+from onbeat.choreographers.kinds import KINDS, kind_named
+from onbeat.models.train import TRAIN_DEFAULTS, check_config, read_config, setup_distributed, train
 
 
 def add_arguments(parser):
-    parser.add_argument("model", choices=sorted(REGISTRY), help="model kind")
+    parser.add_argument("model", choices=sorted(KINDS), help="model kind")
     parser.add_argument("--config", type=Path, help="JSON file of config values (model and training)")
     parser.add_argument("--preset", default="small", help="named config of the model kind (default: small)")
     parser.add_argument("--data", type=Path, default=Path("data.npz"), help="dataset from `onbeat dataset build`")
@@ -22,7 +23,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    cls = model_class(args.model)
+    cls = kind_named(args.model).model_class()
     if args.preset not in cls.PRESETS:
         raise OnbeatError(f"unknown preset {args.preset!r} for {args.model} (have: {', '.join(cls.PRESETS)})")
     cfg = {**TRAIN_DEFAULTS, **cls.PRESETS[args.preset], **check_config(read_config(args.config), cls, args.config)}

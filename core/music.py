@@ -19,6 +19,7 @@ format (retrain and re-export). Row i describes the hop of audio [i/30, (i+1)/30
 
 Columns 23-27 (`BEAT_COLUMNS`) come from the beat tracker; the rest (`AUDIO_COLUMNS`) describe the sound itself.
 """
+import numpy as np
 
 FEATURE_FPS = 30
 ANALYSIS_RATE = 22050  # Hz; every source is resampled to this before analysis
@@ -35,3 +36,19 @@ FEATURE_DIM = len(FEATURE_NAMES)
 AUDIO_COLUMNS = slice(0, FEATURE_NAMES.index("beat_phase_sin"))   # the descriptors of the sound itself
 BEAT_COLUMNS = slice(AUDIO_COLUMNS.stop, FEATURE_DIM)              # the beat clock's columns
 BEATS_PER_BAR = 4
+
+
+def synthetic_music(seconds, bpm=120.0, seed=0):
+    """(frames, FEATURE_DIM) float32 feature rows: random audio descriptors on a steady beat grid (4/4), for
+    checks and benchmarks of the models that need music of a known beat and no audio."""
+    rng = np.random.default_rng(seed)
+    frames = int(round(seconds * FEATURE_FPS))
+    music = rng.random((frames, FEATURE_DIM)).astype(np.float32)
+    beats = np.arange(frames) / FEATURE_FPS * bpm / 60.0
+    phase, bar_phase = beats % 1.0, (beats / BEATS_PER_BAR) % 1.0
+    columns = {"beat_phase_sin": np.sin(2 * np.pi * phase), "beat_phase_cos": np.cos(2 * np.pi * phase),
+               "beat_distance": 2 * np.minimum(phase, 1 - phase),
+               "bar_phase_sin": np.sin(2 * np.pi * bar_phase), "bar_phase_cos": np.cos(2 * np.pi * bar_phase)}
+    for name, values in columns.items():
+        music[:, FEATURE_NAMES.index(name)] = values
+    return music

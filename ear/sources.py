@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,14 +50,26 @@ class AudioBlock:
 
 
 class Source:
-    """Context-manager plumbing shared by the sources."""
+    """Where the music comes from: a file, a sound device, the synthetic demo track.
+
+    Threading: the engine iterates `blocks()` on its analysis thread. A live source yields blocks as the audio
+    arrives (in real time: a source reading faster than real time would put the beats ahead of the sound); a
+    file source paces itself. When a device goes away mid-stream, `blocks()` ends with `lost` set and `message`
+    saying why; the engine then calls `reopen()` (raising OnbeatError while it is still gone) every second and
+    iterates `blocks()` again. `close()` may be called from any thread and ends `blocks()`."""
     sample_rate: int
     channels: int
+    lost: bool = False  # the stream ended because the device went away (not because the music did)
+    message: str = ""  # what the source wants the user to know (a fallback it took, why it was lost)
 
-    def blocks(self):
+    def blocks(self) -> Iterator[AudioBlock]:
         raise NotImplementedError
 
-    def close(self):
+    def reopen(self) -> None:
+        """Open the device again after it was lost; OnbeatError while it is still gone."""
+        raise OnbeatError(f"{type(self).__name__} cannot be reopened")
+
+    def close(self) -> None:
         pass
 
     def __enter__(self):

@@ -107,14 +107,15 @@ def run_pipeline(seconds, bpm=120.0, model="default", rate=60.0, progress=None, 
     """Run the full pipeline for `seconds` (on the synthetic track unless `source` is given) into a receiver
     process; (engine, source, received)."""
     from onbeat.stream.engine import Engine
-    from onbeat.choreographers.runtime import load_choreographers
+    from onbeat.choreographers.library import Library, first_choice
     from onbeat.stream.sinks import OnbeatOscSink, VmcSink
     from onbeat.ear.sources import SyntheticSource
-    choreographers = load_choreographers(model)
+    library = Library()
+    model = first_choice(library, model)
     receiver = OscReceiver()
     sinks = [OnbeatOscSink("127.0.0.1", receiver.port), VmcSink("127.0.0.1", receiver.port)]
     source = source or SyntheticSource(bpm=bpm)
-    engine = Engine(source, choreographers, [*sinks, *extra_sinks], rate=rate)
+    engine = Engine(source, {model: library.load(model)}, [*sinks, *extra_sinks], rate=rate, library=library)
     reporter = threading.Thread(target=progress, args=(engine,), daemon=True) if progress else None
     try:
         if reporter:

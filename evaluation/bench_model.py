@@ -12,26 +12,29 @@ from pathlib import Path
 
 import numpy as np
 
+from onbeat.choreographers.kinds import open_steps
+from onbeat.choreographers.onnx import available_devices
+from onbeat.core.music import synthetic_music
 from onbeat.exporters import parity
-from onbeat.choreographers import runtime
 
 
 def bench_model(kind, checkpoint, seconds, rounds, threads):
     """Table rows for one model: every configuration (runtime, threads) timed on the same music, interleaved."""
     import torch
 
-    from onbeat.exporters.onnx_export import export, load_model
+    from onbeat.exporters.onnx_export import export
+    from onbeat.models.checkpoint import load_model
 
-    model = load_model(kind, checkpoint)
+    model = load_model(checkpoint, kind)
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / f"{kind}.onnx"
         export(kind, checkpoint, output)
-        configs = {("torch eager", n): parity.torch_steps(kind, model) for n in threads}
-        configs.update({("onnxruntime cpu", n): parity.onnx_steps(kind, output, n, "cpu") for n in threads})
-        if "cuda" in runtime.available_devices():
-            configs[("onnxruntime cuda", 1)] = parity.onnx_steps(kind, output, 1, "cuda")
+        configs = {("torch eager", n): model.step_callables() for n in threads}
+        configs.update({("onnxruntime cpu", n): open_steps(output, n, "cpu")[1] for n in threads})
+        if "cuda" in available_devices():
+            configs[("onnxruntime cuda", 1)] = open_steps(output, 1, "cuda")[1]
         metadata = next(iter(configs[("onnxruntime cpu", threads[0])].values())).metadata
-        music = parity.synthetic_music(seconds)
+        music = synthetic_music(seconds)
         timings = {config: {"calls": {name: [] for name in steps}, "wall": 0.0} for config, steps in configs.items()}
         for round_index in range(rounds + 1):  # round 0 warms up and is not counted
             for (name, count), steps in configs.items():

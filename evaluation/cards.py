@@ -24,7 +24,7 @@ def markdown_table(evaluation, highlight):
     rows = list(evaluation.rows)
     header = "| metric | " + " | ".join(f"**{r}**" if r == highlight else r for r in rows) + " |"
     lines = [header, "|---" * (len(rows) + 1) + "|"]
-    for key, (label, unit, digits, meaning) in METRICS.items():
+    for key, (label, unit, digits, _) in METRICS.items():
         if not any(key in evaluation.rows[r] for r in rows):
             continue
         cells = []

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from onbeat.core.skeleton import JOINT_NAMES
 from onbeat.evaluation import metrics
 from onbeat.evaluation.generate import (
@@ -196,7 +197,8 @@ def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live",
     def score(row, seeded):
         """Per-song scores of `row` from its dances [seed][song] (averaged over seeds) and its features."""
         values = [[dance_scores(dance, rot_fps, r.beats, others[i], reference_speed, rng)
-                   for i, (dance, r, rot_fps) in enumerate(zip(run, real, rates))] for run, rates in seeded]
+                   for i, (dance, r, rot_fps) in enumerate(zip(run, real, rates, strict=True))]
+                  for run, rates in seeded]
         per_song[row] = {key: [float(np.nanmean([run[i][key] for run in values])) for i in range(len(real))]
                          for key in values[0][0]}
         features[row] = [[metrics.dance_features(d.positions, d.fps, published_kinetic=published_kinetic)
@@ -218,9 +220,9 @@ def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live",
         dances[row] = runs
         score(row, [(run, [FPS] * len(run)) for run in runs])
         if key_poses and path == "live":
-            tries = [live_dance(r.song.audio, dancer, min(KEY_POSE_SECONDS, seconds), seeds[0],
-                                np.arange(KEY_POSE_FIRST, min(KEY_POSE_SECONDS, seconds) - 2.0, KEY_POSE_EVERY)).key_poses
-                     for r in real]
+            length = min(KEY_POSE_SECONDS, seconds)
+            requests = np.arange(KEY_POSE_FIRST, length - 2.0, KEY_POSE_EVERY)
+            tries = [live_dance(r.song.audio, dancer, length, seeds[0], requests).key_poses for r in real]
             per_song[row]["keypose_cm"] = [100 * np.mean([e for *_, e in t]) if t else math.nan for t in tries]
             per_song[row]["keypose_reach"] = [100 * np.mean([e <= metrics.KEY_POSE_REACHED for *_, e in t])
                                               if t else math.nan for t in tries]
@@ -262,7 +264,7 @@ def generate(dancer, spec, path, real: RealSong, seconds, seed) -> Dance:
     return torch_dance(dancer, extract_file(real.song.audio)[0][:frames], seed)
 
 
-# --- output ------------------------------------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------------------------
 def format_table(evaluation: Evaluation) -> str:
     """Metrics down, rows (real, models) across: "value [low, high]" per cell."""
     rows = list(evaluation.rows)
@@ -279,8 +281,9 @@ def format_table(evaluation: Evaluation) -> str:
     cells = [[cell(k, r) for r in rows] for k in keys]
     width = max(len(label) for label in labels) + 2
     columns = [max(len(r), *(len(c[i]) for c in cells)) + 2 for i, r in enumerate(rows)]
-    lines = ["".ljust(width) + "".join(r.rjust(w) for r, w in zip(rows, columns))]
-    lines += [label.ljust(width) + "".join(c.rjust(w) for c, w in zip(row, columns)) for label, row in zip(labels, cells)]
+    lines = ["".ljust(width) + "".join(r.rjust(w) for r, w in zip(rows, columns, strict=True))]
+    lines += [label.ljust(width) + "".join(c.rjust(w) for c, w in zip(row, columns, strict=True))
+              for label, row in zip(labels, cells, strict=True)]
     return "\n".join(lines)
 
 

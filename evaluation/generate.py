@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from onbeat.choreographers.groove import KEY_POSES, GrooveChoreographer
 from onbeat.core import rotations as R
-from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import forward_kinematics
 from onbeat.core.music import FEATURE_FPS
 from onbeat.core.skeleton import JOINT_INDEX
 from onbeat.evaluation import metrics
+from onbeat.stream.sinks import Sink
 
 FPS = FEATURE_FPS  # evaluation frame rate: the models' own
 
@@ -68,7 +69,7 @@ class TimedChoreographer:
             self.inner.set_quality(level)
 
 
-class _Recording:
+class _Recording(Sink):
     """The engine's sink here: the frames shown, whether the engine was on the idle, key-pose requests sent."""
 
     def __init__(self, engine_box, requests):
@@ -83,22 +84,12 @@ class _Recording:
         while self.requests and self.requests[0][0] <= frame.time + 1e-9:
             engine.controls.key_pose = self.requests.pop(0)[1]
 
-    def send_beat(self, state):
-        pass
-
-    def close(self):
-        pass
-
 
 def load_live(name: str):
-    """The live path's choreographer for a `--models` entry: default, badm, codes, an .onnx path (None: groove)."""
-    from onbeat.choreographers.runtime import load_choreographers
-    if name == "groove":
-        return None
-    choreographers = load_choreographers(name)
-    if not choreographers:
-        raise OnbeatError(f"--models {name}: no such model here (the groove stands in for it in `onbeat play`)")
-    return next(iter(choreographers.values()))
+    """The live path's choreographer for a `--models` entry, as `onbeat play --model` loads it: default, badm,
+    codes or an exported .onnx path (None: the groove)."""
+    from onbeat.choreographers.library import Library
+    return None if name == "groove" else Library().load(name)
 
 
 def live_dance(audio: Path, choreographer, seconds: float, seed: int, key_pose_times=()) -> Dance:
@@ -114,8 +105,9 @@ def live_dance(audio: Path, choreographer, seconds: float, seed: int, key_pose_t
     requests = [(t, names[i % len(names)]) for i, t in enumerate(sorted(key_pose_times))]
     engine_box = []
     recording = _Recording(engine_box, requests)
-    engine = Engine(FileSource(audio, play=False, realtime=False), {"model": timed} if choreographer is not None else {},
-                    [recording], idle=None if choreographer is not None else timed, rate=FPS)
+    dancers = {"model": timed} if choreographer is not None else {}
+    engine = Engine(FileSource(audio, play=False, realtime=False), dancers, [recording],
+                    idle=None if choreographer is not None else timed, rate=FPS)
     engine_box.append(engine)
     began = time.perf_counter()
     engine.simulate(seconds)
@@ -146,6 +138,7 @@ def key_pose_error_at(positions, roots, rotations, time_, name):
 
 def load_torch(kind: str, checkpoint: Path):
     import torch
+
     from onbeat.models.train import load_model
     torch.set_num_threads(1)
     return load_model(checkpoint)

@@ -27,10 +27,11 @@ give the same value for the same motion at another rate (up to sampling).
 import warnings
 
 import numpy as np
-from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX
 from scipy import linalg
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import argrelextrema
+
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX
 
 PROTOCOL_FPS = 60
 SEGMENT_SECONDS = 10.0  # FID/Div features per 10 s segment (Bailando: one 20 s segment per dance; our set is small)
@@ -173,7 +174,8 @@ def geometric_features(positions):
         nplane("lhip", "rhip", "lankle", "rankle", 2.1 * hw),
         angle("rknee", "rhip", "rknee", "rankle", (0, 110)), angle("lknee", "lhip", "lknee", "lankle", (0, 110)),
         fast("rankle", 2.5 * hl), fast("lankle", 2.5 * hl),
-        angle("neck", "root", "rshoulder", "relbow", (25, 180)), angle("neck", "root", "lshoulder", "lelbow", (25, 180)),
+        angle("neck", "root", "rshoulder", "relbow", (25, 180)),
+        angle("neck", "root", "lshoulder", "lelbow", (25, 180)),
         angle("neck", "root", "rhip", "rknee", (50, 180)), angle("neck", "root", "lhip", "lknee", (50, 180)),
         plane("rankle", "neck", "lankle", "root", 0.5 * hl),
         angle("neck", "root", "zero", "y_unit", (70, 110)),

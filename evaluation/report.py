@@ -12,6 +12,7 @@
 from pathlib import Path
 
 import numpy as np
+
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_NAMES, PARENTS
 from onbeat.evaluation import metrics
 
@@ -53,7 +54,7 @@ def plot_speed(path, title, dances, beats):
     plt = _pyplot()
     start, end = _excerpt(min(d.seconds for d in dances.values()))
     figure, axes = plt.subplots(len(dances), 1, figsize=(13, 1.9 * len(dances) + 0.6), sharex=True, squeeze=False)
-    for axis, (row, dance) in zip(axes[:, 0], dances.items()):
+    for axis, (row, dance) in zip(axes[:, 0], dances.items(), strict=True):
         speed = metrics.mean_joint_speed(dance.positions, dance.fps)
         times = (np.arange(len(speed)) + 0.5) / dance.fps
         shown = (times >= start) & (times <= end)
@@ -118,7 +119,7 @@ def plot_beat_profile(path, evaluation):
     figure, axis = plt.subplots(figsize=(7, 4))
     phases = (np.arange(PROFILE_BINS) + 0.5) / PROFILE_BINS
     for row, runs in evaluation.dances.items():
-        profiles = [beat_profile(d, real.beats) for run in runs for d, real in zip(run, evaluation.songs)]
+        profiles = [beat_profile(d, real.beats) for run in runs for d, real in zip(run, evaluation.songs, strict=True)]
         axis.plot(phases, np.nanmean(profiles, axis=0), marker="o", ms=3, label=row)
     axis.set_xlabel("phase of the beat (0 = on the beat)")
     axis.set_ylabel("mean joint speed / its mean")

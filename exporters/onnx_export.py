@@ -1,9 +1,8 @@
-"""`onbeat export badm|codes --checkpoint ... -o model.onnx`: a trained model's streaming step(s) as ONNX.
+"""A trained model's streaming graphs as ONNX files the live runtime loads with nothing else.
 
-BADM exports one graph (the denoiser step) to the given path. Codes exports two graphs beside each other:
-`-o codes.onnx` writes `codes.gpt.onnx` (the GPT step, KV cache as explicit inputs/outputs) and
-`codes.decoder.onnx` (the VQ-VAE decoder). Every file carries the metadata the runtime needs (see
-`onbeat.choreographers.runtime.metadata_props`), so `onbeat.choreographers.runtime` loads it with nothing else.
+Each graph of the kind (`onbeat.choreographers.kinds`) becomes one file: a one-graph kind (badm) is written at
+the given path, a several-graph kind (codes) beside it as `NAME.<graph>.onnx`. Every file carries the metadata the
+runtime needs (`onbeat.choreographers.onnx.metadata_props`), its kind and graph included.
 
 The graphs come from torch's torch.export-based ONNX exporter (`dynamo=True`, the default since torch 2.9; it needs
 onnxscript), at batch 1 and fixed slice length, opset 18; the deprecated TorchScript exporter is not used.
@@ -16,9 +15,11 @@ import logging
 import warnings
 from pathlib import Path
 
+from onbeat.choreographers.kinds import kind_named
+from onbeat.choreographers.onnx import metadata_props
 from onbeat.core.errors import OnbeatError
 from onbeat.core.paths import CHECKPOINTS
-from onbeat.choreographers.runtime import codes_graph_paths, metadata_props
+from onbeat.models.checkpoint import load_model
 
 OPSET = 18  # the torch.export-based exporter's native opset; onnxruntime ≥ 1.14 runs it
 
@@ -27,54 +28,15 @@ def default_checkpoint(kind):
     return CHECKPOINTS / f"{kind}_small.pt"
 
 
-def graph_paths(kind, output):
-    """The files `onbeat export` writes for `kind` at `output`: {graph name: path}."""
-    return {"badm": Path(output)} if kind == "badm" else codes_graph_paths(output)
-
-
 def export(kind, checkpoint, output):
     """Export `kind` from `checkpoint`; returns the written paths."""
-    model = load_model(kind, checkpoint)
+    model = load_model(checkpoint, kind)
     digest = file_sha256(checkpoint)
-    paths = graph_paths(kind, output)
-    for name, (module, example_inputs, output_names) in streaming_graphs(kind, model).items():
-        export_graph(module, example_inputs, output_names, paths[name],
-                     metadata_props(name, model.metadata(), digest))
+    paths = kind_named(kind).graph_paths(output)
+    for graph, (module, example_inputs, output_names) in model.export_graphs().items():
+        export_graph(module, example_inputs, output_names, paths[graph],
+                     metadata_props(kind, graph, model.metadata(), digest))
     return list(paths.values())
-
-
-def load_model(kind, checkpoint):
-    """The torch model of `kind` stored in `checkpoint` (any checkpoint `onbeat train` writes), in eval mode."""
-    from onbeat.models.train import load_model as load_trained
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise OnbeatError(f"{checkpoint}: no such checkpoint")
-    model = load_trained(checkpoint)
-    found = model.metadata()["model"]
-    if found != kind:
-        raise OnbeatError(f"{checkpoint}: a {found} checkpoint, not {kind}")
-    return model
-
-
-def streaming_graphs(kind, model):
-    """{graph name: (module, {input name: example tensor}, output names)} for each graph `kind` exports."""
-    if kind == "badm":
-        return {"badm": (model.step_module(), badm_example_inputs(model.metadata()), ["x0", "next_x0"])}
-    return {"codes.gpt": (model.gpt_step_module(), model.gpt_step_example_inputs(), model.gpt_step_output_names()),
-            "codes.decoder": (model.decoder_module(), model.decoder_example_inputs(), ["pose"])}
-
-
-def badm_example_inputs(metadata):
-    """One batch-1 call of the BADM denoiser (see `onbeat.choreographers.badm_sampler`)."""
-    import torch
-
-    frames, dim, features = metadata["slice_frames"], metadata["pose_dim"], metadata["feature_dim"]
-    generator = torch.Generator().manual_seed(0)
-    pose = lambda: torch.randn(1, frames, dim, generator=generator)  # noqa: E731
-    return {"noisy": pose(), "t": torch.tensor([0.5]), "context": pose(), "next_noisy": pose(),
-            "music": torch.rand(1, 2 * frames, features, generator=generator), "key_pose": pose(),
-            "key_mask": torch.zeros(1, frames)}
 
 
 def export_graph(module, example_inputs, output_names, path, props):

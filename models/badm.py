@@ -26,7 +26,7 @@ poses normalized with `metadata()["pose_mean"/"pose_std"]`, music raw (all zeros
 position u in [0, 1], all float32. `metadata()` holds everything the runtime needs besides the weights.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from onbeat.choreographers import badm_sampler as sampler
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROTATION_SLICE
 from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.models.checkpoint import config_from
 
 VERSION = 1
 
@@ -149,11 +150,31 @@ class BADM(nn.Module):
     @classmethod
     def from_config(cls, cfg, stats):
         """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays."""
-        names = {f.name for f in fields(BADMConfig)}
-        return cls(BADMConfig(**{k: v for k, v in cfg.items() if k in names}), stats)
+        return cls(config_from(BADMConfig, cfg), stats)
 
-    def step_module(self):
-        return self.denoiser
+    # --- the kind's export contract (see onbeat.choreographers.kinds) ----------------------------------------
+    def export_graphs(self):
+        """{graph: (module, example inputs, output names)}: one batch-1 call of the denoiser."""
+        frames, dim = self.cfg.slice_frames, POSE_DIM
+        generator = torch.Generator().manual_seed(0)
+        pose = lambda: torch.randn(1, frames, dim, generator=generator)  # noqa: E731
+        example = {"noisy": pose(), "t": torch.tensor([0.5]), "context": pose(), "next_noisy": pose(),
+                   "music": torch.rand(1, 2 * frames, FEATURE_DIM, generator=generator), "key_pose": pose(),
+                   "key_mask": torch.zeros(1, frames)}
+        return {"step": (self.denoiser, example, ["x0", "next_x0"])}
+
+    def step_callables(self):
+        return {"step": self.denoise_fn()}
+
+    @staticmethod
+    def parity_inputs(graph, metadata, rng):
+        """Random valid arguments for one call of `graph` (a key pose on the middle frame)."""
+        frames, dim = metadata["slice_frames"], metadata["pose_dim"]
+        pose = lambda: rng.standard_normal((1, frames, dim)).astype(np.float32)  # noqa: E731
+        mask = np.zeros((1, frames), np.float32)
+        mask[0, frames // 2] = 1.0
+        return (pose(), rng.random(1).astype(np.float32), pose(), pose(),
+                rng.random((1, 2 * frames, FEATURE_DIM)).astype(np.float32), pose(), mask)
 
     def metadata(self):
         return {"model": "badm", "version": VERSION, "fps": FEATURE_FPS, "slice_frames": self.cfg.slice_frames,

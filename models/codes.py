@@ -28,7 +28,7 @@ Training has two stages on the shared trainer's windows (`loss(batch)`): stage "
 trains the GPT on codes of the frozen VQ-VAE loaded from `vq_checkpoint`.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROOT_DIMS, ROTATION_SLICE
 from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.models.checkpoint import config_from, load_model
 
 VERSION = 1
 
@@ -369,10 +370,10 @@ class Codes(nn.Module):
         """cfg: a dict (unknown keys, e.g. the trainer's, are ignored); stats: the dataset's normalizer arrays.
         Stage "gpt" freezes the VQ-VAE, loaded from `vq_checkpoint` when given (a finished model's checkpoint
         holds its VQ-VAE weights itself and names none)."""
-        model = cls(config_from_dict(cfg), stats)
+        model = cls(config_from(CodesConfig, cfg), stats)
         if model.cfg.stage == "gpt":
             if model.cfg.vq_checkpoint:
-                model.vq.load_state_dict(load_checkpoint(model.cfg.vq_checkpoint).vq.state_dict())
+                model.vq.load_state_dict(load_model(model.cfg.vq_checkpoint, "codes").vq.state_dict())
             model.vq.requires_grad_(False)
         return model
 
@@ -432,7 +433,27 @@ class Codes(nn.Module):
         """Crop (B, T, ...) to a multiple of `rate` frames."""
         return x[:, :x.shape[1] // self.cfg.rate * self.cfg.rate]
 
-    # --- export and generation ------------------------------------------------------------------------------
+    # --- the kind's export contract (see onbeat.choreographers.kinds) ----------------------------------------
+    def export_graphs(self):
+        """{graph: (module, example inputs, output names)}: the GPT step and the streaming decoder."""
+        return {"gpt": (self.gpt_step_module(), self.gpt_step_example_inputs(), ["logits_up", "logits_down", "kv_out"]),
+                "decoder": (self.decoder_module(), self.decoder_example_inputs(), ["pose"])}
+
+    def step_callables(self):
+        return dict(zip(("gpt", "decoder"), self.sampler_callables()))
+
+    @staticmethod
+    def parity_inputs(graph, metadata, rng):
+        """Random valid arguments for one call of `graph`, away from the start state (a wrapped-around cache)."""
+        m = metadata
+        codes = lambda *shape: rng.integers(0, m["codebook_size"], shape).astype(np.int64)  # noqa: E731
+        if graph == "gpt":
+            kv = 0.5 * rng.standard_normal((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]))
+            return (codes(1), codes(1), rng.random((1, m["rate"], FEATURE_DIM)).astype(np.float32),
+                    kv.astype(np.float32), np.array([2 * m["context"] + 3], np.int64))
+        return codes(1, m["decode_window"]), codes(1, m["decode_window"])
+
+    # --- generation -------------------------------------------------------------------------------------------
     def gpt_step_module(self):
         return GPTStep(self.gpt)
 
@@ -444,9 +465,6 @@ class Codes(nn.Module):
         start = torch.full((1,), self.cfg.codebook_size, dtype=torch.long)
         return {"prev_up": start, "prev_down": start.clone(), "music": torch.zeros(1, self.cfg.rate, FEATURE_DIM),
                 "kv": self.empty_cache(), "pos": torch.zeros(1, dtype=torch.long)}
-
-    def gpt_step_output_names(self):
-        return ["logits_up", "logits_down", "kv_out"]
 
     def decoder_module(self):
         return StreamDecoder(self)
@@ -502,26 +520,3 @@ class StreamDecoder(nn.Module):
         return rows * self.pose_std + self.pose_mean
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
-def config_from_dict(values):
-    names = {f.name for f in fields(CodesConfig)}
-    return CodesConfig(**{k: v for k, v in values.items() if k in names})
-
-
-def checkpoint_state(model):
-    """What a codes checkpoint holds: config, normalizer stats and weights."""
-    stats = {"pose_mean": model.pose_mean.numpy(), "pose_std": model.pose_std.numpy(),
-             "music_mean": model.gpt.music_mean.numpy(), "music_std": model.gpt.music_std.numpy()}
-    return {"kind": "codes", "version": VERSION, "config": asdict(model.cfg), "stats": stats,
-            "model": model.state_dict()}
-
-
-def load_checkpoint(path):
-    """A `Codes` model from a checkpoint file (ours, or the shared trainer's with "config", "stats", "model")."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = Codes(config_from_dict(state["config"]), state["stats"])
-        model.load_state_dict(state["model"])
-    except Exception as e:  # torch.load and load_state_dict raise many kinds for a damaged or foreign file
-        raise OnbeatError(f"{path}: not a codes checkpoint ({str(e).splitlines()[0][:200]})") from None
-    return model.eval()

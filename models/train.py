@@ -1,21 +1,22 @@
-"""`onbeat train badm|codes`: the one trainer for every choreographer.
+"""The one trainer for every model kind (`onbeat train KIND`).
 
-A model kind is a class in `REGISTRY` with `PRESETS` (dict of config dicts), `from_config(cfg, stats)` (stats: the
-dataset's normalizer arrays pose_mean, pose_std, music_mean, music_std) and `loss(batch) -> (loss, logs)` where
-batch = {"motion": (B, W, POSE_DIM) raw rows, "music": (B, W, F) raw, "has_music": (B,)} float32 tensors.
+A kind's torch model (registered in `onbeat.choreographers.kinds`) has `PRESETS` (dict of config dicts), `CONFIG`
+(its config dataclass), `from_config(cfg, stats)` (stats: the dataset's normalizer arrays pose_mean, pose_std,
+music_mean, music_std) and `loss(batch) -> (loss, logs)` where batch = {"motion": (B, W, POSE_DIM) raw rows,
+"music": (B, W, F) raw, "has_music": (B,)} float32 tensors.
 
 Runs on CPU or CUDA, and on several processes/GPUs/machines under torchrun (DistributedDataParallel, initialised
 from the WORLD_SIZE/RANK/... environment; gloo on CPU, nccl on CUDA; only rank 0 logs and saves). Checkpoints hold
-model, optimiser, step, config, normalizer stats and RNG states, so `--resume` continues exactly.
+model, optimiser, step, config, normalizer stats and RNG states (`onbeat.models.checkpoint`), so `--resume`
+continues exactly.
 """
-import importlib
 import json
 import math
 import os
 import random
 import sys
 import time
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,9 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from onbeat.choreographers.kinds import kind_named
 from onbeat.core.errors import OnbeatError
-
-REGISTRY = {"badm": "onbeat.models.badm:BADM", "codes": "onbeat.models.codes:Codes"}
+from onbeat.models.checkpoint import model_state, read_checkpoint
 
 TRAIN_DEFAULTS = {
     "batch_size": 64, "lr": 5e-4, "weight_decay": 0.01, "warmup": 200, "steps": 20000, "grad_clip": 1.0,
@@ -34,14 +35,6 @@ TRAIN_DEFAULTS = {
     "eval_every": 500, "eval_batches": 16, "save_every": 1000, "log_every": 100,
 }
 CHECKPOINT = "checkpoint.pt"
-
-
-def model_class(kind):
-    module, name = REGISTRY[kind].split(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        raise OnbeatError(f"model {kind!r} is not available ({e})") from None
 
 
 def read_config(path):
@@ -161,11 +154,13 @@ def train(kind, cfg, data, out, seed=0, device="cpu", resume=False):
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
     out = Path(out)
     torch.manual_seed(seed)  # identical initial weights on every rank
-    model = model_class(kind).from_config(cfg, data.stats).to(device)
+    model = kind_named(kind).model_class().from_config(cfg, data.stats).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = 0
     if resume:
-        state = load_checkpoint(out / CHECKPOINT)
+        if not (out / CHECKPOINT).is_file():
+            raise OnbeatError(f"{out / CHECKPOINT}: no checkpoint to resume from")
+        state = read_checkpoint(out / CHECKPOINT)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -225,37 +220,11 @@ def set_rng_state(state):
 
 def save_checkpoint(out, kind, model, optimizer, step, cfg, stats, rng_states, seconds):
     out.mkdir(parents=True, exist_ok=True)
-    if is_dataclass(getattr(model, "cfg", None)):
-        cfg = {**cfg, **asdict(model.cfg)}  # the model's full config: later changes of defaults cannot alter it
-    weights = {"kind": kind, "model": model.state_dict(), "config": cfg, "step": step,
-               "stats": {k: np.asarray(v) for k, v in stats.items()}, "train_seconds": seconds}
+    weights = model_state(kind, model, stats, cfg, step, seconds)
     temporary = out / (CHECKPOINT + ".tmp")
     torch.save({**weights, "optimizer": optimizer.state_dict(), "rng": rng_states}, temporary)
     os.replace(temporary, out / CHECKPOINT)  # never leave a half-written checkpoint behind
     torch.save(weights, out / "model.pt")
-
-
-def load_checkpoint(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise OnbeatError(f"{path}: no checkpoint to resume from") from None
-    except Exception as e:  # torch raises many kinds for a damaged file
-        raise OnbeatError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
-
-
-def load_model(path):
-    """A trained model, in eval mode, from a checkpoint.pt or model.pt. It is built bare from its config rather
-    than through `from_config`: the checkpoint holds every weight, so files the config names for training (a
-    codes GPT's `vq_checkpoint`) need not exist any more."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or "kind" not in state or state["kind"] not in REGISTRY:
-        raise OnbeatError(f"{path}: not an onbeat model checkpoint")
-    cls = model_class(state["kind"])
-    names = {f.name for f in fields(cls.CONFIG)}
-    model = cls(cls.CONFIG(**{k: v for k, v in state["config"].items() if k in names}), state["stats"])
-    model.load_state_dict(state["model"])
-    return model.eval()
 
 
 class Progress:

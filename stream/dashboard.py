@@ -19,7 +19,7 @@ def snapshot(engine):
         "generation_ms": generation[len(generation) // 2] if generation else 0.0,
         "frames": stats.frames, "late": stats.late, "dropped": stats.dropped, "held": stats.held,
         "bad_slices": stats.bad_slices, "jitter_p99_ms": stats.jitter_ms(99), "beats": stats.beats_sent,
-        "sinks": [getattr(sink, "status", type(sink).__name__) for sink in engine.sinks],
+        "sinks": [sink.status for sink in engine.sinks],
         "control_errors": engine.controls.malformed,
     }
 

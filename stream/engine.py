@@ -15,8 +15,12 @@ Three threads share a little state:
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
 percentile over 2 s; sources must be real-time). Predicted beats go to sinks as beat events with the output
 frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
+`/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
+while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock. `simulate` runs the same
 steps in one thread on a simulated clock, faster than real time (the evaluation's live path).
+The contracts of what the engine drives, with their threading rules: `onbeat.ear.sources.Source`,
+`onbeat.choreographers.base.Choreographer`, `onbeat.stream.sinks.Sink`.
 """
 import logging
 import math
@@ -24,31 +28,40 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 
+from onbeat.choreographers.base import Choreographer
+from onbeat.choreographers.groove import GrooveChoreographer, downbeat_frame
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics
+from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.core.skeleton import MIRROR_INDEX
-from onbeat.stream.control import Controls
-from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
-from onbeat.choreographers.groove import GrooveChoreographer, downbeat_frame
+from onbeat.ear.sources import Source
+from onbeat.stream.control import Controls
+from onbeat.stream.sinks import PoseFrame, QueuedSink, Sink
 
 logger = logging.getLogger(__name__)
 RMS_COLUMN = FEATURE_NAMES.index("rms_energy")
+
 QUALITY_LEVELS = (1.0, 0.5, 0.25)  # fraction of the model's full work (e.g. denoising steps) when degraded
-
-
-@dataclass
-class PoseFrame:
-    time: float  # seconds on the output timeline
-    root_translation: np.ndarray  # (3,) metres
-    rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
-    positions: np.ndarray  # (24, 3) world joint positions, metres
-    index: int = 0  # output frame number: time = index / rate
+LAG_WINDOW_S = 2.0  # stream → output offset: a low percentile of the blocks' delivery lag over this much audio
+LAG_PERCENTILE = 20
+QUIET_SHARE_OF_PEAK = 0.05  # a row quieter than this share of the running peak RMS is quiet
+PEAK_RMS_DECAY = 0.999  # per row: the running peak RMS forgets slowly
+PULSE_CONFIDENCE = 0.1  # sound whose beat confidence stays below this has no pulse (room noise): quiet
+BEAT_EVENT_CONFIDENCE = 0.2  # beats go to the sinks only above this confidence
+FIRST_SLICE_GUESS_S = 0.05  # generation time assumed before any was measured
+REANCHOR_FACTOR = 1.2  # a late slice is placed this many typical generation times ahead of now
+FAST_SLICE_SHARE = 0.4  # a slice made within this share of its duration counts as fast ...
+FAST_SLICES_TO_RECOVER = 10  # ... and this many fast ones in a row raise the quality a level
+SPIN_S = 0.0015  # the output thread sleeps until this long before a deadline, then spins
+RECONNECT_S = 1.0  # a lost input device is reopened this often
+WARN_INTERVAL_S = 5.0  # the same kind of warning is logged at most this often
 
 
 _MIRROR_JOINTS = list(MIRROR_INDEX)
@@ -131,19 +144,26 @@ class FrameQueue:
 
 
 class Engine:
-    def __init__(self, source, choreographers, sinks=(), *, ear=None, controls=None, rate=60.0, idle=None,
-                 silence_seconds=2.0, blend_seconds=0.3, clock=time.perf_counter, sleep=time.sleep):
-        """choreographers: {name: Choreographer}; `controls.model` picks the active one ("groove" is added)."""
-        self.source, self.sinks, self.rate = source, list(sinks), float(rate)
+    def __init__(self, source: Source, choreographers: dict[str, Choreographer], sinks: Iterable[Sink] = (), *,
+                 ear=None, controls: Controls | None = None, rate: float = 60.0, idle: Choreographer | None = None,
+                 library=None, silence_seconds: float = 2.0, blend_seconds: float = 0.3,
+                 clock=time.perf_counter, sleep=time.sleep):
+        """choreographers: {name: Choreographer} to start with; `controls.model` picks the active one ("groove"
+        is added). `library` (an `onbeat.choreographers.library.Library`) loads the other names it knows when
+        the performer switches to them."""
+        self.source, self.rate = source, float(rate)
+        self.sinks = [QueuedSink(sink) if sink.may_block else sink for sink in sinks]
         self.idle = idle or GrooveChoreographer()
         self.choreographers = {"groove": self.idle, **choreographers}
+        self.library = library
         self.controls = controls or Controls(model=next(iter(choreographers), "groove"))
-        self.controls.models = tuple(self.choreographers)
+        self.controls.models = tuple(dict.fromkeys([*self.choreographers, *(library.names() if library else ())]))
+        self._loading = None  # the name being loaded from the library, on its worker thread
         self.ear = ear or Ear(source.sample_rate)
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
-        self.first_slice_seconds = 0.05  # generation time expected before any slice has been measured
+        self.first_slice_seconds = FIRST_SLICE_GUESS_S  # generation time expected before any slice was measured
         self.queue = FrameQueue()
         self.silent = True  # until the music proves otherwise
         self.beat = None  # latest BeatState
@@ -188,7 +208,7 @@ class Engine:
                 if self._stop.is_set():
                     break
                 self._analyse_block(block)
-            if self._stop.is_set() or not getattr(self.source, "lost", False):
+            if self._stop.is_set() or not self.source.lost:
                 break
             self._reconnect()
         self._analysis_done = True
@@ -203,12 +223,11 @@ class Engine:
         # read late; a backlog (audio buffered before the engine started, or during an outage) does not delay
         # the beats, and an audio clock drifting against the system's is followed.
         self._lags.append((stream_time, self.now() - stream_time))
-        while self._lags[0][0] < stream_time - 2.0:
+        while self._lags[0][0] < stream_time - LAG_WINDOW_S:
             self._lags.popleft()
-        self._offset = float(np.percentile([lag for _, lag in self._lags], 20))
+        self._offset = float(np.percentile([lag for _, lag in self._lags], LAG_PERCENTILE))
         for sink in self.sinks:
-            if hasattr(sink, "send_audio"):
-                sink.send_audio(block)
+            sink.send_audio(block)
         rows, states = self.ear.process(block)
         if len(rows):
             state, offset = states[-1], self._offset  # stream time → output time
@@ -218,11 +237,10 @@ class Engine:
 
     def _reconnect(self):
         """The input device went away: dance the idle (the output never stops) and reopen it every second."""
-        self._warn(f"audio input lost: {getattr(self.source, 'message', '') or 'no more audio'}; dancing the idle "
-                   "and retrying")
+        self._warn(f"audio input lost: {self.source.message or 'no more audio'}; dancing the idle and retrying")
         with self._state_lock:
             self.silent, self.beat = True, None
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(RECONNECT_S):
             try:
                 self.source.reopen()
             except OnbeatError:
@@ -233,9 +251,9 @@ class Engine:
 
     def _take_analysis(self, row, state):
         rms = float(row[RMS_COLUMN])
-        self._peak_rms = max(rms, self._peak_rms * 0.999, 1e-4)
+        self._peak_rms = max(rms, self._peak_rms * PEAK_RMS_DECAY, 1e-4)
         # Quiet, or sound without any pulse (room noise); music with a weak beat still counts as music.
-        quiet = rms < 0.05 * self._peak_rms or state.confidence < 0.1
+        quiet = rms < QUIET_SHARE_OF_PEAK * self._peak_rms or state.confidence < PULSE_CONFIDENCE
         with self._state_lock:
             self._row, self._row_time, self.beat = np.asarray(row, np.float32), row_time(state), state
             if not quiet:
@@ -255,7 +273,7 @@ class Engine:
 
     def _generation_step(self):
         """Queue the next slice if it is due; returns how long to wait before looking again (0: at once)."""
-        choreographer = self.idle if self.silent else self.choreographers.get(self.controls.model, self.idle)
+        choreographer = self.idle if self.silent else self._wanted_choreographer()
         slice_seconds = choreographer.slice_frames / choreographer.fps
         now, end = self.now(), self.queue.end
         if end is None or end < now + 0.5 / self.rate:
@@ -264,7 +282,7 @@ class Engine:
             # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
             expected = (np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms
                         else self.first_slice_seconds)
-            start, jump = now + 1.2 * expected + 1.0 / self.rate, True
+            start, jump = now + REANCHOR_FACTOR * expected + 1.0 / self.rate, True
         elif end - now > slice_seconds:  # lookahead of one slice is enough
             return min(end - now - slice_seconds, 0.02)
         else:
@@ -273,6 +291,25 @@ class Engine:
             self._active, jump = choreographer, True
         self._queue_slice(choreographer, start, jump or self._need_jump)
         return 0.0
+
+    def _wanted_choreographer(self):
+        """The choreographer `controls.model` names; while one not yet loaded loads, the current one dances on."""
+        name = self.controls.model
+        if name in self.choreographers:
+            return self.choreographers[name]
+        if self.library is not None and self._loading is None:
+            self._loading = name
+            threading.Thread(target=self._load, args=(name,), name="onbeat-load", daemon=True).start()
+        return self._active or self.idle
+
+    def _load(self, name):
+        try:
+            self.choreographers[name] = self.library.load(name)
+            self.choreographers[name].set_quality(QUALITY_LEVELS[self.quality])
+        except OnbeatError as e:
+            self._warn(f"model switch: {e}")
+        finally:
+            self._loading = None
 
     def _queue_slice(self, choreographer, start, jump):
         # The slice's music and the next slice's as lookahead (a choreographer uses what it needs of it).
@@ -292,8 +329,9 @@ class Engine:
         self.stats.generation_ms.append(1000.0 * elapsed)
         self.stats.slices += 1
         if good:
-            self._fast_slices = self._fast_slices + 1 if elapsed < 0.4 * choreographer.slice_frames / choreographer.fps else 0
-            if self._fast_slices >= 10:
+            fast = elapsed < FAST_SLICE_SHARE * choreographer.slice_frames / choreographer.fps
+            self._fast_slices = self._fast_slices + 1 if fast else 0
+            if self._fast_slices >= FAST_SLICES_TO_RECOVER:
                 self._recover()
             self._last_good = (motion.root_translation[-1], motion.rotations[-1])
             self._need_jump = False
@@ -334,8 +372,9 @@ class Engine:
             return self.controls.take_key_pose()  # no beat clock: strike the pose now
         self._key_pose_asked = self._key_pose_asked if self._key_pose_asked is not None else start
         end = start + choreographer.slice_frames / choreographer.fps
-        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % 4 == 0 for k, t in enumerate(beat.next_beats))
-        if downbeat or start - self._key_pose_asked > 4 * 60.0 / max(beat.bpm, 1.0):
+        downbeat = any(start <= t < end and (beat.bar_position + 1 + k) % BEATS_PER_BAR == 0
+                       for k, t in enumerate(beat.next_beats))
+        if downbeat or start - self._key_pose_asked > BEATS_PER_BAR * 60.0 / max(beat.bpm, 1.0):
             self._key_pose_asked = None
             return self.controls.take_key_pose()
         return None
@@ -354,8 +393,7 @@ class Engine:
 
     def _set_quality(self):
         for choreographer in self.choreographers.values():
-            if hasattr(choreographer, "set_quality"):
-                choreographer.set_quality(QUALITY_LEVELS[self.quality])
+            choreographer.set_quality(QUALITY_LEVELS[self.quality])
 
     # --- output (caller's thread) -------------------------------------------------------------------------
     def run(self, seconds=None):
@@ -485,7 +523,7 @@ class Engine:
     def _send_beats(self, t, after):
         """Send the predicted beats up to output time `t`; returns the time of the last one sent."""
         beat = self.beat
-        if beat is None or beat.confidence < 0.2 or self.silent:
+        if beat is None or beat.confidence < BEAT_EVENT_CONFIDENCE or self.silent:
             return after
         period = 60.0 / max(beat.bpm, 1.0)
         # The analysis runs up to a block ahead of the output clock: a beat it has just passed is no longer
@@ -494,7 +532,7 @@ class Engine:
             if not beat_time <= t:  # also skips NaN (no beat yet)
                 continue
             if beat_time > after + 0.5 * period:
-                bar_position = (beat.bar_position + 1 + k) % 4
+                bar_position = (beat.bar_position + 1 + k) % BEATS_PER_BAR
                 event = replace(beat, time=float(beat_time), phase=0.0, bar_position=bar_position, is_beat=True,
                                 is_downbeat=bar_position == 0)
                 for sink in self.sinks:
@@ -504,14 +542,14 @@ class Engine:
         return after
 
     def _wait_until(self, deadline):
-        """Sleep until ~1.5 ms before the deadline, then spin: sleep alone wakes up to a few ms late."""
+        """Sleep until shortly before the deadline, then spin: sleep alone wakes up to a few ms late."""
         remaining = deadline - self.clock()
-        if remaining > 0.0015:
-            self.sleep(remaining - 0.0015)
+        if remaining > SPIN_S:
+            self.sleep(remaining - SPIN_S)
         while self.clock() < deadline:
             pass
 
-    def _warn(self, message, interval=5.0):
+    def _warn(self, message, interval=WARN_INTERVAL_S):
         """Log a message at most once per `interval` seconds per kind of message."""
         kind = message.split(":")[0]
         now = self.clock()

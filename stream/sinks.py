@@ -1,6 +1,6 @@
 """Where the live poses go: VMC (VTuber apps, Unity, Unreal, Blender), plain onbeat OSC, and a recorder.
 
-Every sink has `.send(frame: PoseFrame)`, `.send_beat(state: BeatState)` and `.close()`; several run at once.
+Every sink is a `Sink` (the contract and its threading rules are its docstring); several run at once.
 OSC goes out over UDP in bundles of at most 1500 bytes (one Ethernet MTU, so no IP fragmentation). A target
 that is down or refusing never stops the show: errors are counted and logged at most once per interval.
 Messages are encoded here from pre-encoded templates (python-osc's builder costs ~50 us a message, 4 ms a frame;
@@ -40,6 +40,8 @@ per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-hand
 """
 import logging
 import math
+from collections import deque
+from dataclasses import dataclass
 import shutil
 import socket
 import struct
@@ -55,6 +57,97 @@ from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFF
 from onbeat.ear.devices import import_sounddevice
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseFrame:
+    time: float  # seconds on the output timeline
+    root_translation: np.ndarray  # (3,) metres
+    rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
+    positions: np.ndarray  # (24, 3) world joint positions, metres
+    index: int = 0  # output frame number: time = index / rate
+
+
+class Sink:
+    """Where the live output goes.
+
+    Threading: the engine calls `send` (every output frame) and `send_beat` (each predicted beat, with the frame
+    nearest to it) from its output thread, which keeps the clock: they must return within a small fraction of a
+    millisecond and never wait on a peer, a socket buffer or a disk. `send_audio` (each block of the music, for
+    recorders and speakers) comes from the analysis thread and may take up to a block's duration. A sink that
+    may block in `send` says so with `may_block = True`: the engine then runs it behind a `QueuedSink`, so when it
+    falls behind it drops its own oldest frames (counted), never the clock's. `close` is called once, at the end."""
+
+    may_block = False
+
+    def send(self, frame: PoseFrame) -> None:
+        """One output frame (a sink that only takes the audio ignores it)."""
+
+    def send_beat(self, beat) -> None:
+        """`beat`: an `onbeat.ear.beats.BeatState` with `time` on the output timeline."""
+
+    def send_audio(self, block) -> None:
+        """`block`: an `onbeat.ear.sources.AudioBlock`."""
+
+    @property
+    def status(self) -> str:
+        """One short line for the dashboard."""
+        return type(self).__name__
+
+    def close(self) -> None:
+        pass
+
+
+class QueuedSink(Sink):
+    """Runs `inner`'s `send` and `send_beat` on a thread of its own behind a bounded queue: `send` here only
+    appends; when the queue is full the oldest item is dropped and counted in `dropped`."""
+
+    def __init__(self, inner: Sink, capacity: int = 8):
+        self.inner, self.dropped = inner, 0
+        self._queue: deque = deque(maxlen=capacity)
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"onbeat-sink-{type(inner).__name__}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item):
+        with self._ready:
+            self.dropped += len(self._queue) == self._queue.maxlen
+            self._queue.append(item)
+            self._ready.notify()
+
+    def send(self, frame: PoseFrame) -> None:
+        self._put((self.inner.send, frame))
+
+    def send_beat(self, beat) -> None:
+        self._put((self.inner.send_beat, beat))
+
+    def send_audio(self, block) -> None:
+        self.inner.send_audio(block)
+
+    def _run(self):
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                method, item = self._queue.popleft()
+            try:
+                method(item)
+            except Exception:  # a sink failing must not end its thread; the next frame may go through
+                logger.exception("%s failed", type(self.inner).__name__)
+
+    @property
+    def status(self) -> str:
+        return self.inner.status + (f" (dropped {self.dropped}: it fell behind)" if self.dropped else "")
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=2.0)
+        self.inner.close()
 
 DEFAULT_VMC = ("127.0.0.1", 39539)
 DEFAULT_OSC = ("127.0.0.1", 39541)
@@ -178,16 +271,14 @@ class UdpTarget:
         self._sock.close()
 
 
-class _OscSink:
-    """What the OSC sinks share: a UDP target named after the protocol, its status, closing it."""
+class _OscSink(Sink):
+    """What the OSC sinks share: a UDP target named after the protocol, its status, closing it. A UDP send
+    never waits for the peer, so these run on the output thread directly."""
 
     protocol = "osc"
 
     def __init__(self, host, port):
         self.target = UdpTarget(host, port, self.protocol)
-
-    def send_beat(self, state):
-        pass
 
     @property
     def status(self):
@@ -249,7 +340,7 @@ def _write_error(error, folder):
     return "No space left on device" if full else str(error)
 
 
-class Recorder:
+class Recorder(Sink):
     """Saves the live session for replay: the shown motion as `path` (.npz, or .bvh) and the analysed audio
     next to it (.wav).
 
@@ -283,9 +374,6 @@ class Recorder:
         self._rotations.append(frame.rotations)
         if len(self._roots) >= self.segment_frames:
             self._write_segment()
-
-    def send_beat(self, state):
-        pass
 
     def send_audio(self, block):
         if self.failed:
@@ -372,7 +460,7 @@ class Recorder:
                     f" and {self.audio_path}" if self._audio is not None else "")
 
 
-class Speakers:
+class Speakers(Sink):
     """Plays the demo track on the default output device; `open()` is None (said once) when there is none."""
 
     def __init__(self, stream):
@@ -395,12 +483,6 @@ class Speakers:
             self.stream.write(block.samples)
         except Exception:  # noqa: BLE001 - an output underflow or a vanished device must not stop the dance
             pass
-
-    def send(self, frame):
-        pass
-
-    def send_beat(self, state):
-        pass
 
     @property
     def status(self):

@@ -85,10 +85,10 @@ def main(mode, *args):
         return
     if mode == "engine":   # the live engine on the JACK input for SECONDS; the test kills and restarts jackd
         from onbeat.stream.engine import Engine
+        from onbeat.stream.sinks import Sink
         frames = []
         with DeviceSource(device="JACK", sample_rate=SAMPLE_RATE, channels=1) as source:
-            sink = type("Sink", (), {"send": lambda self, frame: frames.append(time.monotonic()),
-                                     "send_beat": lambda self, state: None, "close": lambda self: None})()
+            sink = type("Times", (Sink,), {"send": lambda self, frame: frames.append(time.monotonic())})()
             engine = Engine(source, {}, [sink])
             print("capturing", flush=True)
             with LogLines() as captured:

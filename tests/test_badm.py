@@ -30,7 +30,7 @@ def step_inputs(batch=2):
 
 def test_step_module_maps_plain_tensors_to_both_clean_slices():
     model = tiny_model()
-    x0, next_x0 = model.step_module()(*step_inputs())
+    x0, next_x0 = model.denoiser(*step_inputs())
     assert x0.shape == next_x0.shape == (2, S, POSE_DIM)
     meta = model.metadata()
     assert meta["slice_frames"] == S and meta["pose_dim"] == POSE_DIM and meta["feature_names"] == list(FEATURE_NAMES)
@@ -38,7 +38,7 @@ def test_step_module_maps_plain_tensors_to_both_clean_slices():
 
 
 def test_every_conditioning_input_changes_the_prediction():
-    step = tiny_model().step_module()
+    step = tiny_model().denoiser
     base = step_inputs()
     reference = step(*base)[0]
     key_pose, key_mask = torch.ones(2, S, POSE_DIM), torch.zeros(2, S)
@@ -145,6 +145,7 @@ def test_loss_trains_every_part_and_beat_term_prefers_stillness_on_beats():
     assert scores[1] < scores[0]
 
 
+@pytest.mark.slow
 def test_generation_is_continuous_and_deterministic_per_seed():
     model = tiny_model()
     music = np.random.default_rng(0).standard_normal((40, FEATURE_DIM)).astype(np.float32)

@@ -137,6 +137,7 @@ def test_locks_to_a_real_808_kick_loop(data_dir):
     assert grid_error_ms(beats, np.arange(0.0, 10.5, 0.5)).max() <= 50
 
 
+@pytest.mark.slow
 def test_gtzan_mean_f_measure(data_dir):
     """The issue's done-criterion: mean F >= 0.75 over all 30 clips, one parameter set, and above aubio's."""
     result = beat_eval.evaluate(data_dir)
@@ -145,6 +146,7 @@ def test_gtzan_mean_f_measure(data_dir):
     assert result["mean"]["F"] > result["mean"]["baseline_F"]
 
 
+@pytest.mark.slow
 def test_eval_command_prints_the_table(data_dir, tmp_path, capsys):
     out = tmp_path / "beats.json"
     assert main(["eval", "beats", "--data", str(data_dir), "--clips", "2", "--json", str(out)]) == 0

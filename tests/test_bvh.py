@@ -97,6 +97,7 @@ def test_missing_file_is_an_onbeat_error(tmp_path):
         read_bvh(tmp_path / "absent.bvh")
 
 
+@pytest.mark.slow
 def test_reads_every_real_file(data_dir):
     files = sorted((data_dir / "bvh").glob("*.bvh"))
     assert files

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from onbeat.choreographers import codes_sampler
-from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes, checkpoint_state, load_checkpoint
-from onbeat.models.train import load_model
+from onbeat.models.checkpoint import load_model, save_model
+from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes
 from onbeat.core.errors import OnbeatError
 from onbeat.core.representation import POSE_DIM
 from onbeat.core.music import FEATURE_DIM
@@ -47,6 +47,7 @@ def test_body_halves_cover_every_column_once():
     assert {0, 1, 2, 147, 148, 149, 150} <= set(LOWER_COLUMNS)  # root and foot contacts go with the legs
 
 
+@pytest.mark.slow
 def test_vq_stage_learns_to_reconstruct():
     model = tiny()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -158,8 +159,8 @@ def test_checkpoint_round_trip_and_gpt_stage_freezes_the_vq(tmp_path):
     model = tiny()
     model.loss(wave_batch())  # initialise the codebooks from data
     path = tmp_path / "vq.pt"
-    torch.save(checkpoint_state(model), path)
-    loaded = load_checkpoint(path)
+    save_model(path, "codes", model, STATS)
+    loaded = load_model(path, "codes")
     music = np.zeros((16, FEATURE_DIM), np.float32)
     assert np.array_equal(loaded.generate(music, seed=1), model.eval().generate(music, seed=1))
 
@@ -177,10 +178,10 @@ def test_a_gpt_stage_checkpoint_loads_after_its_vq_checkpoint_is_gone(tmp_path):
     vq = tiny()
     vq.loss(wave_batch())
     vq_path = tmp_path / "vq.pt"
-    torch.save(checkpoint_state(vq), vq_path)
+    save_model(vq_path, "codes", vq, STATS)
     gpt_stage = Codes.from_config({**Codes.PRESETS["tiny"], "stage": "gpt", "vq_checkpoint": str(vq_path)}, STATS)
     gpt_path = tmp_path / "gpt.pt"
-    torch.save(checkpoint_state(gpt_stage), gpt_path)
+    save_model(gpt_path, "codes", gpt_stage, STATS)
     vq_path.unlink()  # the model file holds the VQ-VAE's weights itself
     loaded = load_model(gpt_path)
     music = np.zeros((16, FEATURE_DIM), np.float32)
@@ -191,7 +192,7 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(OnbeatError, match="broken.pt"):
-        load_checkpoint(path)
+        load_model(path)
     with pytest.raises(OnbeatError, match="vq_checkpoint"):
         Codes.from_config({**Codes.PRESETS["tiny"], "stage": "gpt"}, STATS).loss(wave_batch())
 

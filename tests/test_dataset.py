@@ -87,6 +87,7 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
         dataset.WindowData.load(bad)
 
 
+@pytest.mark.slow
 def test_real_sequences_build(data_dir, tmp_path):
     pytest.importorskip("onbeat.core.importers")
     if not hasattr(pytest.importorskip("onbeat.ear.features"), "extract_file"):

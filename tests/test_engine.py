@@ -3,18 +3,20 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.ear.sources import AudioBlock, SyntheticSource
+from onbeat.ear.sources import AudioBlock, Source, SyntheticSource
+from onbeat.stream.sinks import Sink
 
 RATE = 60.0
 
 
-class Collect:
+class Collect(Sink):
     """A sink that keeps everything, with the clock time of each send."""
 
     def __init__(self, clock=time.perf_counter, on_send=None):
@@ -31,9 +33,6 @@ class Collect:
         self.beats.append(state)
         self.beats_at.append(self.clock())
 
-    def close(self):
-        pass
-
 
 class FakeClock:
     """Virtual time: `sleep` jumps ahead, and every reading advances it by a tick (time passes while spinning)."""
@@ -49,7 +48,7 @@ class FakeClock:
         self.now += max(seconds, 0.0)
 
 
-class QuietSource:
+class QuietSource(Source):
     """No audio until closed (the fake-clock test exercises the output clock alone)."""
     sample_rate, channels = 22050, 1
 
@@ -139,6 +138,7 @@ def run_engine(choreographer, seconds, source=None, on_send=None):
     return engine, stats, sink
 
 
+@pytest.mark.slow
 def test_slow_model_degrades_but_the_output_clock_holds():
     model = SlowOnce()
     engine, stats, sink = run_engine(model, 7.0)
@@ -172,6 +172,7 @@ class BreaksSometimes(GrooveChoreographer):
         return motion
 
 
+@pytest.mark.slow
 def test_nan_from_the_model_holds_the_last_good_pose():
     model = BreaksSometimes()
     engine, stats, sink = run_engine(model, 5.0)
@@ -200,6 +201,7 @@ class Backlogged(SyntheticSource):
             yield block
 
 
+@pytest.mark.slow
 def test_beat_events_land_on_the_true_beats_even_after_a_backlog():
     source = Backlogged(backlog=0.7)
     engine, stats, sink = run_engine(GrooveChoreographer(), 7.0, source)
@@ -229,6 +231,7 @@ class GappedSource(SyntheticSource):
             yield block
 
 
+@pytest.mark.slow
 def test_silence_goes_idle_and_music_brings_the_dance_back():
     modes = []
     engine_box = []
@@ -282,6 +285,7 @@ class Unplugged(SyntheticSource):
         self.lost = False
 
 
+@pytest.mark.slow
 def test_lost_input_dances_the_idle_and_comes_back():
     source = Unplugged(first=2.5)
     modes = []

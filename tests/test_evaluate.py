@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.commands.cli import main
 from onbeat.core.bvh import write_bvh
@@ -140,7 +141,9 @@ def test_report_has_plots_and_clips(song_folder, tmp_path, capsys):
     assert main(["eval", "dance", "--data", str(song_folder), "--songs", "2", "--models", "groove", "--seconds", "6",
                  "--seeds", "1", "--no-key-poses", "--report", str(report)]) == 0
     names = sorted(p.name for p in report.iterdir())
-    assert {"beat_profile.png", "clip_real.mp4", "clip_groove.mp4", "speed_groove_a.png", "feet_groove_a.png"} <= set(names)
+    expected = {"beat_profile.png", "pops.png", "clip_real.mp4", "clip_groove.mp4", "speed_groove_a.png",
+                "feet_groove_a.png"}
+    assert expected <= set(names)
     assert all((report / n).stat().st_size > 10_000 for n in names)
 
 
@@ -160,13 +163,15 @@ def test_live_path_with_the_shipped_model_is_deterministic_per_seed(song_folder)
 @pytest.mark.slow
 def test_torch_path_scores_a_trained_checkpoint(song_folder, tmp_path, capsys):
     import torch
-    from onbeat.models.codes import Codes, checkpoint_state
+
+    from onbeat.models.checkpoint import save_model
+    from onbeat.models.codes import Codes
     rows = np.zeros((120, 151), np.float32)
     stats = {"pose_mean": rows.mean(0), "pose_std": np.ones(151, np.float32),
              "music_mean": np.zeros(28, np.float32), "music_std": np.ones(28, np.float32)}
     torch.manual_seed(0)
     model = Codes.from_config(Codes.PRESETS["tiny"], stats)
-    torch.save(checkpoint_state(model), tmp_path / "codes.pt")
+    save_model(tmp_path / "codes.pt", "codes", model, stats)
     assert main(["eval", "dance", "--data", str(song_folder), "--songs", "2", "--path", "torch", "--models",
                  f"codes={tmp_path / 'codes.pt'}", "--seconds", "6", "--seeds", "1"]) == 0
     assert "torch path" in capsys.readouterr().out

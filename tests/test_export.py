@@ -6,9 +6,12 @@ import torch
 
 from onbeat.exporters import onnx_export, parity
 from onbeat.core.errors import OnbeatError
-from onbeat.choreographers import runtime
+from onbeat.choreographers.kinds import kind_named
+from onbeat.choreographers.onnx import OnnxStep, metadata_props
 from onbeat.commands.cli import main
 from onbeat.core.music import FEATURE_NAMES
+
+pytestmark = pytest.mark.slow  # every test here traces torch modules into ONNX
 
 
 class TinyDenoiser(torch.nn.Module):
@@ -41,14 +44,14 @@ def tiny_inputs():
 
 def test_export_graph_writes_a_checked_model_with_metadata_that_runs_like_torch(tmp_path):
     module, inputs = TinyDenoiser().eval(), tiny_inputs()
-    props = runtime.metadata_props("badm", {"fps": 30, "normalizer": {"mean": [0.5], "std": [2.0]}}, "ab" * 32)
+    props = metadata_props("badm", "step", {"fps": 30, "normalizer": {"mean": [0.5], "std": [2.0]}}, "ab" * 32)
     path = onnx_export.export_graph(module, inputs, ["x0"], tmp_path / "tiny.onnx", props)
 
     stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert stored == props
     assert stored["feature_names"].split(",") == list(FEATURE_NAMES)
 
-    step = runtime.OnnxStep(path, "badm", threads=1)
+    step = OnnxStep(path, threads=1)
     assert step.metadata["normalizer"] == {"mean": [0.5], "std": [2.0]}
     with torch.no_grad():
         expected = module(**inputs).numpy()
@@ -65,9 +68,9 @@ def test_export_graph_wants_inputs_in_forward_order(tmp_path):
 
 
 def test_codes_writes_two_graphs_beside_the_output(tmp_path):
-    assert onnx_export.graph_paths("badm", tmp_path / "b.onnx") == {"badm": tmp_path / "b.onnx"}
-    assert onnx_export.graph_paths("codes", tmp_path / "codes.onnx") == {
-        "codes.gpt": tmp_path / "codes.gpt.onnx", "codes.decoder": tmp_path / "codes.decoder.onnx"}
+    assert kind_named("badm").graph_paths(tmp_path / "b.onnx") == {"step": tmp_path / "b.onnx"}
+    assert kind_named("codes").graph_paths(tmp_path / "codes.onnx") == {
+        "gpt": tmp_path / "codes.gpt.onnx", "decoder": tmp_path / "codes.decoder.onnx"}
 
 
 def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
@@ -87,8 +90,8 @@ def save_tiny_checkpoint(kind, folder):
     stats = {"music_mean": rng.random(FEATURE_DIM), "music_std": 1 + rng.random(FEATURE_DIM),
              "pose_mean": 0.1 * rng.standard_normal(POSE_DIM), "pose_std": 1 + rng.random(POSE_DIM)}
     torch.manual_seed(0)
-    cfg = {"preset": "tiny", **train.model_class(kind).PRESETS["tiny"]}
-    model = train.model_class(kind).from_config(cfg, stats)
+    cfg = {"preset": "tiny", **kind_named(kind).model_class().PRESETS["tiny"]}
+    model = kind_named(kind).model_class().from_config(cfg, stats)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     train.save_checkpoint(folder, kind, model, optimizer, 0, cfg, stats, [train.rng_state()], 0.0)
     return folder / "model.pt"
@@ -105,13 +108,13 @@ def exported(request, tmp_path_factory):
 
 def test_exported_files_are_valid_onnx_with_the_runtime_metadata(exported):
     kind, checkpoint, output = exported
-    for name, path in onnx_export.graph_paths(kind, output).items():
+    for name, path in kind_named(kind).graph_paths(output).items():
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         assert model.opset_import[0].version >= 17
-        step = runtime.OnnxStep(path, name, threads=1)
+        step = OnnxStep(path, threads=1)
         meta = step.metadata
-        assert meta["onbeat_kind"] == name and meta["checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
+        assert (step.kind, step.graph) == (kind, name) and meta["checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
         assert meta["fps"] == 30 and meta["pose_dim"] == 151 and meta["slice_frames"] > 0
         assert len(meta["pose_mean"] if kind == "badm" else meta["sampling"]) > 0
         assert (meta["ddim_steps"] if kind == "badm" else meta["code_rate"]) > 0
@@ -150,6 +153,6 @@ def test_bench_model_prints_torch_and_onnxruntime_side_by_side(exported, capsys)
     for runtime_name in ("torch eager", "onnxruntime cpu"):
         for threads in (1, 2):
             rows = [line for line in table if line.startswith(f"{kind:<6} {runtime_name:<17} {threads:>3}")]
-            assert [row.split()[4] for row in rows] == list(onnx_export.graph_paths(kind, output))
+            assert [row.split()[4] for row in rows] == list(kind_named(kind).graph_paths(output))
             median_ms, realtime = float(rows[0].split()[5]), float(rows[0].split()[-1])
             assert median_ms > 0 and realtime > 0

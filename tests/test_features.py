@@ -44,6 +44,7 @@ def test_resampler_is_resample_poly_whatever_the_chunking(in_rate):
     np.testing.assert_array_equal(np.concatenate(pieces), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", [22050, 44100, 48000])
 def test_online_matches_offline_on_real_music(data_dir, tmp_path, rate):
     music, music_rate = read_audio(data_dir / MUSIC)

@@ -76,6 +76,7 @@ def ballroom_dir(data_dir):
     return data_dir / "ballroom"
 
 
+@pytest.mark.slow
 def test_ballroom_ik_error_is_small(ballroom_dir):
     """On two sequences of each style; `ik_error_report(root)` measures all 45 (for the closing note)."""
     names = I.ballroom_names(ballroom_dir)
@@ -85,6 +86,7 @@ def test_ballroom_ik_error_is_small(ballroom_dir):
     assert report["p95"] < 12.0, report
 
 
+@pytest.mark.slow
 def test_every_ballroom_sequence_loads(ballroom_dir):
     info = json.loads((ballroom_dir / "motion.json").read_text())
     names = I.ballroom_names(ballroom_dir)
@@ -136,6 +138,7 @@ def test_real_bvh_files_map_and_retarget(data_dir, name):
     assert plausible(I.load_bvh(path, fps=30)) == []
 
 
+@pytest.mark.slow
 def test_every_bvh_file_loads_at_30_fps(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("bvh",)))
     assert len(seqs) == 10 and all(s.motion.fps == 30 for s in seqs)
@@ -202,6 +205,7 @@ def test_heading_integration_follows_pymo():
     assert np.allclose(path, [[0, 0, 0], [0, 0, 1], [1, 0, 1], [2, 0, 1]])
 
 
+@pytest.mark.slow
 def test_every_motorica_file_loads_with_its_take(data_dir):
     seqs = list(I.iter_dataset(data_dir, sources=("motorica",)))
     assert len(seqs) == 10

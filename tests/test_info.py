@@ -1,5 +1,8 @@
 import re
+import subprocess
 import sys
+
+import pytest
 
 from onbeat.commands import info
 from onbeat.commands.cli import main
@@ -41,3 +44,25 @@ def test_info_explains_missing_portaudio(capsys, monkeypatch):
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio()] + sys.meta_path)
     assert main(["info"]) == 0
     assert "PortAudio library not found: install libportaudio2" in capsys.readouterr().out
+
+
+WITHOUT_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+from onbeat.commands.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [["train", "badm"], ["export", "badm", "-o", "x.onnx"], ["bench", "model"],
+                                  ["eval", "dance"]])
+def test_a_command_whose_extra_is_missing_names_the_extra_in_one_line(argv, tmp_path):
+    """As a user with only the `cpu` extra sees it: torch cannot be imported."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *argv], capture_output=True, text=True, cwd=tmp_path)
+    words = " ".join(argv[:2] if argv[0] in ("bench", "eval") else argv[:1])
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"onbeat: error: `onbeat {words}` needs torch: install the train extra (pip install 'onbeat[train]')"]

@@ -11,6 +11,7 @@ Only the numbers are copied; the assertions hold to 1e-6.
 """
 import numpy as np
 import pytest
+
 from onbeat.core.skeleton import rest_positions
 from onbeat.evaluation import metrics
 

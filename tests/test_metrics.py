@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, PARENTS, REST_OFFSETS
 from onbeat.evaluation import metrics
-from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS, REST_OFFSETS, PARENTS
 
 FPS = 30
 
@@ -137,9 +137,9 @@ def stop_and_go(seconds=20.0, beat=0.5):
     t = np.arange(int(seconds * FPS)) / FPS
     phase = (t % beat) / beat
     step = np.clip(phase / 0.25, 0, 1)  # moves in the first quarter of each beat
-    x = 0.1 * (np.floor(t / beat) + 0.5 - 0.5 * np.cos(np.pi * step)) * np.where(np.floor(t / beat) % 2, 1, 1)
+    x = 0.1 * (np.floor(t / beat) + 0.5 - 0.5 * np.cos(np.pi * step))
     positions = rest_positions(len(t))
-    positions[..., 0] += (x - x.mean())[:, None] * np.where(np.arange(len(t)) // int(4 * beat * FPS) % 2, -1, 1)[:, None]
+    positions[..., 0] += (x - x.mean())[:, None]
     return positions, np.arange(0.0, seconds, beat)
 
 

@@ -18,13 +18,16 @@ from onbeat.commands.cli import main
 from onbeat.stream.control import ControlServer, Controls, _CountingDispatcher
 from onbeat.stream.engine import Engine
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.commands.play import load_choreographers
-from onbeat.choreographers.runtime import ASSETS, CodesChoreographer
+from onbeat.choreographers.codes import CodesChoreographer
+from onbeat.choreographers.library import Library
+from onbeat.core.paths import ASSETS
 from onbeat.ear.sources import SyntheticSource
+from onbeat.stream.sinks import Sink
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
 
+@pytest.mark.slow
 def test_a_receiver_in_another_process_gets_every_frame_at_60_hz():
     engine, _, received = run_pipeline(3.0, model="groove")
     report = frame_report(received["frames"], 60.0)
@@ -49,7 +52,7 @@ def test_play_demo_runs_and_reports(capsys):
     (["play", "x.wav", "--demo"], "either a FILE or --demo"),
     (["play", "--demo", "--vmc", "localhost:notaport"], "not a host:port"),
     (["play", "--demo", "--model", "/no/model.onnx"], "/no/model.onnx: no such model file"),
-    (["play", "--demo", "--model", "bdam"], "choose default, groove, badm, codes"),
+    (["play", "--demo", "--model", "bdam"], "model bdam: choose one of groove, default, badm, codes"),
     (["play", "--demo", "--rate", "0"], "--rate"),
     (["play", "--demo", "--record", "/no/such/folder/out.npz"], "does not exist"),
 ])
@@ -62,8 +65,7 @@ def test_user_mistakes_are_one_line_errors(argv, problem, capsys):
 def test_a_codes_model_path_names_its_pair_of_graphs():
     # Only codes.gpt.onnx and codes.decoder.onnx exist: codes.onnx names the pair.
     assert not (ASSETS / "codes.onnx").exists()
-    choreographers = load_choreographers(str(ASSETS / "codes.onnx"))
-    assert list(choreographers) == ["codes"] and isinstance(choreographers["codes"], CodesChoreographer)
+    assert isinstance(Library().load(str(ASSETS / "codes.onnx")), CodesChoreographer)
 
 
 def send_raw(port, data):
@@ -131,13 +133,13 @@ def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
     assert 0.0 <= controls.energy <= 2.0 and controls.model in controls.models
 
 
+@pytest.mark.slow
 def test_hold_freezes_the_pose_and_key_pose_is_taken_on_a_downbeat():
     controls = Controls()
     frames = []
 
-    class Keep:
+    class Keep(Sink):
         send = staticmethod(frames.append)
-        send_beat = close = staticmethod(lambda *_: None)
 
     engine = Engine(SyntheticSource(bpm=120), {"default": GrooveChoreographer()}, [Keep()], controls=controls)
     threading.Timer(1.0, controls.apply, ("/onbeat/keypose", ["arms_up"])).start()
@@ -158,6 +160,7 @@ sys.exit(main(["play", "--demo", "--seconds", "8", "--record", sys.argv[1], *sys
 """
 
 
+@pytest.mark.slow
 def test_disk_full_while_recording_stops_the_recording_not_the_show(tmp_path):
     out = tmp_path / "show.npz"
     result = subprocess.run([sys.executable, "-c", DISK_FULL, str(out), *QUIET], capture_output=True, text=True,

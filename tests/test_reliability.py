@@ -30,13 +30,13 @@ from onbeat.commands.cli import build_parser, main
 from onbeat.stream.control import ControlServer, Controls
 from onbeat.stream.engine import Engine
 from onbeat.choreographers.groove import GrooveChoreographer
-from onbeat.stream.sinks import OnbeatOscSink, Recorder, VmcSink
+from onbeat.stream.sinks import OnbeatOscSink, Recorder, Sink, VmcSink
 from onbeat.ear.sources import SyntheticSource
 
 RATE = 60.0
 
 
-class Collect:
+class Collect(Sink):
     """A sink that keeps the frames and the monotonic time each one was sent."""
 
     def __init__(self):
@@ -45,12 +45,6 @@ class Collect:
     def send(self, frame):
         self.frames.append(frame)
         self.sent_at.append(time.monotonic())
-
-    def send_beat(self, state):
-        pass
-
-    def close(self):
-        pass
 
 
 def run_engine(choreographer, seconds, sinks=()):
@@ -72,6 +66,7 @@ def assert_steady_output(stats, sink, seconds):
 
 # --- 1, 2: the audio device -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_jack_server_restart_reconnects_the_device_source(jack_server):
     capture = jack_server.run_capture("reconnect")
     assert capture.stdout.readline().strip() == "capturing", capture.stderr.read()
@@ -86,6 +81,7 @@ def test_jack_server_restart_reconnects_the_device_source(jack_server):
     assert summary["min_gap"] == 0  # block times go on from where they stopped: no frame counted twice or lost
 
 
+@pytest.mark.slow
 def test_engine_dances_the_idle_through_a_jack_restart_and_hears_the_input_again(jack_server):
     seconds = 9
     capture = jack_server.run_capture("engine", seconds)
@@ -103,6 +99,7 @@ def test_engine_dances_the_idle_through_a_jack_restart_and_hears_the_input_again
     assert summary["frames"] > 3.0 * SAMPLE_RATE and not summary["lost"]
 
 
+@pytest.mark.slow
 def test_a_starved_reader_loses_old_audio_counted_and_the_timeline_stays_intact(jack_server):
     buffer_s = 0.5
     capture = jack_server.run_capture("starve", 3.0, buffer_s)
@@ -141,6 +138,7 @@ class SlowPatch(GrooveChoreographer):
         return super().next_slice(music, energy, key_pose)
 
 
+@pytest.mark.slow
 def test_a_model_five_times_slower_for_seconds_degrades_holds_the_clock_and_recovers(logs):
     model = SlowPatch()
     engine, stats, sink = run_engine(model, 10.0)
@@ -167,6 +165,7 @@ class InfRoot(GrooveChoreographer):
         return motion
 
 
+@pytest.mark.slow
 def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back(logs):
     model = InfRoot()
     engine, stats, sink = run_engine(model, 4.0)
@@ -179,6 +178,7 @@ def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back(logs)
     assert steps.max() < 0.05  # held, then blended back: no jump of the body anywhere
 
 
+@pytest.mark.slow
 def test_unreachable_and_refusing_osc_targets_never_stop_the_show(logs):
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
@@ -209,6 +209,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_disk_full_stops_the_recording_with_a_message_and_the_parts_stay_readable(tiny_disk, logs):
     recorder = Recorder(tiny_disk / "show.npz", RATE, segment_seconds=0.5)
     engine, stats, sink = run_engine(GrooveChoreographer(), 5.0, [recorder])
@@ -255,6 +256,7 @@ def test_unreadable_audio_is_one_error_line(tmp_path, capsys, problem, expected)
     assert str(path) in line and expected in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate, channels", [(8000, 1), (96000, 2), (192000, 1), (44100, 8)])
 def test_unusual_rates_and_channel_counts_dance(tmp_path, capsys, rate, channels):
     t = np.arange(2 * rate) / rate
@@ -267,6 +269,7 @@ def test_unusual_rates_and_channel_counts_dance(tmp_path, capsys, rate, channels
     assert frames > 60
 
 
+@pytest.mark.slow
 def test_truncated_and_huge_files_play_without_reading_them_whole(tmp_path, capsys):
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes(wav_header(44100, 1, 44100 * 60) + np.zeros(44100, np.int16).tobytes())  # 1 s of 60
@@ -316,6 +319,7 @@ def test_bad_training_config_values_are_one_error_line(tmp_path, capsys, config,
     assert str(path) in line and expected in line
 
 
+@pytest.mark.slow
 def test_the_whole_command_prints_no_traceback():
     result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "play", "--demo", "--bpm", "-5", *QUIET],
                             capture_output=True, text=True, timeout=60)
@@ -387,6 +391,7 @@ def test_control_input_listens_on_localhost_only_by_default():
 
 # --- 10: soak ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_minute_soak_of_the_full_pipeline_loses_nothing():
     result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "bench", "soak", "--minutes", "1"],
                             capture_output=True, text=True, timeout=150)

@@ -184,6 +184,7 @@ def test_unknown_input_device_lists_the_available_ones():
         DeviceSource(device="no such mic")
 
 
+@pytest.mark.slow
 def test_jack_capture_hears_a_120_bpm_metronome(jack_server, tmp_path):
     jack_server.spawn(["jack_metro", "-n", "metro", "-b", "120", "-f", "1000", "-D", "30"])
     capture = jack_server.run_capture("capture", 3, tmp_path / "captured.npy")
@@ -211,6 +212,7 @@ def test_jack_device_errors_and_fallbacks(jack_server):
     assert summary["channels"] == 2
 
 
+@pytest.mark.slow
 def test_file_playback_is_paced_by_the_output_device(jack_server, tmp_path):
     path = tmp_path / "second.wav"
     soundfile.write(path, 0.1 * np.ones(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
@@ -229,6 +231,7 @@ def test_file_plays_silently_without_an_output_device(tmp_path):
     assert len(collect(source)[1]) == 1000
 
 
+@pytest.mark.slow
 def test_jack_server_killed_mid_capture_ends_the_source_cleanly(jack_server):
     capture = jack_server.run_capture("until-lost")
     assert capture.stdout.readline().strip() == "capturing", capture.stderr.read()

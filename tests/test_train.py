@@ -5,13 +5,16 @@ import socket
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+import pytest
 
 from onbeat.models import dataset, train
+from onbeat.models.checkpoint import load_model, read_checkpoint
 from onbeat.core.motion import Motion
 from onbeat.core.representation import encode
 from onbeat.core.skeleton import NUM_JOINTS
 from onbeat.commands.cli import main
 from onbeat.core.music import FEATURE_DIM
+from onbeat.choreographers.kinds import kind_named
 
 TINY = {"batch_size": 8, "eval_every": 10, "eval_batches": 2, "save_every": 5, "warmup": 5, "lr": 3e-3}
 
@@ -31,27 +34,29 @@ def synthetic_file(path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_trains_checkpoints_and_resumes(tmp_path):
     data = synthetic_file(tmp_path / "d.npz")
     (tmp_path / "cfg.json").write_text(json.dumps(TINY))
     common = ["train", "badm", "--preset", "tiny", "--config", str(tmp_path / "cfg.json"), "--data", str(data),
               "--out", str(tmp_path / "run"), "--threads", "1"]
     assert main(common + ["--steps", "5"]) == 0
-    first = train.load_checkpoint(tmp_path / "run" / train.CHECKPOINT)
+    first = read_checkpoint(tmp_path / "run" / train.CHECKPOINT)
     assert first["step"] == 5 and "optimizer" in first and first["stats"]["pose_mean"].shape == (151,)
     assert main(common + ["--steps", "10", "--resume"]) == 0
-    second = train.load_checkpoint(tmp_path / "run" / train.CHECKPOINT)
+    second = read_checkpoint(tmp_path / "run" / train.CHECKPOINT)
     assert second["step"] == 10
     assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
-    model = train.load_model(tmp_path / "run" / "model.pt")
+    model = load_model(tmp_path / "run" / "model.pt")
     assert model.generate(np.zeros((20, FEATURE_DIM), np.float32)).shape == (20, 151)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_validation_loss(tmp_path):
     data = dataset.WindowData.load(synthetic_file(tmp_path / "d.npz"))
-    cfg = {**train.TRAIN_DEFAULTS, **train.model_class("badm").PRESETS["tiny"], **TINY, "steps": 60, "eval_every": 1000}
+    cfg = {**train.TRAIN_DEFAULTS, **kind_named("badm").model_class().PRESETS["tiny"], **TINY, "steps": 60, "eval_every": 1000}
     torch.manual_seed(0)
-    untrained = train.model_class("badm").from_config(cfg, data.stats)
+    untrained = kind_named("badm").model_class().from_config(cfg, data.stats)
     before = train.validation_loss(untrained, data, cfg, "cpu")
     model = train.train("badm", cfg, data, tmp_path / "run")
     assert train.validation_loss(model, data, cfg, "cpu") < 0.7 * before
@@ -72,12 +77,13 @@ def _rank(rank, world, port, data, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     train.setup_distributed("cpu")
-    cfg = {**train.TRAIN_DEFAULTS, **train.model_class("badm").PRESETS["tiny"], **TINY, "steps": 4}
+    cfg = {**train.TRAIN_DEFAULTS, **kind_named("badm").model_class().PRESETS["tiny"], **TINY, "steps": 4}
     model = train.train("badm", cfg, dataset.WindowData.load(data), out)
     torch.save(model.state_dict(), f"{out}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_keeps_replicas_identical(tmp_path):
     data = synthetic_file(tmp_path / "d.npz")
     with socket.socket() as s:
@@ -86,8 +92,8 @@ def test_two_process_ddp_keeps_replicas_identical(tmp_path):
     mp.spawn(_rank, args=(2, port, str(data), str(tmp_path)), nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    saved = train.load_checkpoint(tmp_path / train.CHECKPOINT)
+    saved = read_checkpoint(tmp_path / train.CHECKPOINT)
     assert saved["step"] == 4 and len(saved["rng"]) == 2
-    initial = train.model_class("badm").from_config({**TINY, **train.model_class("badm").PRESETS["tiny"]},
+    initial = kind_named("badm").model_class().from_config({**TINY, **kind_named("badm").model_class().PRESETS["tiny"]},
                                                     dataset.WindowData.load(data).stats).state_dict()
     assert any(not torch.equal(a[k], initial[k]) for k in a)

@@ -1,0 +1,47 @@
+"""The BADM runtime: sliced lockstep diffusion (`badm_sampler`) around the exported denoiser step."""
+from typing import Any
+
+import numpy as np
+
+from onbeat.choreographers import badm_sampler
+from onbeat.choreographers.base import ModelChoreographer, key_pose_row
+from onbeat.choreographers.groove import KEY_POSES, downbeat_frame
+from onbeat.choreographers.onnx import Step
+
+
+class BadmChoreographer(ModelChoreographer):
+    """Degrades by taking fewer DDIM steps. `steps`: {"step": the denoiser}."""
+
+    def __init__(self, steps: dict[str, Step], metadata: dict[str, Any], seed: int | None = None):
+        self.denoise = steps["step"]
+        self.full_steps = self.steps = int(metadata["ddim_steps"])
+        self.pose_mean = np.asarray(metadata["pose_mean"], np.float32)
+        self.pose_std = np.asarray(metadata["pose_std"], np.float32)
+        super().__init__(int(metadata["slice_frames"]), seed)
+
+    def restart(self) -> None:
+        self.state = badm_sampler.StreamState.start(self.slice_frames, len(self.pose_mean), self.seed)
+
+    def set_quality(self, level: float) -> None:
+        self.steps = max(1, round(self.full_steps * level))
+
+    def next_rows(self, music: np.ndarray, key_pose: str | None = None) -> np.ndarray:
+        frames = self.slice_frames
+        # The sampler looks one slice ahead; without given lookahead rows the last row is held.
+        lookahead = music[frames:2 * frames]
+        music = np.concatenate([music[:frames], lookahead, np.repeat(music[-1:], frames - len(lookahead), 0)])
+        key, mask = self._key_inputs(key_pose, music[:frames])
+        clean = badm_sampler.sample_slice(self.denoise, self.state, music, self.steps, key, mask)
+        return clean * self.pose_std + self.pose_mean
+
+    def _key_inputs(self, name, music):
+        """(key_pose (S, D) normalized, key_mask (S,)) asking for the named pose on the slice's downbeat."""
+        if name not in KEY_POSES:
+            return None, None
+        previous = self.state.context[-1] * self.pose_std + self.pose_mean  # the pose the dance is in now
+        frame = downbeat_frame(music)
+        key = np.zeros_like(self.state.context)
+        key[frame] = (key_pose_row(name, previous) - self.pose_mean) / self.pose_std
+        mask = np.zeros(len(key), np.float32)
+        mask[frame] = 1.0
+        return key, mask

@@ -1,0 +1,104 @@
+"""The Choreographer contract, and the base every exported model's runtime shares.
+
+Threading: the engine calls a choreographer from its generation thread only (never two calls at once), one slice
+ahead of the output clock. `next_slice` should return well within the slice's own duration; when it does not,
+the engine lowers `set_quality` until it does, and meanwhile holds the pose. Anything it raises, and any NaN or
+Inf it returns, is counted and replaced by the last good pose (the choreographer is `reset()`).
+"""
+from typing import Any, Protocol
+
+import numpy as np
+
+from onbeat.core import rotations as R
+from onbeat.core.errors import OnbeatError
+from onbeat.core.motion import Motion
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS
+from onbeat.core.representation import ROTATION_SLICE, decode, root_state
+from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
+from onbeat.choreographers.groove import KEY_POSES
+
+
+class Choreographer(Protocol):
+    fps: float  # frames per second of the motion it makes (the feature rate, 30)
+    slice_frames: int  # frames per `next_slice`
+
+    def next_slice(self, music: np.ndarray, energy: float = 1.0, key_pose: str | None = None) -> Motion:
+        """The next `slice_frames` frames, continuing the previous slice. `music`: (>= slice_frames, FEATURE_DIM)
+        feature rows of the slice, then lookahead rows where the engine has them. `energy` 0..2 scales the moves;
+        `key_pose` names a pose of `KEY_POSES` to strike on the slice's downbeat."""
+        ...
+
+    def reset(self) -> None:
+        """Start a new dance (after a failure, or a switch back to this choreographer)."""
+        ...
+
+    def set_quality(self, level: float) -> None:
+        """Do `level` (0..1] of the full work per slice; a choreographer with nothing to trade may ignore it."""
+        ...
+
+
+class ModelChoreographer:
+    """The Choreographer around a model's numpy sampler. Subclasses produce raw motion rows (`next_rows`); this
+    class applies the energy control and decodes the rows into Motions that continue one another (root position
+    and heading carried across slices)."""
+
+    fps = FEATURE_FPS
+    ENERGY_SECONDS = 1.0  # time constant of the running mean pose the energy control scales motion around
+
+    def __init__(self, slice_frames: int, seed: int | None = None):
+        self.slice_frames = slice_frames
+        self.seed = seed  # None: every reset starts a different dance
+        self.reset()
+
+    def restart(self) -> None:
+        """Reset the model's own sampling state."""
+        raise NotImplementedError
+
+    def next_rows(self, music: np.ndarray, key_pose: str | None = None) -> np.ndarray:
+        """(slice_frames, POSE_DIM) raw rows of the next slice."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._root: Any = None
+        self._mean_row: np.ndarray | None = None
+        self.restart()
+
+    def set_quality(self, level: float) -> None:
+        pass
+
+    def next_slice(self, music: np.ndarray, energy: float = 1.0, key_pose: str | None = None) -> Motion:
+        music = np.asarray(music, dtype=np.float32)
+        if music.ndim != 2 or music.shape[1] != FEATURE_DIM or len(music) < self.slice_frames:
+            raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
+                              f"{music.shape}")
+        rows = self._with_energy(self.next_rows(music, key_pose), energy)
+        motion = decode(rows, self.fps, self._root)
+        self._root = root_state(motion)
+        return motion
+
+    def _with_energy(self, rows: np.ndarray, energy: float) -> np.ndarray:
+        """energy 1 leaves the dance as the model made it; below 1 calms it (height and joint rotations drawn
+        towards the running mean pose, root speed scaled), above 1 exaggerates it. The model's state is untouched."""
+        alpha = 1.0 - np.exp(-1.0 / (self.ENERGY_SECONDS * self.fps))
+        means = np.empty_like(rows)
+        for i, row in enumerate(rows):
+            self._mean_row = row.copy() if self._mean_row is None else self._mean_row + alpha * (row - self._mean_row)
+            means[i] = self._mean_row
+        energy = float(np.clip(energy, 0.0, 2.0))
+        if energy == 1.0:
+            return rows
+        out = rows.copy()
+        out[:, :2] *= energy  # ground velocity
+        pose = slice(2, ROTATION_SLICE.stop)  # height and joint rotations
+        out[:, pose] = means[:, pose] + energy * (rows[:, pose] - means[:, pose])
+        return out
+
+
+def key_pose_row(name: str, base_row: np.ndarray) -> np.ndarray:
+    """`base_row` (raw) with the joints of the named key pose (`groove.KEY_POSES`) set to its rotations."""
+    row = np.array(base_row, dtype=np.float32)
+    six_d = row[ROTATION_SLICE].reshape(NUM_JOINTS, 6)
+    for joint, (axis, degrees) in KEY_POSES[name].items():
+        six_d[JOINT_INDEX[joint]] = R.quat_to_6d(R.quat_from_axis_angle(np.radians(degrees) * axis))
+    row[ROTATION_SLICE] = six_d.reshape(-1)
+    return row

@@ -1,0 +1,75 @@
+"""The choreographers a show can switch between by name: `groove` (procedural, always there), each model onbeat
+ships (`badm`, `codes`; `default` is the same model as `DEFAULT`), and any export given by path."""
+import logging
+import threading
+from pathlib import Path
+
+from onbeat.core.errors import OnbeatError
+from onbeat.choreographers.base import Choreographer
+from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.choreographers.kinds import load_choreographer, shipped_models
+
+logger = logging.getLogger(__name__)
+
+DEFAULT = "badm"  # the shipped model `--model default` dances
+
+
+def onnxruntime_missing() -> bool:
+    try:
+        import onnxruntime  # noqa: F401 - only to say clearly when it is missing
+    except ImportError:
+        return True
+    return False
+
+
+class Library:
+    """Loads choreographers on first use and keeps them. Thread-safe: the engine loads a model the performer
+    switches to on a worker thread while the current one dances on."""
+
+    def __init__(self, threads: int = 1, device: str = "auto", seed: int | None = None):
+        self.threads, self.device, self.seed = threads, device, seed
+        self.loaded: dict[str, Choreographer] = {"groove": GrooveChoreographer()}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Every name `load` accepts without a path: what `/onbeat/model` may switch to."""
+        shipped = [] if onnxruntime_missing() else list(shipped_models())
+        default = ["default"] if DEFAULT in shipped else []
+        return list(dict.fromkeys(["groove", *default, *shipped, *self.loaded]))
+
+    def load(self, name: str) -> Choreographer:
+        """The choreographer called `name` (see the module docstring) or exported at the path `name`."""
+        with self._lock:
+            if name in self.loaded:
+                return self.loaded[name]
+        choreographer = self._open(name)
+        with self._lock:
+            return self.loaded.setdefault(name, choreographer)
+
+    def _open(self, name: str) -> Choreographer:
+        shipped = shipped_models()
+        if name == "default" or name in shipped:
+            if onnxruntime_missing():
+                raise OnbeatError(f"model {name}: onnxruntime is not installed (pip install 'onbeat[cpu]')")
+            path = shipped.get(DEFAULT if name == "default" else name)
+            if path is None:
+                raise OnbeatError(f"model {name}: not shipped with this installation")
+            return load_choreographer(path, self.threads, self.device, self.seed)
+        if not name.lower().endswith(".onnx"):
+            raise OnbeatError(f"model {name}: choose one of {', '.join(self.names())} or an exported .onnx path")
+        if onnxruntime_missing():
+            raise OnbeatError(f"model {name}: onnxruntime is not installed (pip install 'onbeat[cpu]')")
+        return load_choreographer(Path(name), self.threads, self.device, self.seed)
+
+
+def first_choice(library: Library, model: str) -> str:
+    """The name the show starts with for `--model`: `model` once it loads; for `default`, the groove (said once)
+    when the shipped model cannot run here, so a bare install still dances."""
+    try:
+        library.load(model)
+    except OnbeatError as e:
+        if model != "default":
+            raise
+        logger.warning("%s; dancing with the built-in groove", e)
+        return "groove"
+    return model
