@@ -139,9 +139,9 @@ def key_pose_error_at(positions, roots, rotations, time_, name):
 def load_torch(kind: str, checkpoint: Path):
     import torch
 
-    from onbeat.models.train import load_model
+    from onbeat.models.checkpoint import load_model
     torch.set_num_threads(1)
-    return load_model(checkpoint)
+    return load_model(checkpoint, kind)
 
 
 def torch_dance(model, music: np.ndarray, seed: int) -> Dance:
