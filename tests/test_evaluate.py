@@ -208,3 +208,16 @@ def test_real_dancers_are_at_chance_on_bas_while_a_twitch_scores_high_and_twitch
             twitches.append(metrics.twitch(positions, 30, beats))
     assert abs(np.mean(real_gain)) < 0.05 and np.mean(twitch_gain) > 0.15
     assert max(real_twitch) < 0.45 and min(burst_twitch) > 0.8
+
+
+def test_a_dataset_file_gives_its_validation_songs_read_from_the_data_folder(data_dir, tmp_path):
+    from onbeat.models import dataset
+    names = ["DANCE_W_1", "DANCE_W_3", "DANCE_C_2"]
+    tracks = [dataset.Track(name, "ballroom", "", name, np.zeros((130, 151), np.float32),
+                            np.zeros((130, 28), np.float32), True) for name in names]
+    arrays = dataset.build(tracks, window=120, stride=30)
+    arrays["seq_split"] = np.array([1, 0, 1], np.int8)  # W_1 and C_2 held out
+    dataset.save(tmp_path / "data.npz", arrays)
+    songs = load_songs(tmp_path / "data.npz")
+    assert [s.name for s in songs] == ["DANCE_C_2", "DANCE_W_1"]
+    assert songs[0].motion.fps == 25 and songs[0].audio.name == "DANCE_C_2.ogg"
