@@ -65,7 +65,7 @@ def parse_models(text, path):
 
 def run(args):
     from onbeat.evaluation.dance import evaluate, format_table, to_json
-    from onbeat.evaluation.songs import load_songs
+    from onbeat.evaluation.songs import describe, load_songs
     if args.seconds <= 0:
         raise OnbeatError(f"--seconds must be positive, got {args.seconds}")
     if args.seeds < 1:
@@ -76,7 +76,8 @@ def run(args):
     evaluation = evaluate(songs, models, args.seconds, tuple(range(args.seeds)), args.path,
                           args.kinetic == "published", not args.no_key_poses, progress=logger.info)
     meta = evaluation.meta
-    print(f"{len(songs)} songs from {args.data}, {args.seconds:g} s each (or the song), seeds "
+    meta["test_set"] = describe(args.data)
+    print(f"{len(songs)} songs, {meta['test_set']}; {args.seconds:g} s each (or the song), seeds "
           f"{', '.join(map(str, meta['seeds']))}, {args.path} path at {meta['fps']} fps; kinetic features: "
           f"{meta['kinetic']}; intervals: {meta['intervals']}; load average "
           f"{', '.join(f'{x:.1f}' for x in meta['load_average'])}")

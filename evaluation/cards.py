@@ -32,7 +32,7 @@ def markdown_table(evaluation, highlight):
             value = evaluation.rows[r].get(key)
             cells.append("-" if value is None or value[0] != value[0] else
                          f"{value[0]:.{digits}f} [{value[1]:.{digits}f}, {value[2]:.{digits}f}]")
-        lines.append(f"| {label.strip()}{f' ({unit})' if unit else ''} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label}{f' ({unit})' if unit else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -46,7 +46,8 @@ def card_section(evaluation, row, command):
         (f"`{command}`: {len(meta['songs'])} songs ({', '.join(sorted(set(meta['styles'])))}), "
          f"{meta['seconds']:g} s each (or the song's end), seeds {', '.join(map(str, meta['seeds']))}, "
          f"{meta['path']} path; kinetic features: {meta['kinetic']}; beats: {meta['beats']}; intervals: "
-         f"{meta['intervals']}. The real row is the real dancers (FID: the real-vs-real floor of equal size)."),
+         f"{meta['intervals']}. Test set: {meta.get('test_set', '-')}. The real row is the real dancers (FID: the "
+         "real-vs-real floor of equal size)."),
         "",
         markdown_table(evaluation, row),
         "",

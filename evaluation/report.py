@@ -123,13 +123,8 @@ def plot_beat_profile(path, evaluation):
         axis.plot(phases, np.nanmean(profiles, axis=0), marker="o", ms=3, label=row)
     axis.set_xlabel("phase of the beat (0 = on the beat)")
     axis.set_ylabel("mean joint speed / its mean")
-    axis.set_title("Speed through the beat, all songs")
     axis.axhline(1.0, color="gray", lw=0.6)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return _finish(figure, axis, "Speed through the beat, all songs", path)
 
 
 def plot_pops(path, evaluation):
@@ -143,11 +138,16 @@ def plot_pops(path, evaluation):
         axis.bar(np.arange(len(JOINT_NAMES)) + k * width, values, width, label=row)
     axis.set_xticks(np.arange(len(JOINT_NAMES)) + 0.4 - width / 2, JOINT_NAMES, rotation=60, ha="right", fontsize=8)
     axis.set_ylabel("% of frames")
-    axis.set_title("Rotation pops: frames in which a joint turns more than 30 degrees per 1/60 s")
+    return _finish(figure, axis, "Rotation pops: frames in which a joint turns more than 30 degrees per 1/60 s", path)
+
+
+def _finish(figure, axis, title, path):
+    """Title and legend on `axis`, the figure saved to `path` and closed; returns `path`."""
+    axis.set_title(title)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
 
 

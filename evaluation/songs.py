@@ -53,6 +53,14 @@ def load_songs(path: Path, limit: int | None = None) -> list[Song]:
     return [load() for _, load in sorted(found, key=lambda item: item[0])[:limit]]
 
 
+def describe(path: Path) -> str:
+    """What the test set at `path` is, for tables and model cards (held out or not)."""
+    if Path(path).is_file():
+        return (f"the validation split of {path}: held out for models trained on that file")
+    return (f"every dance with music in {path}: in-sample for a model trained on any of them (the shipped models "
+            "were trained on the ballroom songs outside their validation split)")
+
+
 def _dataset_songs(path):
     """[(name, loader)] of the dataset file's validation sequences with music."""
     from onbeat.core.paths import data_root

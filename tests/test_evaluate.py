@@ -69,7 +69,7 @@ def test_eval_dance_scores_every_song_with_intervals_floor_and_chance(song_folde
     assert main(["eval", "dance", "--data", str(song_folder), "--models", "groove", "--seconds", "10", "--seeds", "1",
                  "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "3 songs" in table and "kinetic features: onbeat" in table
+    assert "3 songs, every dance with music in" in table and "kinetic features: onbeat" in table
     header = next(line for line in table.splitlines() if line.split()[:2] == ["real", "groove"])
     assert header
     result = json.loads(out.read_text())
