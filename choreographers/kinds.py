@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from onbeat.core.errors import OnbeatError
-from onbeat.core.paths import ASSETS
+from onbeat.core import paths
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.onnx import OnnxStep, Step
 
@@ -102,5 +102,5 @@ def load_choreographer(path: str | Path, threads: int = 1, device: str = "auto",
 
 def shipped_models() -> dict[str, Path]:
     """{kind: its export in the package's assets} for the kinds onbeat ships a trained model of."""
-    return {name: ASSETS / f"{name}.onnx" for name, kind in KINDS.items()
-            if all(p.is_file() for p in kind.graph_paths(ASSETS / f"{name}.onnx").values())}
+    return {name: paths.ASSETS / f"{name}.onnx" for name, kind in KINDS.items()
+            if all(p.is_file() for p in kind.graph_paths(paths.ASSETS / f"{name}.onnx").values())}

@@ -15,6 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--rounds", type=int, default=2, help="turns each configuration takes (interleaved)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--checkpoint", help="checkpoint to bench (one model only); default: the shipped one")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args):
@@ -29,7 +30,7 @@ def run(args):
     rows = []
     for kind in kinds:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
-        rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads)
+        rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads, args.quiet)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} CPU cores, load average {load} (the real-time factors assume these cores are free)")
     print(format_table(rows))

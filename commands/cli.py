@@ -12,13 +12,14 @@ from onbeat.core.errors import OnbeatError
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
-            "tqdm": "train", "onnxruntime": "cpu"}
+            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
 
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
     ("play",): ("onbeat.commands.play", "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
     ("live",): ("onbeat.commands.play", "dance to live input from a sound device, stream over OSC"),
+    ("view",): ("onbeat.commands.view", "replay a motion (.npz/.bvh) on the browser stage, with play/pause and scrubbing"),
     ("render",): ("onbeat.commands.render", "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
@@ -32,6 +33,16 @@ COMMANDS = {
 }
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Says "(default: X)" after every option whose help does not already say its default (None and False are
+    not worth saying)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(argv):
     """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
     parser = argparse.ArgumentParser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
@@ -43,7 +54,7 @@ def build_parser(argv):
             if prefix not in groups:
                 group_parser = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} subcommands")
                 groups[prefix] = group_parser.add_subparsers(dest="_".join(prefix), metavar="WHAT", required=True)
-        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        sub = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text, formatter_class=_Help)
         sub.set_defaults(_module=module, _words=words)
         if tuple(argv[:len(words)]) == words:
             chosen = (sub, module)

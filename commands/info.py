@@ -3,9 +3,10 @@
 Reads package versions from their metadata rather than importing them, so it never pays for (or needs) torch.
 """
 import platform
+import shutil
 from importlib import metadata
 
-from onbeat.core.paths import ASSETS
+from onbeat.core import paths
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "aubio", "sounddevice")
 
@@ -47,6 +48,17 @@ def audio_devices():
     return lines
 
 
+# Programs onbeat uses when they are there, and what each one gives.
+PROGRAMS = {"ffmpeg": "video for `onbeat render`, audio formats libsndfile cannot read",
+            "jackd": "JACK audio server (pro audio devices; the capture tests)",
+            "chromium": "headless browser for the stage's browser tests"}
+
+
+def programs():
+    """One line per optional program: where it is, or what is missing without it."""
+    return [f"{name}: {shutil.which(name) or 'not found'} ({use})" for name, use in PROGRAMS.items()]
+
+
 def data_location():
     from onbeat.core.paths import data_root
     root = data_root()
@@ -54,8 +66,12 @@ def data_location():
 
 
 def default_models():
-    models = sorted(ASSETS.glob("*.onnx"))
-    return [str(m) for m in models] or [f"no default model exported yet (looked in {ASSETS})"]
+    """The shipped models by the names `--model` takes (`default` is badm's)."""
+    from onbeat.choreographers.kinds import kind_named, shipped_models
+    from onbeat.choreographers.library import DEFAULT
+    return ([f"{name}{' (default)' if name == DEFAULT else ''}: "
+             + ", ".join(str(p) for p in kind_named(name).graph_paths(path).values())
+             for name, path in shipped_models().items()] or [f"no shipped model found (looked in {paths.ASSETS})"])
 
 
 def add_arguments(parser):
@@ -69,7 +85,7 @@ def run(args):
     width = max(len(name) for name, _ in rows + [("audio devices", "")])
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    for title, lines in (("models", default_models()), ("audio devices", audio_devices())):
+    for title, lines in (("models", default_models()), ("programs", programs()), ("audio devices", audio_devices())):
         print(f"{title:<{width}}  {lines[0]}")
         for line in lines[1:]:
             print(f"{'':<{width}}  {line}")

@@ -3,15 +3,23 @@
 `play` dances to a file (heard through the speakers unless `--silent`) or to the built-in synthetic drum track
 (`--demo`, for a machine with no sound card); `live` dances to a sound input device. Both send VMC to
 127.0.0.1:39539 (`--vmc`, `--no-vmc`), optionally plain onbeat OSC (`--osc`), optionally record the session
-(`--record`), and listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`).
+(`--record`), listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`), and serve the
+browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage`; see `onbeat.stream.stage`).
+The beat clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
 """
+import logging
+from pathlib import Path
 
+from onbeat.choreographers.library import Library, first_choice
 from onbeat.core.errors import OnbeatError
-from onbeat.stream.control import DEFAULT_CONTROL_PORT, ControlServer, Controls
+from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.choreographers.library import Library, first_choice
 from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
+
+logger = logging.getLogger(__name__)
+MOTION_SUFFIXES = (".npz", ".bvh", ".pkl")
 
 
 def add_arguments(parser):
@@ -27,9 +35,12 @@ def add_arguments(parser):
                                                       "until Ctrl-C)")
     parser.add_argument("--model", default="default",
                         help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes' or an .onnx path")
-    parser.add_argument("--vmc", default=f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}", metavar="HOST:PORT",
-                        help="VMC target (default %(default)s)")
+    parser.add_argument("--vmc", action="append", metavar="HOST:PORT",
+                        help=f"VMC target, repeat for several (default {DEFAULT_VMC[0]}:{DEFAULT_VMC[1]})")
     parser.add_argument("--no-vmc", action="store_true", help="do not send VMC")
+    parser.add_argument("--vmc-upper-chest", action="store_true",
+                        help="the avatars have an UpperChest bone: send it on its own (default: its turn is folded "
+                             "into Chest, right on every humanoid)")
     parser.add_argument("--osc", metavar="HOST:PORT", help=f"also send the plain onbeat OSC schema (e.g. "
                                                            f"{DEFAULT_OSC[0]}:{DEFAULT_OSC[1]})")
     parser.add_argument("--record", metavar="OUT.npz|OUT.bvh", help="save the dance (and the audio as .wav)")
@@ -37,8 +48,28 @@ def add_arguments(parser):
                         help="address the OSC control input listens on (default %(default)s: this machine only)")
     parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
                         help="OSC control input port (default %(default)s; 0 = off)")
+    parser.add_argument("--link", action="store_true",
+                        help="join the Ableton Link session: its tempo and beat lead the dance while it has peers")
+    parser.add_argument("--link-lead", action="store_true",
+                        help="join the Link session and publish onbeat's own tempo and beat to it")
+    parser.add_argument("--midi-clock", nargs="?", const="", metavar="PORT",
+                        help="follow MIDI beat clock from this input (name or part of it; default the first)")
+    add_stage_arguments(parser)
+    parser.add_argument("--no-stage", action="store_true", help="do not serve the browser stage")
     parser.add_argument("--rate", type=float, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
+
+
+def add_stage_arguments(parser):
+    """The stage's options, shared with `onbeat view`."""
+    parser.add_argument("--stage-host", default="127.0.0.1",
+                        help="address the stage page listens on (default %(default)s: this machine only; on any "
+                             "other address its controls need the token printed at start)")
+    parser.add_argument("--stage-port", type=int, help=f"stage page port (default {DEFAULT_STAGE_PORT}, or a free "
+                                                       "one if that is taken; 0 = any free port)")
+    parser.add_argument("--avatar", metavar="FILE.vrm|mannequin",
+                        help="the dancer on the stage: your own VRM avatar, or the built-in mannequin (default: the "
+                             "shipped wooden VRM avatar)")
 
 
 def run(args):
@@ -49,14 +80,20 @@ def run(args):
     library = Library()
     model = first_choice(library, args.model)
     controls = Controls(model=model)
-    sinks, control, source = [], None, None
+    sinks, clocks, control, source = [], [], None, None
     try:
         sinks = open_sinks(args)
+        clocks = open_clocks(args)
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
+        stage = None if args.no_stage else open_stage(args, controls)  # last: other mistakes are reported alone
+        if stage is not None:
+            sinks.append(stage)
         engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
-                        library=library)
+                        library=library, clocks=clocks)
+        if stage is not None:
+            stage.attach(engine)
         if args.control_port:
             control = ControlServer(controls, args.control_host, args.control_port)
         dashboard = Dashboard(engine, quiet=args.quiet).start()
@@ -69,7 +106,7 @@ def run(args):
         print(plain_line(snapshot(engine)), flush=True)
         return 0
     finally:
-        for closable in (control, source, *sinks):
+        for closable in (control, source, *clocks, *sinks):
             if closable is not None:
                 closable.close()
 
@@ -77,12 +114,38 @@ def run(args):
 def open_sinks(args):
     sinks = []
     if not args.no_vmc:
-        sinks.append(VmcSink(*parse_target(args.vmc, DEFAULT_VMC)))
+        for target in args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"]:
+            sinks.append(VmcSink(*parse_target(target, DEFAULT_VMC), upper_chest=args.vmc_upper_chest))
     if args.osc:
         sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC)))
     if args.record:
         sinks.append(Recorder(args.record, args.rate))
     return sinks
+
+
+def open_clocks(args):
+    """The external beat clocks asked for, in order of precedence (Link, then MIDI clock)."""
+    from onbeat.ear.clocks import LinkClock, MidiClock
+    if args.link and args.link_lead:
+        raise OnbeatError("give --link (follow the session) or --link-lead (lead it), not both")
+    clocks = []
+    try:
+        if args.link or args.link_lead:
+            clocks.append(LinkClock(lead=args.link_lead))
+        if args.midi_clock is not None:
+            clocks.append(MidiClock(args.midi_clock or None))
+    except OnbeatError:
+        for clock in clocks:
+            clock.close()
+        raise
+    return clocks
+
+
+def open_stage(args, controls):
+    from onbeat.choreographers.groove import KEY_POSES
+    stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), rate=args.rate)
+    logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
+    return stage
 
 
 def open_source(args):
@@ -93,6 +156,8 @@ def open_source(args):
     if args.file and args.demo:
         raise OnbeatError("give either a FILE or --demo, not both")
     if args.file:
+        if Path(args.file).suffix.lower() in MOTION_SUFFIXES:
+            raise OnbeatError(f"{args.file} is a motion file, not music: watch it with `onbeat view {args.file}`")
         return sources.FileSource(args.file, play=not args.silent), None
     if not args.demo:
         raise OnbeatError("nothing to dance to: give an audio FILE, or --demo for the built-in track")

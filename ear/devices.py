@@ -46,3 +46,19 @@ def find_device(sd, device, kind="input"):
     if not matches:
         raise OnbeatError(f"no audio {kind} device matches '{device}'; {available}")
     return matches[0]
+
+
+def open_output(sample_rate, channels, device=None, latency=None):
+    """A started PortAudio output stream on `device` (None: the default), or OnbeatError saying in plain words
+    why this machine cannot play sound. blocksize stays the host's own: PortAudio's JACK backend corrupts
+    memory on blocking writes with another size."""
+    sd = import_sounddevice()
+    index = find_device(sd, device, "output")
+    try:
+        stream = sd.OutputStream(device=index, samplerate=sample_rate, channels=channels, dtype="float32",
+                                 latency=latency)
+        stream.start()
+    except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise OnbeatError(f"cannot open the output device ({reason})") from None
+    return stream

@@ -17,20 +17,21 @@ TOOLS = ("jackd", "jack_lsp", "jack_connect", "jack_metro")
 
 
 class JackServer:
-    def __init__(self, prefix="onbeat", sample_rate=48000, period=256):
+    def __init__(self, prefix="onbeat", sample_rate=48000, period=256, synchronous=False):
         missing = [tool for tool in TOOLS if not shutil.which(tool)]
         if missing:
             raise OnbeatError(f"JACK tools not installed ({', '.join(missing)}): apt-get install jackd2 jack-tools")
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.sample_rate, self.period = sample_rate, period
+        self.synchronous = synchronous  # every client finishes each cycle: a loaded machine delays, never drops
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
         self.clients = []
         self.start()
 
     def start(self):
         """Start (or, after `kill(self.jackd)`, restart) the server under its name; wait until it answers."""
-        self.jackd = self.spawn(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy",
-                                 "-r", str(self.sample_rate), "-p", str(self.period)])
+        self.jackd = self.spawn(["jackd", *(["-S"] if self.synchronous else []), "-n", self.name, "--no-realtime",
+                                 "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)])
         deadline = time.monotonic() + 10
         while subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True).returncode:
             if time.monotonic() > deadline or self.jackd.poll() is not None:
@@ -63,16 +64,18 @@ class JackServer:
     def connect(self, source, destination):
         subprocess.run(["jack_connect", "-s", self.name, source, destination], env=self.env, check=True)
 
-    def kill(self, process):
+    def kill(self, process, timeout=3.0):
         """Stop one process group: SIGTERM, then SIGKILL if it lingers."""
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=3)
+                process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
     def stop(self):
         for process in reversed(self.clients):
-            self.kill(process)
+            # jackd gets time to unregister: a killed server keeps one of JACK's 8 server slots on the machine
+            # (uniquely named servers never reclaim them) until no server can start at all
+            self.kill(process, timeout=20.0 if process is self.jackd else 3.0)

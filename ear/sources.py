@@ -31,7 +31,7 @@ import soundfile
 
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.capture import CHUNK_HEADER
-from onbeat.ear.devices import find_device, import_sounddevice
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +312,10 @@ class FileSource(Source):
         self.block, self.realtime = block, realtime
         self.message = ""   # why the file is not heard, when it is not
         self.output = self._open_output(output_device) if play else None
+        # close() may come from another thread while blocks() reads or plays: then blocks() releases the file
+        # and the output itself once the block in hand is done, instead of having them closed under it.
+        self._lock = threading.Lock()
+        self._reading = self._closing = False
 
     @property
     def playing(self):
@@ -320,33 +324,33 @@ class FileSource(Source):
     def _open_output(self, device):
         """An output stream on `device`, or None (with a warning) when this machine cannot play sound."""
         try:
-            sd = import_sounddevice()
-            index = find_device(sd, device, "output")
-            # blocksize 0 = the host's own: PortAudio's JACK backend corrupts memory on blocking writes with
-            # another size
-            stream = sd.OutputStream(device=index, samplerate=self.sample_rate, channels=self.channels,
-                                     dtype="float32")
-            stream.start()
-            return stream
+            return open_output(self.sample_rate, self.channels, device)
         except OnbeatError as e:
             if device is not None:
                 raise
             self.message = f"{self.path}: playing silently: {e}"
-        except Exception as e:  # PortAudio errors are untyped
-            self.message = f"{self.path}: playing silently: cannot open the output device ({e})"
         logger.warning(self.message)
         return None
 
     def blocks(self):
         pacer = Pacer(self.sample_rate)
         frames = 0
-        while (samples := _read(self.reader, self.path, self.block)) is not None:
-            if self.output is not None:
-                self._play(samples)
-            if self.output is None and self.realtime:
-                pacer.wait(frames)
-            yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
-            frames += len(samples)
+        with self._lock:
+            self._reading = not self._closing
+        try:
+            while self._reading and not self._closing and (
+                    samples := _read(self.reader, self.path, self.block)) is not None:
+                if self.output is not None:
+                    self._play(samples)
+                if self.output is None and self.realtime:
+                    pacer.wait(frames)
+                yield AudioBlock(samples, frames / self.sample_rate, self.sample_rate)
+                frames += len(samples)
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._closing:
+                    self._release()
 
     def _play(self, samples):
         """Write to the output; blocks while the device's buffer is full, so the device clock paces the
@@ -359,6 +363,12 @@ class FileSource(Source):
             self.output = None
 
     def close(self):
+        with self._lock:
+            self._closing = True
+            if not self._reading:
+                self._release()
+
+    def _release(self):
         if self.output is not None:
             self.output.close()
             self.output = None

@@ -15,10 +15,11 @@ import numpy as np
 from onbeat.choreographers.kinds import open_steps
 from onbeat.choreographers.onnx import available_devices
 from onbeat.core.music import synthetic_music
+from onbeat.core.progress import tracked
 from onbeat.exporters import parity
 
 
-def bench_model(kind, checkpoint, seconds, rounds, threads):
+def bench_model(kind, checkpoint, seconds, rounds, threads, quiet=False):
     """Table rows for one model: every configuration (runtime, threads) timed on the same music, interleaved."""
     import torch
 
@@ -36,7 +37,8 @@ def bench_model(kind, checkpoint, seconds, rounds, threads):
         metadata = next(iter(configs[("onnxruntime cpu", threads[0])].values())).metadata
         music = synthetic_music(seconds)
         timings = {config: {"calls": {name: [] for name in steps}, "wall": 0.0} for config, steps in configs.items()}
-        for round_index in range(rounds + 1):  # round 0 warms up and is not counted
+        # round 0 warms up and is not counted
+        for round_index in tracked(range(rounds + 1), what=f"bench {kind}: rounds", quiet=quiet):
             for (name, count), steps in configs.items():
                 torch.set_num_threads(count)
                 result = timings[(name, count)]

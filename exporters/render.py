@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
+from onbeat.core.progress import tracked
 
 WIDTH, HEIGHT, DPI = 640, 480, 100
+GIF_FPS, GIF_SCALE = 25.0, 0.75  # GIF frame delays are whole centiseconds: 25 fps is 4 cs each, played as such
 LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = "#1f77b4", "#d62728", "#333333"
 GRID_SPACING, GRID_HALF_SIZE = 0.5, 3.0  # metres
 BEAT_FLASH = 0.25  # seconds the beat dot takes to fade
@@ -74,9 +76,11 @@ def bone_colours(names, parents):
     return colours
 
 
-def render_positions(positions, parents, names, fps, output, audio=None, audio_start=0.0, beat_times=None):
-    """Write joint positions (T, J, 3) in metres, y up, as a video at `fps` to `output` (.mp4 or .gif).
-    `beat_times` (seconds of the music) light a dot that fades over BEAT_FLASH seconds after each beat."""
+def render_positions(positions, parents, names, fps, output, audio=None, audio_start=0.0, beat_times=None,
+                     quiet=False):
+    """Write joint positions (T, J, 3) in metres, y up, as a video at `fps` to `output` (.mp4 or .gif), with a
+    progress bar on a terminal unless `quiet`. `beat_times` (seconds of the music) light a dot that fades over
+    BEAT_FLASH seconds after each beat."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
@@ -111,7 +115,7 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
     with tempfile.TemporaryFile() as log:
         with subprocess.Popen(encoder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log) as process:
             with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped early: its log says why
-                for t in range(len(positions)):
+                for t in tracked(range(len(positions)), what=f"rendering {output.name}", quiet=quiet):
                     canvas.restore_region(background)
                     grid_art.set_segments(grid[t])
                     shadow_art.set_segments(shadow[t])
@@ -153,8 +157,9 @@ def _ffmpeg_command(output, fps, seconds, audio, audio_start):
     command = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{WIDTH}x{HEIGHT}", "-r", f"{fps:g}", "-i", "-"]
     if suffix == ".gif":
-        # A palette made from the frames themselves keeps the colours clean.
-        return command + ["-filter_complex", "split[a][b];[a]palettegen[p];[b][p]paletteuse", str(output)]
+        # Smaller than the mp4 (a GIF stores every pixel), with a palette made from the frames themselves.
+        scale = f"scale={int(WIDTH * GIF_SCALE)}:-1:flags=lanczos"
+        return command + ["-filter_complex", f"{scale},split[a][b];[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=diff_mode=rectangle", str(output)]
     if audio is not None:
         command += ["-ss", f"{audio_start:.3f}", "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
                     "-c:a", "aac", "-b:a", "160k", "-t", f"{seconds:.3f}"]

@@ -6,6 +6,10 @@ Messages (UDP, default 127.0.0.1:39540; only local apps can reach it unless `--c
     /onbeat/hold     i   1 = freeze on the current pose, 0 = dance again (blends back in)
     /onbeat/keypose  s   strike a named key pose on the next downbeat (groove poses: arms_up, t_pose, point, crouch)
     /onbeat/mirror   i   1 = mirror the dance left/right
+    /onbeat/tempo    f   the tempo in BPM (20..400) for rigs with no Link or MIDI clock; 0 = back to the ear
+    /onbeat/beat     [i] a beat is now (a tap, or a desk's beat output); optional beat in bar 0..3, 0 = downbeat
+The last two drive `Controls.clock` (an `onbeat.ear.clocks.OscClock`): it leads the dance's timing from the
+first tempo (or two taps) until `/onbeat/tempo 0`.
 Anything else (unknown address, wrong type or arity, out-of-range value, a datagram that is not OSC) is ignored
 and counted in `Controls.malformed`; nothing a sender does can stop the show.
 
@@ -14,6 +18,7 @@ arrival order (the threading server spawned a thread per datagram and lost bundl
 """
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from pythonosc import osc_packet
@@ -21,6 +26,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from onbeat.core.errors import OnbeatError
+from onbeat.ear.clocks import OscClock
 
 DEFAULT_CONTROL_PORT = 39540
 
@@ -34,15 +40,16 @@ class Controls:
     mirror: bool = False
     key_pose: str | None = None  # consumed by the engine at the next downbeat
     models: tuple = ("default", "groove")  # names `/onbeat/model` accepts
+    clock: OscClock = field(default_factory=OscClock)  # /onbeat/tempo and /onbeat/beat
     received: int = 0
     malformed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def apply(self, address, args):
         """Apply one OSC message; returns False (and counts it) when it is malformed."""
-        handler = _HANDLERS.get(address)
+        handler, arities = _HANDLERS.get(address, (None, ()))
         with self._lock:
-            ok = handler is not None and len(args) == 1 and handler(self, args[0]) is not False
+            ok = len(args) in arities and handler(self, *args) is not False
             if ok:
                 self.received += 1
             else:
@@ -97,8 +104,24 @@ def _set_key_pose(c, value):
     c.key_pose = value
 
 
-_HANDLERS = {"/onbeat/energy": _set_energy, "/onbeat/model": _set_model, "/onbeat/hold": _set_hold,
-             "/onbeat/keypose": _set_key_pose, "/onbeat/mirror": _set_mirror}
+def _set_tempo(c, value):
+    bpm = _number(value, 0.0, 400.0)
+    if bpm is None or 0.0 < bpm < 20.0:
+        return False
+    c.clock.set_tempo(bpm, time.perf_counter())
+
+
+def _beat(c, *beat_in_bar):
+    if beat_in_bar and (isinstance(beat_in_bar[0], bool) or beat_in_bar[0] not in (0, 1, 2, 3)):
+        return False
+    c.clock.tap(time.perf_counter(), int(beat_in_bar[0]) if beat_in_bar else None)
+
+
+# address -> (handler, the argument counts it takes)
+_HANDLERS = {"/onbeat/energy": (_set_energy, (1,)), "/onbeat/model": (_set_model, (1,)),
+             "/onbeat/hold": (_set_hold, (1,)), "/onbeat/keypose": (_set_key_pose, (1,)),
+             "/onbeat/mirror": (_set_mirror, (1,)), "/onbeat/tempo": (_set_tempo, (1,)),
+             "/onbeat/beat": (_beat, (0, 1))}
 
 
 class _CountingDispatcher(Dispatcher):

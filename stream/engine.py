@@ -13,8 +13,10 @@ Three threads share a little state:
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
-percentile over 2 s; sources must be real-time). Predicted beats go to sinks as beat events with the output
-frame nearest to them. A lost input device (`source.lost`) is reopened every second while the idle dances on.
+percentile over 2 s; sources must be real-time). The beat the dance follows is the ear's, or an external clock's
+when one has something fresh to say (Link, MIDI clock, OSC tempo: `_follow_clocks`, `onbeat.ear.clocks`).
+Predicted beats go to sinks as beat events with the output frame nearest to them. A lost input device
+(`source.lost`) is reopened every second while the idle dances on.
 `/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
 while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock. `simulate` runs the same
@@ -40,6 +42,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.core.skeleton import MIRROR_INDEX
+from onbeat.ear.clocks import BeatGrid, ExternalClock, Handover
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
 from onbeat.ear.sources import Source
 from onbeat.stream.control import Controls
@@ -147,10 +150,11 @@ class Engine:
     def __init__(self, source: Source, choreographers: dict[str, Choreographer], sinks: Iterable[Sink] = (), *,
                  ear=None, controls: Controls | None = None, rate: float = 60.0, idle: Choreographer | None = None,
                  library=None, silence_seconds: float = 2.0, blend_seconds: float = 0.3,
-                 clock=time.perf_counter, sleep=time.sleep):
+                 clock=time.perf_counter, sleep=time.sleep, clocks: Iterable[ExternalClock] = ()):
         """choreographers: {name: Choreographer} to start with; `controls.model` picks the active one ("groove"
         is added). `library` (an `onbeat.choreographers.library.Library`) loads the other names it knows when
-        the performer switches to them."""
+        the performer switches to them. `clocks`: external beat clocks (`onbeat.ear.clocks`) in order of
+        precedence; the OSC control clock (`controls.clock`) comes last."""
         self.source, self.rate = source, float(rate)
         self.sinks = [QueuedSink(sink) if sink.may_block else sink for sink in sinks]
         self.idle = idle or GrooveChoreographer()
@@ -160,6 +164,9 @@ class Engine:
         self.controls.models = tuple(dict.fromkeys([*self.choreographers, *(library.names() if library else ())]))
         self._loading = None  # the name being loaded from the library, on its worker thread
         self.ear = ear or Ear(source.sample_rate)
+        self.clocks = [*clocks, self.controls.clock]
+        self.leader = "ear"  # the clock the dance's timing follows
+        self._handover = Handover()
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
@@ -233,7 +240,20 @@ class Engine:
             state, offset = states[-1], self._offset  # stream time → output time
             state = replace(state, time=state.time + offset, next_beats=state.next_beats + offset,
                             last_beat=state.last_beat + offset)
-            self._take_analysis(rows[-1], state)
+            self._take_analysis(rows[-1], self._follow_clocks(state))
+
+    def _follow_clocks(self, heard):
+        """The beat the dance follows: the first external clock with something fresh to say (Link, MIDI clock,
+        OSC: they win on timing), else the ear's `heard` state; `Handover` eases each change of leader. Clocks
+        keep host time (the engine's clock), the dance the output timeline."""
+        ear = BeatGrid.of(heard).shifted(self._t0)
+        for clock in self.clocks:
+            clock.hear(ear, heard.confidence)
+        self.leader, grid = next(((c.name, g) for c in self.clocks if (g := c.grid()) is not None), ("ear", ear))
+        followed = self._handover.follow(self.leader, grid.shifted(-self._t0), heard.time)
+        if self._handover.settled:
+            return heard  # the ear alone, as it is
+        return followed.beat_state(heard.time, heard.confidence if self.leader == "ear" else 1.0)
 
     def _reconnect(self):
         """The input device went away: dance the idle (the output never stops) and reopen it every second."""

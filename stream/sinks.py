@@ -21,22 +21,34 @@ dancer's left; joint names are SMPL-24's (Pelvis, Left_Hip, ..., Right_Palm).
 VMC protocol (default 127.0.0.1:39539, the port VSeeFace, Warudo, VNyan, EVMC4U, VMC4UE and VMC4B listen on):
 per frame `/VMC/Ext/OK 1 3 0 1` (loaded, calibrated, normal mode, tracking ok), `/VMC/Ext/T time`,
 `/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw` and one `/VMC/Ext/Bone/Pos "<HumanBodyBones>" px py pz qx qy qz qw`
-per mapped bone (22: SMPL-24 without the palms). Conversion to Unity's left-handed frame (y up, z forward,
-+x = the character's right):
+per mapped bone (22: SMPL-24 without the palms); several targets at once: one sink each. Conversion to Unity's
+left-handed frame (y up, z forward, +x = the character's right):
 - onbeat's +x is the dancer's *left*, Unity's +x the avatar's *right*, y and z agree: positions map by the
   reflection M = diag(-1, 1, 1): (x, y, z) → (-x, y, z).
 - A rotation R becomes M R M. Its axis a maps to M a = (-ax, ay, az) and, a reflection reversing handedness,
   its angle to -angle; the same rotation is about (ax, -ay, -az) by +angle. So quaternion (w, x, y, z) →
   Unity (x, -y, -z, w) in VMC's (qx, qy, qz, qw) order. (`tests/test_sinks.py` checks M R M numerically.)
 - Bone rotations in VMC are local rotations relative to a humanoid whose rest pose is the T-pose with all
-  bone frames aligned to the root (a normalised VRM / Unity humanoid). SMPL local rotations are relative to the
-  SMPL rest pose, which is close to a T-pose (arms horizontal, legs straight) with joint frames aligned to the
-  world, so they are sent as they are after the conversion; the small rest-pose differences (SMPL's arms
-  slope a few degrees down) show up as that much offset on the avatar.
-- The root carries the dance's travel: Root/Pos = the pelvis position minus the SMPL rest pelvis height (so the
-  avatar keeps its own hip height and bounces and travels by the dancer's offsets), identity rotation; the
-  Hips bone carries the pelvis orientation. Other bone positions are the SMPL rest offsets (receivers ignore
-  them unless told to use them).
+  bone frames aligned to the root: the *normalized* bones of a VRM (VRM 0.x files are exported that way;
+  UniVRM 1.0 builds them as its "control rig"). SMPL local rotations are relative to the SMPL rest pose, which
+  is close to a T-pose (arms horizontal, legs straight) with joint frames aligned to the world, so they are
+  sent as they are after the conversion; the small rest-pose differences (SMPL's arms slope a few degrees
+  down) show up as that much offset on the avatar. The VMC spec recommends raw (un-normalized) bones for VRM
+  1.0 senders; onbeat has no avatar of its own and sends normalized ones, which a receiver applying them to
+  raw VRM 1.0 bones with non-identity rest rotations shows twisted: such receivers apply them to the control
+  rig (EVMC4U: `controlRigGenerationOptionOnLoad = Generate`); VRM 0.x avatars need nothing.
+- Positions, as VirtualMotionCapture's sender (ExternalSender.cs) has them: Root/Pos is the model's origin on
+  the floor, Bone/Pos carries each bone's local position. The root carries the dance's travel and bounce:
+  Root/Pos = the pelvis position minus the SMPL rest pelvis height (identity rotation), and the Hips bone sits
+  at the rest pelvis height above it, so root + Hips = the pelvis. The other bones sit at the SMPL rest
+  offsets. Receivers that apply bone positions (EVMC4U's "Bone Position Synchronize", on by default) show the
+  SMPL skeleton's exact joint positions, feet on the floor; those that keep the avatar's own bone positions
+  show the avatar's proportions, raised and lowered by the dance's bounce, feet on the floor at rest.
+- UpperChest is optional in Unity and VRM, and a receiver drops a bone its avatar lacks. By default
+  (`upper_chest=False`) the Spine3 rotation is folded into Chest, UpperChest is sent at rest with a zero
+  offset, and the bones hanging from it (Neck, shoulders) carry the Spine3 offset: exact joint positions on
+  every avatar when bone positions are applied, and the full spine bend without them. `upper_chest=True`
+  sends Spine3 as UpperChest, for avatars that have one (VRoid avatars do).
 """
 import logging
 import math
@@ -51,10 +63,11 @@ from pathlib import Path
 
 import numpy as np
 
+from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
-from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, REST_OFFSETS, rest_positions
-from onbeat.ear.devices import import_sounddevice
+from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
+from onbeat.ear.devices import open_output
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +184,26 @@ REST_PELVIS_HEIGHT = -rest_positions()[list(FOOT_JOINTS), 1].min()  # pelvis abo
 _X_REFLECTION = np.array([-1.0, 1.0, 1.0])
 _REST_PELVIS = np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
 
+_SPINE3 = JOINT_INDEX["Spine3"]
+_CHEST, _UPPER_CHEST = _VMC_JOINTS.index(JOINT_INDEX["Spine2"]), _VMC_JOINTS.index(_SPINE3)  # bone slots
+_ON_UPPER_CHEST = [i for i, j in enumerate(_VMC_JOINTS) if PARENTS[j] == _SPINE3]  # neck, shoulders
+_BONE_OFFSETS = REST_OFFSETS[_VMC_JOINTS].copy()
+_BONE_OFFSETS[0] = _REST_PELVIS  # the Hips bone above the root, on the floor
+
+
+def bone_transforms(rotations: np.ndarray, upper_chest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Local positions (22, 3) and rotations (22, 4) of the VMC bones, in onbeat's frame, for one pose's SMPL
+    local rotations (24, 4). Without `upper_chest`, Spine3 is folded into Chest (see the module docstring)."""
+    positions, bone_rotations = _BONE_OFFSETS.copy(), rotations[_VMC_JOINTS]
+    if not upper_chest:
+        spine3 = rotations[_SPINE3]
+        bone_rotations[_CHEST] = R.quat_multiply(bone_rotations[_CHEST], spine3)
+        bone_rotations[_UPPER_CHEST] = R.quat_identity()
+        positions[_UPPER_CHEST] = 0.0
+        # The Spine3 offset, seen from the folded Chest frame (Chest·Spine3), hangs on Spine3's children.
+        positions[_ON_UPPER_CHEST] += R.quat_to_matrix(spine3).T @ REST_OFFSETS[_SPINE3]
+    return positions, bone_rotations
+
 
 def to_unity_position(p):
     return np.asarray(p) * _X_REFLECTION
@@ -237,8 +270,9 @@ class UdpTarget:
     """A connected UDP socket: the host is resolved once, and a refusing target's ICMP errors come back as
     ConnectionRefusedError on a later send, which is counted (not raised)."""
 
-    def __init__(self, host, port, name, warn_interval=5.0):
+    def __init__(self, host, port, name, warn_interval=5.0, nobody_there=""):
         self.name, self.warn_interval = name, warn_interval
+        self.nobody_there = nobody_there  # what to tell the user while nothing listens at the target
         self.address = f"{host}:{port}"
         self.sent = self.errors = 0
         self.last_error = None
@@ -260,8 +294,9 @@ class UdpTarget:
                 now = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    logger.warning("%s %s: %s (%d send errors so far); still running", self.name, self.address,
-                                   self.last_error, self.errors)
+                    hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
+                    logger.warning("%s %s: %s (%d send errors so far)%s; still running", self.name, self.address,
+                                   self.last_error, self.errors, hint)
 
     @property
     def status(self):
@@ -276,9 +311,10 @@ class _OscSink(Sink):
     never waits for the peer, so these run on the output thread directly."""
 
     protocol = "osc"
+    nobody_there = "nothing listens there yet"
 
     def __init__(self, host, port):
-        self.target = UdpTarget(host, port, self.protocol)
+        self.target = UdpTarget(host, port, self.protocol, nobody_there=self.nobody_there)
 
     @property
     def status(self):
@@ -308,7 +344,7 @@ class OnbeatOscSink(_OscSink):
 
 
 class VmcSink(_OscSink):
-    """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion)."""
+    """VMC protocol 3.1 performer → marionette (see the module docstring for the conversion and the bones)."""
 
     OK = MessageTemplate("/VMC/Ext/OK", "iiii").encode(1, 3, 0, 1)  # loaded, calibrated, normal mode, tracking ok
     TIME = MessageTemplate("/VMC/Ext/T", "f")
@@ -316,16 +352,19 @@ class VmcSink(_OscSink):
     BONES = [MessageTemplate("/VMC/Ext/Bone/Pos", "sfffffff", bone) for _, bone in VMC_BONES]
 
     protocol = "vmc"  # VMC has no beat message: send_beat stays a no-op
+    nobody_there = ("no VMC receiver there yet: start VSeeFace, Warudo or your Unity scene with its VMC receiver on "
+                    "this port, or use --no-vmc")
 
-    def __init__(self, host, port):
+    def __init__(self, host: str, port: int, upper_chest: bool = False):
         super().__init__(host, port)
-        self._bone_offsets = to_unity_position(REST_OFFSETS[_VMC_JOINTS]).tolist()
+        self.upper_chest = upper_chest
 
     def send(self, frame):
         root = to_unity_position(frame.root_translation - _REST_PELVIS)
-        quats = to_unity_quaternion(frame.rotations[_VMC_JOINTS]).tolist()
+        positions, rotations = bone_transforms(frame.rotations, self.upper_chest)
         messages = [self.OK, self.TIME.encode(frame.time), self.ROOT.encode(*root, 0.0, 0.0, 0.0, 1.0)]
-        messages += [t.encode(*offset, *q) for t, offset, q in zip(self.BONES, self._bone_offsets, quats)]
+        messages += [t.encode(*p, *q) for t, p, q in zip(self.BONES, to_unity_position(positions).tolist(),
+                                                          to_unity_quaternion(rotations).tolist(), strict=True)]
         self.target.send(pack_bundles(messages))
 
 
@@ -469,13 +508,9 @@ class Speakers(Sink):
     @classmethod
     def open(cls, sample_rate, channels):
         try:
-            sd = import_sounddevice()
-            stream = sd.OutputStream(samplerate=sample_rate, channels=channels, dtype="float32", latency="low")
-            stream.start()
-            return cls(stream)
-        except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped; no speakers is not an error
-            logger.warning("no audio output (%s): playing silently",
-                           str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return cls(open_output(sample_rate, channels, latency="low"))
+        except OnbeatError as e:  # no speakers is not an error: the dance goes on
+            logger.warning("demo track: playing silently: %s", e)
             return None
 
     def send_audio(self, block):

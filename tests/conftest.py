@@ -2,7 +2,9 @@ import pytest
 
 from log_capture import LogLines
 
+from onbeat.core.errors import OnbeatError
 from onbeat.core.paths import data_root
+from onbeat.ear.devices import import_sounddevice
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +21,13 @@ def logs():
     """The messages onbeat logs during the test (any thread), as a list of strings."""
     with LogLines() as captured:
         yield captured.lines
+
+
+@pytest.fixture
+def portaudio():
+    """sounddevice, for tests that need the PortAudio library; they skip with the reason where it is missing
+    (onbeat itself runs without it, silently)."""
+    try:
+        return import_sounddevice()
+    except OnbeatError as e:
+        pytest.skip(str(e))

@@ -45,7 +45,8 @@ def summary_of(process, timeout=30):
 
 
 @pytest.fixture
-def jack_server():
+def jack_server(portaudio):
+    """A private dummy JACK server; onbeat reaches it through PortAudio, so both must be here."""
     try:
         server = CaptureJackServer(prefix="onbeat-test", sample_rate=SAMPLE_RATE)
     except OnbeatError as e:  # jackd missing, or the dummy backend would not start here

@@ -16,14 +16,15 @@ def report(capsys):
 
 
 def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(info, "ASSETS", tmp_path)
+    monkeypatch.setattr("onbeat.core.paths.ASSETS", tmp_path)
     out = report(capsys)
     assert out["onbeat"][0].isdigit() and out["python"].startswith(sys.version.split()[0])
     assert out["numpy"] == __import__("numpy").__version__
     assert "CPUExecutionProvider" in out["onnx providers"]
-    assert "no default model exported yet" in out["models"] and out["audio devices"]
+    assert "no shipped model found" in out["models"] and out["audio devices"]
+    assert out["programs"].startswith("ffmpeg: ")
     (tmp_path / "badm.onnx").write_bytes(b"")
-    assert report(capsys)["models"] == str(tmp_path / "badm.onnx")
+    assert report(capsys)["models"] == f"badm (default): {tmp_path / 'badm.onnx'}"
 
 
 def test_info_says_where_data_is_missing(capsys, monkeypatch):

@@ -43,7 +43,24 @@ def test_a_receiver_in_another_process_gets_every_frame_at_60_hz():
 def test_play_demo_runs_and_reports(capsys):
     assert main(["play", "--demo", "--seconds", "1.5", *QUIET]) == 0
     out = capsys.readouterr().out
-    assert "frames=" in out and "bpm=" in out
+    assert "frames=" in out and "tempo=" in out
+
+
+def test_several_vmc_targets_each_get_the_stream(capsys):
+    listeners = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        targets = []
+        for sock in listeners:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(2.0)
+            targets += ["--vmc", "127.0.0.1:%d" % sock.getsockname()[1]]
+        quiet = [arg for arg in QUIET if arg != "--no-vmc"]
+        assert main(["play", "--demo", "--seconds", "0.5", *targets, *quiet]) == 0
+        for sock in listeners:
+            assert b"/VMC/Ext/Bone/Pos" in sock.recv(65536)
+    finally:
+        for sock in listeners:
+            sock.close()
 
 
 @pytest.mark.parametrize("argv, problem", [
@@ -55,6 +72,7 @@ def test_play_demo_runs_and_reports(capsys):
     (["play", "--demo", "--model", "bdam"], "model bdam: choose one of groove, default, badm, codes"),
     (["play", "--demo", "--rate", "0"], "--rate"),
     (["play", "--demo", "--record", "/no/such/folder/out.npz"], "does not exist"),
+    (["play", "--demo", "--link", "--link-lead"], "not both"),  # refused before any Link is started
 ])
 def test_user_mistakes_are_one_line_errors(argv, problem, capsys):
     assert main(argv + ["--control-port", "0"]) == 2

@@ -59,6 +59,7 @@ def test_vmc_bundles_fit_the_mtu_and_parse_back(listener):
     assert root[0] == "root" and root[1:4] == pytest.approx([-0.2, 0.9 - REST_PELVIS_HEIGHT, -0.3], abs=1e-6)
     bones = {params[0]: params[1:] for address, params in messages if address == "/VMC/Ext/Bone/Pos"}
     assert list(bones) == [bone for _, bone in VMC_BONES]
+    assert bones["Hips"][:3] == pytest.approx([0.0, REST_PELVIS_HEIGHT, 0.0], abs=1e-6)  # root + Hips = pelvis
     left_arm = np.array(bones["LeftUpperArm"][3:])
     expected = to_unity_quaternion(frame.rotations[JOINT_INDEX["Left_Shoulder"]])
     assert np.allclose(left_arm, expected, atol=1e-6)

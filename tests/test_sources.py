@@ -141,7 +141,7 @@ def test_header_only_wav_is_an_error(tmp_path):
         FileSource(path, play=False)
 
 
-def test_unknown_output_device_is_an_error(tmp_path):
+def test_unknown_output_device_is_an_error(tmp_path, portaudio):
     soundfile.write(tmp_path / "a.wav", np.zeros(100, dtype=np.float32), 44100)
     with pytest.raises(OnbeatError, match="no audio output device"):
         FileSource(tmp_path / "a.wav", play=True, output_device="no such speaker")
@@ -179,7 +179,7 @@ def test_missing_portaudio_is_explained(monkeypatch):
         import_sounddevice()
 
 
-def test_unknown_input_device_lists_the_available_ones():
+def test_unknown_input_device_lists_the_available_ones(portaudio):
     with pytest.raises(OnbeatError, match="no audio input device matches 'no such mic'; available input devices"):
         DeviceSource(device="no such mic")
 
@@ -223,7 +223,11 @@ def test_file_playback_is_paced_by_the_output_device(jack_server, tmp_path):
 
 
 def test_file_plays_silently_without_an_output_device(tmp_path):
-    if any(device["max_output_channels"] > 0 for device in import_sounddevice().query_devices()):
+    try:
+        speakers = any(device["max_output_channels"] > 0 for device in import_sounddevice().query_devices())
+    except OnbeatError:  # no PortAudio library at all: silent as well
+        speakers = False
+    if speakers:
         pytest.skip("this machine has an output device")
     soundfile.write(tmp_path / "a.wav", np.zeros(1000, dtype=np.float32), 44100)
     source = FileSource(tmp_path / "a.wav", play=True, realtime=False)
