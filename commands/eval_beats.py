@@ -1,4 +1,4 @@
-"""`onbeat eval beats`: beat-tracking scores on annotated clips."""
+"""`onbeat eval beats`: beat-tracking scores on annotated clips, cross-validated."""
 import json
 from pathlib import Path
 
@@ -8,8 +8,11 @@ from onbeat.evaluation.beats import evaluate, print_report
 
 
 def add_arguments(parser):
-    parser.add_argument("--data", type=Path, help="shared data folder holding gtzan-dev/ (default: the shared data)")
+    parser.add_argument("--data", type=Path, help="folder of audio + <name>.beats annotations (beside them or in "
+                        "beats/), or the shared data folder (its gtzan-dev/; the default)")
     parser.add_argument("--clips", type=int, help="evaluate only the first N clips (sorted by name)")
+    parser.add_argument("--no-cv", action="store_true", help="score the shipped parameters instead of "
+                        "cross-validating the filter parameters")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
 
 
@@ -17,8 +20,8 @@ def run(args):
     data_dir = args.data or data_root()
     if data_dir is None:
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
-    result = evaluate(data_dir, args.clips)
+    result = evaluate(data_dir, args.clips, cross_validate=not args.no_cv)
     print_report(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(result, indent=2, default=float))
     return 0

@@ -15,9 +15,15 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
 3. Downbeat guess: low-frequency (kick, bass) onset strength on each beat, accumulated per beat position
    mod 4; the most accented position is the downbeat.
 
-Parameters were chosen on the 30 GTZAN dev clips (`onbeat eval beats`), one set for all music.
+4. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
+   8 s, relative to how far apart they usually are); a new track restarts the clock's tempo and the accents.
 
-`BeatTracker` ties them together behind one call: `.process(hop) -> BeatState`.
+Parameters were chosen on the 30 GTZAN dev clips; `onbeat eval beats` cross-validates them (tuned on two folds,
+scored on the third), one set for all music.
+
+`BeatTracker` ties them together behind one call: `.process(hop) -> BeatState`. The offline analysis
+(`features.extract_file`, training features and `render --beats`) runs this same causal tracker over the file,
+so training features and the live clock agree.
 """
 from dataclasses import dataclass
 
@@ -31,6 +37,7 @@ SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 m
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
 MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
+OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ class OnsetEnvelope:
         self.history = np.zeros((lag, bands), dtype=np.float32)  # the last `lag` log-mel frames
 
     def process(self, samples):
-        """One sub-hop of samples -> (novelty, low-band novelty)."""
+        """One sub-hop of samples -> (novelty, low-band novelty, log-mel spectrum)."""
         log_mel = np.log1p(self.compression * self.filterbank(self.pvoc(samples)))
         # superflux: compare with the max over neighbouring bands `lag` frames ago
         reference = self.history[0]
@@ -69,13 +76,14 @@ class OnsetEnvelope:
         rise = np.maximum(log_mel - reference, 0.0)
         self.history = np.roll(self.history, -1, axis=0)
         self.history[-1] = log_mel
-        return float(rise.sum()), float(rise[:LOW_BANDS].sum())
+        return float(rise.sum()), float(rise[:LOW_BANDS].sum()), log_mel
 
 
 class BeatClock:
     """Tempo and beat phase from a stream of novelty values at `fps` frames per second."""
 
-    def __init__(self, fps, min_lead_frames=1, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0, prior_octaves=1.0,
+    def __init__(self, fps, min_lead_frames=1, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0,
+                 prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2):
         self.fps = fps
@@ -119,6 +127,14 @@ class BeatClock:
         self.next_beat_frame = self.frame + max(int(round(self.period)), 1)   # provisional
         self.prediction_frame = self.frame + max(int(round(self.period / 2)), 1)
         return True
+
+    def restart(self):
+        """Forget the music heard so far (a new track): no novelty or score history, the prior tempo belief. The
+        frame count and the committed next beat stay, so the clock keeps its time."""
+        self.novelty[:] = 0.0
+        self.score[:] = 0.0
+        self.tempo_belief = self.prior / self.prior.sum()
+        self.votes = 0
 
     def _best_predecessor(self, score):
         """max over the frames 2 periods .. half a period back of score x transition weight (a Gaussian in
@@ -175,8 +191,12 @@ class BeatClock:
         candidate = int(np.argmax(recent_comb * self.prior))
         new_fit = np.interp(self.periods[candidate], np.arange(self.size), recent_acf)
         old_fit = np.interp(self.period, np.arange(self.size), recent_acf)
-        # a change: the recent past is strongly periodic at a new tempo and no longer at the current one
-        changed = new_fit > self.change_strength and old_fit < self.change_ratio * new_fit
+        # a change: the recent past is strongly periodic at a new tempo and no longer at the current one; not half
+        # or double the current tempo (a sparse bar is no reason to flip octave: issue 17's Vibe Ace flipped
+        # between 130 and 65 BPM, so the live BPM disagreed with the beats). A new track restarts the clock.
+        ratio = self.periods[candidate] / self.period
+        octave = any(abs(ratio / level - 1.0) < 0.05 for level in OCTAVES)
+        changed = new_fit > self.change_strength and old_fit < self.change_ratio * new_fit and not octave
         self.votes = self.votes + 1 if changed else 0
         if self.votes >= self.change_votes:
             self.tempo_belief = self.drift[candidate] / self.drift[candidate].sum()
@@ -189,6 +209,47 @@ class BeatClock:
         return 60.0 * self.fps / self.period
 
 
+class TrackChangeDetector:
+    """A new track: the mean log-mel spectrum of the last `short_s` far from that of the last `long_s`, compared
+    with how far apart they have been since this track began (a running mean and spread of that distance, kept
+    from `long_s` into the track on, so the track's own start is not taken for its normal variation)."""
+
+    def __init__(self, fps, short_s=1.0, long_s=8.0, threshold=4.0, settle_s=2.0):
+        self.short_rate, self.long_rate = 1.0 / (short_s * fps), 1.0 / (long_s * fps)
+        self.threshold = threshold
+        self.warmup = int(long_s * fps)            # frames before the long-term mean describes this track
+        self.settle = int(settle_s * fps)          # frames of distance statistics before a change can be called
+        self.short = self.long = None
+        self.since_change = 0
+        self._reset_statistics()
+
+    def _reset_statistics(self):
+        self.mean_distance, self.mean_square, self.measured = 0.0, 0.0, 0
+
+    def update(self, spectra) -> bool:
+        """Feed a hop's log-mel frames; True when a track change is detected."""
+        for frame in spectra:
+            if self.short is None:
+                self.short, self.long = np.array(frame, dtype=float), np.array(frame, dtype=float)
+            self.short += self.short_rate * (frame - self.short)
+            self.long += self.long_rate * (frame - self.long)
+        self.since_change += len(spectra)
+        if self.since_change < self.warmup:
+            return False
+        distance = float(np.mean(np.abs(self.short - self.long)))
+        spread = np.sqrt(max(self.mean_square - self.mean_distance ** 2, 1e-4))
+        if self.measured >= self.settle and distance > self.mean_distance + self.threshold * spread:
+            self.since_change = 0
+            self.long = self.short.copy()   # the new track is the reference from now on
+            self._reset_statistics()
+            return True
+        self.measured += len(spectra)
+        rate = max(len(spectra) / self.measured, len(spectra) * self.long_rate)   # a plain mean at first
+        self.mean_distance += rate * (distance - self.mean_distance)
+        self.mean_square += rate * (distance ** 2 - self.mean_square)
+        return False
+
+
 class BeatTracker:
     """Online beat tracker: feed consecutive mono hops of `hop` samples at `sample_rate`, get a BeatState each.
 
@@ -196,7 +257,7 @@ class BeatTracker:
     and counted in `.bad_samples` (a glitching sound card must not stop the show).
     """
 
-    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP):
+    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, **clock_options):
         if hop % SUB_HOPS:
             raise OnbeatError(f"beat tracker: hop {hop} is not a multiple of {SUB_HOPS}")
         self.sample_rate, self.hop = sample_rate, hop
@@ -205,7 +266,10 @@ class BeatTracker:
         self.onsets = OnsetEnvelope(sample_rate, self.sub_hop)
         # beats sound `delay_s` before their novelty frame: commit them at least that early, so they are
         # never flagged after their time
-        self.clock = BeatClock(self.fps, min_lead_frames=int(np.ceil(self.onsets.delay_s * self.fps)) + 1)
+        self.clock_options = {"min_lead_frames": int(np.ceil(self.onsets.delay_s * self.fps)) + 1, **clock_options}
+        self.clock = BeatClock(self.fps, **self.clock_options)
+        self.changes = TrackChangeDetector(self.fps) if detect_track_changes else None
+        self.track_changes = 0
         self.samples_seen = 0
         self.bad_samples = 0
         self.last_beat = None
@@ -214,7 +278,7 @@ class BeatTracker:
         self.low_novelty = []               # the last frames' low-band novelty: the accent of a beat
         self.level = 0.0                    # slow signal level, for the confidence's presence factor
 
-    def process(self, mono_hop):
+    def process(self, mono_hop) -> "BeatState":
         samples = np.asarray(mono_hop, dtype=np.float32).reshape(-1)
         if samples.shape[0] != self.hop:
             raise OnbeatError(f"beat tracker: got a block of {samples.shape[0]} samples, expected {self.hop}")
@@ -222,19 +286,28 @@ class BeatTracker:
             bad = ~np.isfinite(samples)
             self.bad_samples += int(bad.sum())
             samples = np.where(bad, 0.0, samples).astype(np.float32)
+        onsets = [self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop]) for k in range(SUB_HOPS)]
+        return self.follow(float(np.sqrt(np.mean(samples ** 2))), onsets)
+
+    def follow(self, rms, onsets) -> "BeatState":
+        """Everything after the onset envelope, for one hop: its RMS and its sub-hops' (novelty, low-band novelty,
+        log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply."""
+        if self.changes is not None and self.changes.update([log_mel for _, _, log_mel in onsets]):
+            self.clock.restart()        # a new track: its tempo and bar owe nothing to the last one's
+            self.accents[:] = 0.0
+            self.track_changes += 1
         is_beat = False
-        for k in range(SUB_HOPS):
+        for novelty, low, _ in onsets:
             self.samples_seen += self.sub_hop
             # the beat sounds (window delay) before the clock reaches its frame: emit it once its time is in
             beat = self._frame_time(self.clock.next_beat_frame)
             if beat <= self.samples_seen / self.sample_rate and (self.last_beat is None or beat > self.last_beat):
                 is_beat, self.last_beat = True, beat
                 self.beat_count += 1
-            novelty, low = self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop])
             self.low_novelty = (self.low_novelty + [low])[-4:]
             if self.clock.update(novelty):   # the clock's beat frame: the onsets of the beat just emitted are in
                 self._learn_accent(max(self.low_novelty))
-        self.level = 0.97 * self.level + 0.03 * float(np.sqrt(np.mean(samples ** 2)))
+        self.level = 0.97 * self.level + 0.03 * rms
         return self._state(self.samples_seen / self.sample_rate, is_beat)
 
     def _frame_time(self, frame):

@@ -1,13 +1,16 @@
 """The online beat tracker on synthetic drum tracks (tempo, phase, tempo jumps, breaks, silence, downbeats,
-bad input) and on the annotated GTZAN clips (the issue's target: mean F >= 0.75)."""
+track changes, bad input), the evaluation's metrics and commands, and the annotated GTZAN clips."""
 import numpy as np
 import pytest
+import soundfile
 
-from onbeat.core.errors import OnbeatError
-from onbeat.evaluation import beats as beat_eval
-from onbeat.ear.beats import BeatTracker
 from onbeat.commands.cli import main
+from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.ear.beats import BeatTracker
+from onbeat.ear.features import FeatureExtractor, extract_file
+from onbeat.ear.sources import read_audio
+from onbeat.evaluation import beats as beat_eval
 
 RNG = np.random.default_rng(0)
 
@@ -138,23 +141,109 @@ def test_locks_to_a_real_808_kick_loop(data_dir):
 
 
 @pytest.mark.slow
-def test_gtzan_mean_f_measure(data_dir):
-    """The issue's done-criterion: mean F >= 0.75 over all 30 clips, one parameter set, and above aubio's."""
+def test_gtzan_cross_validated(data_dir):
+    """gtzan-dev, cross-validated (clock parameters tuned on the other folds)."""
     result = beat_eval.evaluate(data_dir)
     assert len(result["clips"]) == 30
     assert result["mean"]["F"] >= 0.75
-    assert result["mean"]["F"] > result["mean"]["baseline_F"]
+    assert result["lock_s"]["median"] <= 8.0
+    assert result["octave"]["right"] >= 20
 
 
 @pytest.mark.slow
 def test_eval_command_prints_the_table(data_dir, tmp_path, capsys):
     out = tmp_path / "beats.json"
-    assert main(["eval", "beats", "--data", str(data_dir), "--clips", "2", "--json", str(out)]) == 0
+    assert main(["eval", "beats", "--data", str(data_dir), "--clips", "2", "--no-cv", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "blues" in printed and "mean" in printed and "first 5 s trimmed" in printed
+    assert "gtzan-dev" in printed and "blues" in printed and "mean" in printed and "first 5 s trimmed" in printed
+    assert "lock time" in printed and "tempo octave" in printed
     assert out.is_file()
+
+
+def write_clip_set(folder, tempi):
+    """A folder of click-track clips (wav) with their .beats annotations beside them (beat, position in bar)."""
+    folder.mkdir()
+    for k, bpm in enumerate(tempi):
+        beats = grid(bpm, 0.5, 14.0)
+        soundfile.write(folder / f"clip{k}.wav", drum_track(beats, 14.0, accent_every=4), ANALYSIS_RATE)
+        np.savetxt(folder / f"clip{k}.beats", np.stack([beats, np.arange(len(beats)) % 4 + 1], axis=1), fmt="%.4f")
+    return folder
+
+
+def test_eval_scores_any_annotated_folder_and_names_it(tmp_path, capsys):
+    folder = write_clip_set(tmp_path / "my-clicks", [100, 125, 140])
+    assert main(["eval", "beats", "--data", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "beat tracking on my-clicks (3 clips" in printed
+    mean = [line for line in printed.splitlines() if line.startswith("mean")][0].split()
+    assert float(mean[2]) >= 0.9   # F on steady click tracks
 
 
 def test_eval_command_reports_a_missing_folder(tmp_path, capsys):
     assert main(["eval", "beats", "--data", str(tmp_path)]) == 2
-    assert "no .flac clips" in capsys.readouterr().err
+    assert "no audio clips" in capsys.readouterr().err
+
+
+def test_bench_without_madmom_says_so_and_prints_onbeat(tmp_path, capsys):
+    folder = write_clip_set(tmp_path / "clicks", [120])
+    assert main(["bench", "beats", "--data", str(folder), "--madmom", str(tmp_path / "no-python")]) == 0
+    printed = capsys.readouterr().out
+    assert "madmom not run" in printed and "onbeat" in printed and "%" in printed
+
+
+def test_lock_time_needs_four_consecutive_correct_beats():
+    reference = np.arange(0.0, 20.0, 0.5)
+    assert beat_eval.lock_time(reference, reference + 0.02) == pytest.approx(0.02)
+    # double tempo: every other tracked beat is between annotations: never a run of 4
+    assert beat_eval.lock_time(reference, np.arange(0.25, 20.0, 0.25)) == float("inf")
+    # half tempo: hits, but skipping annotations is not a lock
+    assert beat_eval.lock_time(reference, np.arange(0.0, 20.0, 1.0)) == float("inf")
+    # wrong until 6 s, then right
+    late = np.concatenate([np.arange(0.1, 6.0, 0.37), np.arange(6.0, 20.0, 0.5)])
+    assert beat_eval.lock_time(reference, late) == pytest.approx(6.0)
+    assert beat_eval.lock_time(reference, late, start=4.0) == pytest.approx(2.0)
+
+
+def test_tempo_octave_names_the_ratio():
+    reference = np.arange(0.0, 30.0, 0.5)
+    assert beat_eval.tempo_octave(reference, reference) == "right"
+    assert beat_eval.tempo_octave(reference, np.arange(0.0, 30.0, 0.25)) == "double"
+    assert beat_eval.tempo_octave(reference, np.arange(0.0, 30.0, 1.0)) == "half"
+    assert beat_eval.tempo_octave(reference, np.arange(0.0, 30.0, 1.0 / 3)) == "3:2"
+    assert beat_eval.tempo_octave(reference, np.arange(0.0, 30.0, 0.61)) == "other"
+
+
+def test_relocks_after_a_track_change():
+    """Two 'tracks' back to back, another tempo, phase and sound (the second has a chord under its drums): the
+    change is detected and the second track locked within 5 s of its start."""
+    first, second = grid(100, 0.3, 15.0), grid(137, 15.13, 30.0)
+    audio = drum_track(first, 30.0, accent_every=4)
+    audio[int(15.0 * ANALYSIS_RATE):] = 0.0
+    t = np.arange(len(audio)) / ANALYSIS_RATE
+    chord = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * (t >= 15.0)
+    audio += 0.5 * drum_track(second, 30.0, accent_every=2) + chord.astype(np.float32)
+    tracker = BeatTracker()
+    states = [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
+    assert tracker.track_changes == 1
+    beats = tracked_beats(states)
+    assert beat_eval.lock_time(second, beats[beats >= 15.0 - 0.07], start=15.13) <= 5.0
+
+
+@pytest.mark.slow
+def test_live_and_offline_agree_on_tempo(data_dir):
+    """Issue 17: on Vibe Ace the live clock said about 130 BPM while the offline analysis' beats (`extract_file`,
+    the same causal tracker) made 103.8: the clock flipped between metrical levels. On every music-cc file the
+    tempo the live clock reports (BeatState.bpm, sound-card sized blocks) is at the metrical level of the beats
+    the offline analysis writes; on Vibe Ace within 4%."""
+    for path in sorted((data_dir / "music-cc").glob("*.ogg")):
+        samples, rate = read_audio(path)
+        extractor, bpms = FeatureExtractor(rate), []
+        for start in range(0, len(samples), 4096):   # live: sound-card sized blocks
+            extractor.process(samples[start:start + 4096])
+            bpms += [s.bpm for s in extractor.states if s.time > 10.0]
+        _, beats = extract_file(path)
+        offline_bpm = 60.0 / np.median(np.diff(beats[beats > 10.0]))
+        ratio = float(np.median(bpms)) / offline_bpm
+        assert abs(np.log2(ratio)) < 0.35, (path.name, ratio)   # not half or double (rubato allowed)
+        if "Vibe_Ace" in path.name:
+            assert abs(ratio - 1.0) < 0.04
