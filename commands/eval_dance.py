@@ -1,56 +1,99 @@
-"""`onbeat eval dance`: dance metrics for real data and models."""
-import time
+"""`onbeat eval dance`: score real dancers and models on a test set of dances with music (see
+`onbeat.evaluation.dance`), print the table, optionally write JSON, a report folder and the model cards."""
+import json
+import logging
+import shlex
+import sys
 from pathlib import Path
 
-import numpy as np
-
 from onbeat.core.errors import OnbeatError
-from onbeat.evaluation import metrics
-from onbeat.evaluation.dance import beat_times, features_of, format_table, load_choreographer, parse_models, plot_speed, positions_of, scores, validation_songs
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
-    parser.add_argument("--data", type=Path, default=Path("data.npz"),
-                        help="dataset file from `onbeat dataset build` (or a data folder to build it from)")
-    parser.add_argument("--models", default="badm,codes", help="comma-separated kinds, or kind=checkpoint.pt")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each generated dance")
-    parser.add_argument("--clips", type=int, default=None, help="only the first N validation songs")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for generation (1 is fastest for these small models)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", type=Path, help="save the speed curve vs beats of the first song here (.png)")
+    from onbeat.core.paths import data_root
+    root = data_root()
+    default = root / "ballroom" if root is not None else None
+    parser.add_argument("--data", type=Path, default=default, required=default is None,
+                        help="a dataset file (its validation split) or any folder of dances with music (ballroom "
+                             "layout, BVH/AIST++/.npz motion files with audio of the same stem)"
+                             + (f"; default {default}" if default else ""))
+    parser.add_argument("--models", default=None,
+                        help="comma-separated: live path: default, badm, codes, groove or an .onnx path (default: "
+                             "default,codes,groove); torch path: badm, codes or kind=checkpoint.pt "
+                             "(default: badm,codes)")
+    parser.add_argument("--path", choices=("live", "torch"), default="live",
+                        help="live: onbeat play's pipeline on a simulated clock (default); torch: the checkpoint's "
+                             "generate on the song's features (training-time checks)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each dance (default 60, or the song)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per model (0, 1, ...; default 2)")
+    parser.add_argument("--songs", type=int, help="only the first N songs (by name)")
+    parser.add_argument("--kinetic", choices=("onbeat", "published"), default="onbeat",
+                        help="kinetic features: onbeat's (true acceleration) or Bailando's published code")
+    parser.add_argument("--no-key-poses", action="store_true", help="skip the key-pose runs (live path)")
+    parser.add_argument("--json", type=Path, help="write every number with its interval here")
+    parser.add_argument("--report", type=Path, help="write plots and a clip per model into this folder")
+    parser.add_argument("--cards", type=Path, help="rewrite the metrics of the model cards in this folder")
+
+
+def parse_models(text, path):
+    """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
+    from onbeat.core.paths import CHECKPOINTS
+    items = [s.strip() for s in (text or ("default,codes,groove" if path == "live" else "badm,codes")).split(",")
+             if s.strip()]
+    models = []
+    for item in items:
+        if path == "live":
+            if item not in ("default", "badm", "codes", "groove") and not item.endswith(".onnx"):
+                raise OnbeatError(f"--models: unknown model {item!r} (choose default, badm, codes, groove or an "
+                                  ".onnx path)")
+            models.append((Path(item).stem if item.endswith(".onnx") else item, item))
+            continue
+        from onbeat.choreographers.kinds import KINDS
+        kind, _, checkpoint = item.partition("=")
+        if kind not in KINDS:
+            raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(KINDS))})")
+        checkpoint = Path(checkpoint) if checkpoint else CHECKPOINTS / f"{kind}_small.pt"
+        if not checkpoint.is_file():
+            raise OnbeatError(f"{checkpoint}: no such checkpoint for {kind}")
+        models.append((kind, (kind, checkpoint)))
+    if len({name for name, _ in models}) != len(models):
+        raise OnbeatError("--models: each model once")
+    return models
 
 
 def run(args):
-    import torch
-    torch.set_num_threads(args.threads)
+    from onbeat.evaluation.dance import evaluate, format_table, to_json
+    from onbeat.evaluation.songs import describe, load_songs
     if args.seconds <= 0:
         raise OnbeatError(f"--seconds must be positive, got {args.seconds}")
-    models = parse_models(args.models)  # checked before the (slow) data loading
-    songs, train_dances, fps = validation_songs(args.data, args.clips)
-    frames = int(args.seconds * fps)
-    reference = [positions_of(rows[:frames], fps) for rows, _ in songs]
-    reference_speed = float(np.median(np.concatenate([metrics.mean_joint_speed(p, fps) for p in reference])))
-    reference_features = features_of(reference, fps)
-    table = {"real (val)": scores(reference, songs, fps, reference_features, reference_speed, reference_features),
-             "real (train)": scores([positions_of(r[:frames], fps) for r in train_dances], None, fps,
-                                    reference_features, reference_speed)}
-    dances = {"real": reference}
-    for kind, checkpoint in models:
-        model = load_choreographer(kind, checkpoint)
-        generated, seconds = [], 0.0
-        for index, (_, music) in enumerate(songs):
-            started = time.perf_counter()
-            rows = model.generate(music[:frames], seed=args.seed + index)
-            seconds += time.perf_counter() - started
-            generated.append(positions_of(rows, fps))
-        table[kind] = scores(generated, songs, fps, reference_features, reference_speed)
-        table[kind]["x realtime"] = sum(len(p) for p in generated) / fps / seconds
-        dances[kind] = generated
-    print(f"{len(songs)} validation songs, {args.seconds:g} s each, {fps:g} fps; generation: torch eager, "
-          f"{args.threads} threads")
-    print(format_table(table))
-    if args.plot:
-        plot_speed(args.plot, {name: d[0] for name, d in dances.items()}, beat_times(songs[0][1], fps), fps)
-        print(f"wrote {args.plot}")
+    if args.seeds < 1:
+        raise OnbeatError(f"--seeds must be at least 1, got {args.seeds}")
+    models = parse_models(args.models, args.path)  # checked before the (slow) data loading
+    songs = load_songs(args.data, args.songs)
+    logger.info("%d songs from %s; dancing %s", len(songs), args.data, ", ".join(name for name, _ in models) or "-")
+    evaluation = evaluate(songs, models, args.seconds, tuple(range(args.seeds)), args.path,
+                          args.kinetic == "published", not args.no_key_poses, progress=logger.info)
+    meta = evaluation.meta
+    meta["test_set"] = describe(args.data)
+    print(f"{len(songs)} songs, {meta['test_set']}; {args.seconds:g} s each (or the song), seeds "
+          f"{', '.join(map(str, meta['seeds']))}, {args.path} path at {meta['fps']} fps; kinetic features: "
+          f"{meta['kinetic']}; intervals: {meta['intervals']}; load average "
+          f"{', '.join(f'{x:.1f}' for x in meta['load_average'])}")
+    print(format_table(evaluation))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(to_json(evaluation), indent=1))
+        print(f"wrote {args.json}")
+    if args.report:
+        from onbeat.evaluation.report import write_report
+        written = write_report(evaluation, args.report)
+        print(f"wrote {len(written)} files into {args.report}")
+    if args.cards:
+        from onbeat.evaluation.cards import write_cards
+        command = "onbeat " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else \
+            "onbeat eval dance"
+        for card in write_cards(evaluation, args.cards, command):
+            print(f"wrote {card}")
     return 0

@@ -21,7 +21,8 @@ Predicted beats go to sinks as beat events with the output frame nearest to them
 (`source.lost`) is reopened every second while the idle dances on.
 `/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
 while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
-`clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock.
+`clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock. `simulate` runs the same
+steps in one thread on a simulated clock, faster than real time (the evaluation's live path).
 The contracts of what the engine drives, with their threading rules: `onbeat.ear.sources.Source`,
 `onbeat.choreographers.base.Choreographer`, `onbeat.stream.sinks.Sink`.
 """
@@ -131,7 +132,9 @@ class FrameQueue:
             self._frames[0][3] = False
             if len(self._frames) == 1:
                 return root0, rot0, jumped
-            t1, root1, rot1, _ = self._frames[1]
+            t1, root1, rot1, jump1 = self._frames[1]
+            if jump1:  # never slide into a jump: the old motion holds until it, then the output blends
+                return root0, rot0, jumped
             alpha = (t - t0) / (t1 - t0)
             return (1 - alpha) * root0 + alpha * root1, R.quat_slerp(rot0, rot1, alpha), jumped
 
@@ -160,6 +163,7 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
+        self.first_slice_seconds = FIRST_SLICE_GUESS_S  # generation time expected before any slice was measured
         self.queue = FrameQueue()
         self.finishing = Finishing()  # key poses and grounded feet, for every choreographer's slices
         self.silent = True  # until the music proves otherwise
@@ -179,6 +183,7 @@ class Engine:
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
+        self._beats_sent_until = -math.inf  # time of the last beat event sent
 
     # --- time ---------------------------------------------------------------------------------------------
     def now(self):
@@ -275,24 +280,30 @@ class Engine:
     # --- generation thread --------------------------------------------------------------------------------
     def _generate(self):
         while not self._stop.is_set():
-            choreographer = self.idle if self.silent else self._wanted_choreographer()
-            slice_seconds = choreographer.slice_frames / choreographer.fps
-            now, end = self.now(), self.queue.end
-            if end is None or end < now + 0.5 / self.rate:
-                if end is not None:
-                    self._degrade()
-                # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
-                expected = (np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms
-                            else FIRST_SLICE_GUESS_S)
-                start, jump = now + REANCHOR_FACTOR * expected + 1.0 / self.rate, True
-            elif end - now > slice_seconds:  # lookahead of one slice is enough
-                self._stop.wait(min(end - now - slice_seconds, 0.02))
-                continue
-            else:
-                start, jump = end, False
-            if choreographer is not self._active:
-                self._active, jump = choreographer, True
-            self._queue_slice(choreographer, start, jump or self._need_jump)
+            wait = self._generation_step()
+            if wait > 0:
+                self._stop.wait(wait)
+
+    def _generation_step(self):
+        """Queue the next slice if it is due; returns how long to wait before looking again (0: at once)."""
+        choreographer = self.idle if self.silent else self._wanted_choreographer()
+        slice_seconds = choreographer.slice_frames / choreographer.fps
+        now, end = self.now(), self.queue.end
+        if end is None or end < now + 0.5 / self.rate:
+            if end is not None:
+                self._degrade()
+            # Behind (or starting): re-anchor the slice where it will be ready; the output blends into it.
+            expected = (np.median(self.stats.generation_ms) / 1000.0 if self.stats.generation_ms
+                        else self.first_slice_seconds)
+            start, jump = now + REANCHOR_FACTOR * expected + 1.0 / self.rate, True
+        elif end - now > slice_seconds:  # lookahead of one slice is enough
+            return min(end - now - slice_seconds, 0.02)
+        else:
+            start, jump = end, False
+        if choreographer is not self._active:
+            self._active, jump = choreographer, True
+        self._queue_slice(choreographer, start, jump or self._need_jump)
+        return 0.0
 
     def _wanted_choreographer(self):
         """The choreographer `controls.model` names; while one not yet loaded loads, the current one dances on."""
@@ -432,6 +443,40 @@ class Engine:
             raise self._errors[0]
         return self.stats
 
+    def simulate(self, seconds=None):
+        """`run` on a simulated clock, in this thread, as fast as the work allows; returns the stats.
+
+        The same steps as `run`'s threads, interleaved: before each output frame every source block whose last
+        sample has been captured by then is analysed (a block arrives when it is complete, as from a live
+        input), then the generation step runs until its lookahead is full, then the frame is emitted. Work takes
+        no simulated time, so the model is never behind, and the dance is deterministic for deterministic
+        choreographers. The source must yield its blocks at once (not paced in real time)."""
+        clock = SimulatedClock()
+        self.clock, self.sleep = clock, clock.sleep
+        self.first_slice_seconds = 0.0  # generating takes no simulated time: the first slice starts on the grid
+        self._t0 = clock()
+        self.started_wall = time.time()
+        self._analysis_done = False
+        blocks = iter(self.source.blocks())
+        block = next(blocks, None)
+        index = 0
+        try:
+            while not self._output_done(index, seconds):
+                t = index / self.rate
+                while block is not None and self._fed + len(block.samples) / block.sample_rate <= t:
+                    clock.set(self._t0 + self._fed + len(block.samples) / block.sample_rate)
+                    self._analyse_block(block)
+                    block = next(blocks, None)
+                self._analysis_done = block is None
+                clock.set(self._t0 + t)
+                while self._generation_step() == 0.0:
+                    pass
+                index = self._output_frame(index)
+        finally:
+            self._stop.set()
+            self.source.close()
+        return self.stats
+
     def _guarded(self, fn):
         try:
             fn()
@@ -440,30 +485,35 @@ class Engine:
             self._stop.set()
 
     def _output(self, seconds):
-        period = 1.0 / self.rate
-        next_beat_after = -math.inf
         index = 0
-        while not self._stop.is_set():
+        while not self._output_done(index, seconds):
+            self._wait_until(self._t0 + index / self.rate)
+            index = self._output_frame(index)
+
+    def _output_done(self, index, seconds):
+        t = index / self.rate
+        # The source has ended and its last moves have been shown.
+        return (self._stop.is_set() or (seconds is not None and t >= seconds)
+                or (self._analysis_done and t >= self._row_time + 0.5))
+
+    def _output_frame(self, index):
+        """Emit output frame `index` (due now, or late); returns the index of the next frame."""
+        period = 1.0 / self.rate
+        t = index * period
+        lateness = self.now() - t
+        if lateness >= period:  # woke up too late: skip the missed deadlines rather than bunching
+            missed = int(lateness // period)
+            index += missed
+            self.stats.dropped += missed
             t = index * period
-            if seconds is not None and t >= seconds:
-                break
-            if self._analysis_done and t >= self._row_time + 0.5:
-                break  # the source has ended and its last moves have been shown
-            self._wait_until(self._t0 + t)
-            lateness = self.now() - t
-            if lateness >= period:  # woke up too late: skip the missed deadlines rather than bunching
-                missed = int(lateness // period)
-                index += missed
-                self.stats.dropped += missed
-                t = index * period
-                lateness -= missed * period
-            self._emit(t, index, self._next_pose(self.queue.sample(t), period))
-            # Beat events go out with the frame nearest to the beat (half a frame early at most).
-            next_beat_after = self._send_beats(t + 0.5 * period, next_beat_after)
-            self.stats.jitter.append(lateness)
-            self.stats.max_jitter = max(self.stats.max_jitter, lateness)
-            self.stats.late += lateness > 0.25 * period
-            index += 1
+            lateness -= missed * period
+        self._emit(t, index, self._next_pose(self.queue.sample(t), period))
+        # Beat events go out with the frame nearest to the beat (half a frame early at most).
+        self._beats_sent_until = self._send_beats(t + 0.5 * period, self._beats_sent_until)
+        self.stats.jitter.append(lateness)
+        self.stats.max_jitter = max(self.stats.max_jitter, lateness)
+        self.stats.late += lateness > 0.25 * period
+        return index + 1
 
     def _next_pose(self, sample, period):
         """The pose to show: the sampled one, blended from the last shown after a hold or a jump."""
@@ -530,6 +580,22 @@ class Engine:
         if now - self._warned.get(kind, -math.inf) >= interval:
             self._warned[kind] = now
             logger.warning("%s", message)
+
+
+class SimulatedClock:
+    """The clock of `Engine.simulate`: time moves only when the driver sets it (or something sleeps)."""
+
+    def __init__(self):
+        self.time = 0.0
+
+    def __call__(self):
+        return self.time
+
+    def set(self, time_):
+        self.time = max(self.time, time_)
+
+    def sleep(self, seconds):
+        self.time += max(seconds, 0.0)
 
 
 def _finite(motion):

@@ -5,12 +5,12 @@ import time
 import numpy as np
 import pytest
 
+from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import forward_kinematics
-from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
-from onbeat.choreographers.groove import GrooveChoreographer
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.ear.sources import AudioBlock, Source, SyntheticSource
+from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.stream.sinks import Sink
 
 RATE = 60.0
@@ -96,6 +96,22 @@ def test_frame_queue_slerps_between_model_frames():
     assert queue.sample(0.9) is None
     assert not queue.sample(1.0 + 2 / 30)[2]  # the jump is reported once
     assert queue.sample(1.0 + 8.5 / 30) is None  # past the last frame: the engine holds the pose
+
+
+def test_frame_queue_does_not_slide_into_a_jump():
+    """A slice that jumps (another choreographer, far away) is not interpolated into from the one before: the old
+    motion holds until the jump's first frame, which comes flagged, so the engine blends from the old pose (one
+    frame earlier the dancer was shown most of the way there, and the blend started from that)."""
+    queue = FrameQueue(fps=30)
+    here = GrooveChoreographer().next_slice(np.zeros((8, 28), np.float32))
+    there = Motion(30, here.root_translation + [3.0, 0.0, 0.0], here.rotations)
+    queue.push(0.0, here, jump=False)
+    end = queue.end
+    queue.push(end, there, jump=True)
+    just_before = queue.sample(end - 1e-9)
+    assert np.allclose(just_before[0], here.root_translation[-1]) and not just_before[2]
+    root, _, jumped = queue.sample(end)
+    assert jumped and np.allclose(root, there.root_translation[0])
 
 
 class SlowOnce(GrooveChoreographer):
@@ -315,3 +331,43 @@ def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
     hands = slice(20, 22)
     assert np.ptp(groove_on(beat_rows(6.0), energy=0.3)[60:, hands], axis=0).mean() < np.ptp(dancing[:, hands], axis=0).mean()
 
+
+def simulated_groove(key_pose_at=None, seconds=8.0):
+    """The groove dancing to the synthetic track through `Engine.simulate` at 30 fps; a key pose asked for at
+    output time `key_pose_at`, as a control message would."""
+    engine_box = []
+
+    def ask(frame):
+        if key_pose_at is not None and abs(frame.time - key_pose_at) < 1e-9:
+            engine_box[0].controls.key_pose = "arms_up"
+
+    sink = Collect(on_send=ask)
+    source = SyntheticSource(bpm=120, seconds=seconds, realtime=False)
+    engine = Engine(source, {"default": GrooveChoreographer()}, [sink], rate=30.0)
+    engine_box.append(engine)
+    return engine, engine.simulate(), sink, source
+
+
+def test_simulate_runs_the_live_steps_on_a_simulated_clock_deterministically():
+    engine, stats, sink, source = simulated_groove()
+    _, _, again, _ = simulated_groove()
+    rotations = np.array([f.rotations for f in sink.frames])
+    assert np.array_equal(rotations, np.array([f.rotations for f in again.frames]))  # deterministic
+    assert [f.index for f in sink.frames] == list(range(len(sink.frames)))  # no frame dropped or held
+    assert stats.dropped == stats.held == 0 and stats.bad_slices == 0
+    assert 8.0 <= len(sink.frames) / 30.0 <= 8.6  # the whole track, and the last moves after it
+    assert not engine.silent
+    # Blocks reach the ear when complete (one block late, 23 ms): beat events land on the true beats.
+    beats = np.array([b.time for b in sink.beats if b.time > 3.0])
+    true_beats = source.beat_times(9.0)
+    error_ms = 1000 * (beats - true_beats[np.abs(true_beats[None] - beats[:, None]).argmin(1)])
+    assert len(beats) >= 8 and np.mean(np.abs(error_ms) <= 50) >= 0.9
+
+
+def test_simulate_strikes_a_requested_key_pose_on_the_downbeat_it_records():
+    from onbeat.choreographers.keyposes import REACHED_CM, reach_cm
+    engine, stats, sink, _ = simulated_groove(key_pose_at=5.0)
+    (downbeat, name), = stats.key_poses
+    assert name == "arms_up" and 5.0 < downbeat < 5.0 + 2.5  # the next downbeat at 120 BPM: within a bar
+    shown = next(f for f in sink.frames if abs(f.time - downbeat) < 0.5 / 30)
+    assert reach_cm(shown.rotations, name) < REACHED_CM
