@@ -28,7 +28,7 @@ class BadmChoreographer(ModelChoreographer):
         self.full_steps = self.steps = int(metadata["ddim_steps"])
         self.pose_mean = np.asarray(metadata["pose_mean"], np.float32)
         self.pose_std = np.asarray(metadata["pose_std"], np.float32)
-        super().__init__(int(metadata["slice_frames"]), seed)
+        super().__init__(int(metadata["slice_frames"]), seed, styled=self.denoise)
 
     def restart(self) -> None:
         self.state = badm_sampler.StreamState.start(self.slice_frames, len(self.pose_mean), self.seed)

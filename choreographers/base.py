@@ -4,11 +4,15 @@ Threading: the engine calls a choreographer from its generation thread only (nev
 ahead of the output clock. `next_slice` should return well within the slice's own duration; when it does not,
 the engine lowers `set_quality` until it does, and meanwhile holds the pose. Anything it raises, and any NaN or
 Inf it returns, is counted and replaced by the last good pose (the choreographer is `reset()`).
+
+Styles are optional: a choreographer that knows dance styles has `styles` (the names it knows) and
+`set_style(name)` (None: any style), a blended change; `choose_style` is how the CLI and the engine ask for one.
 """
 from typing import Any, Protocol
 
 import numpy as np
 
+from onbeat.choreographers.conditioning import Conditioned
 from onbeat.choreographers.keyposes import key_pose_rotations, standing_height
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
@@ -17,6 +21,7 @@ from onbeat.core.music import FEATURE_DIM, FEATURE_FPS
 from onbeat.core.representation import ROTATION_SLICE, decode, root_state
 from onbeat.core.skeleton import NUM_JOINTS
 
+NO_STYLES = "this model knows no styles (it was trained without them)"
 MAX_SLICE_FRAMES = 300  # 10 s at 30 fps: the most a model's metadata may ask for a slice
 
 
@@ -40,18 +45,42 @@ class Choreographer(Protocol):
         ...
 
 
+def choose_style(choreographer: Choreographer, name: str | None) -> None:
+    """Ask `choreographer` to dance the style `name` (None: any); OnbeatError (one line) when it knows no styles
+    or not that one."""
+    if not getattr(choreographer, "styles", ()):
+        raise OnbeatError(NO_STYLES)
+    choreographer.set_style(name)  # type: ignore[attr-defined]  # optional part of the contract
+
+
 class ModelChoreographer:
     """The Choreographer around a model's numpy sampler. Subclasses produce raw motion rows (`next_rows`); this
     class applies the energy control and decodes the rows into Motions that continue one another (root position
-    and heading carried across slices)."""
+    and heading carried across slices). A subclass whose graph takes styles passes its `Conditioned` graph as
+    `styled`: its styles are the choreographer's, and `set_style` blends into another."""
 
     fps = FEATURE_FPS
     ENERGY_SECONDS = 1.0  # time constant of the running mean pose the energy control scales motion around
 
-    def __init__(self, slice_frames: int, seed: int | None = None):
+    def __init__(self, slice_frames: int, seed: int | None = None, styled: Any = None):
         self.slice_frames = slice_frames
         self.seed = seed  # None: every reset starts a different dance
+        self.styled = styled if isinstance(styled, Conditioned) else None
         self.reset()
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The styles the model knows (its metadata's), () for a model trained without them."""
+        return tuple(self.styled.styles) if self.styled else ()
+
+    def set_style(self, name: str | None) -> None:
+        """Blend into the named style (None: freestyle, "any"); OnbeatError when the model does not know it."""
+        if self.styled is None:
+            raise OnbeatError(NO_STYLES)
+        if self._root is None:  # nothing danced since the start: no style to blend from
+            self.styled.style = name
+        else:
+            self.styled.switch(name)
 
     def restart(self) -> None:
         """Reset the model's own sampling state."""
@@ -75,6 +104,8 @@ class ModelChoreographer:
             raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
                               f"{music.shape}")
         rows = self._with_energy(self.next_rows(music, key_pose), energy)
+        if self.styled:
+            self.styled.advance(self.slice_frames / self.fps)
         motion = decode(rows, self.fps, self._root)
         self._root = root_state(motion)
         return motion

@@ -45,7 +45,7 @@ class CodesChoreographer(ModelChoreographer):
     def __init__(self, steps: dict[str, Step], metadata: dict[str, Any], seed: int | None = None):
         gpt = conditioned(steps["gpt"], metadata, codes_sampler.MUSIC_INPUT)  # style and mask, if its graph takes them
         self.stream = codes_sampler.CodesStream(gpt, steps["decoder"], metadata, seed)
-        super().__init__(self.stream.slice_frames, seed)
+        super().__init__(self.stream.slice_frames, seed, styled=gpt)
 
     def restart(self) -> None:
         self.stream.reset(self.seed)

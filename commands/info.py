@@ -67,26 +67,30 @@ def data_location():
 
 def default_models():
     """The models by the names `--model` takes (`default` is badm's): the shipped ones, or the one the user built
-    (`onbeat graph build`); a model that knows styles lists them."""
+    (`onbeat graph build`), each with the styles it knows (`--style`, `/onbeat/style`)."""
     from onbeat.choreographers.kinds import installed_models, kind_named
     from onbeat.choreographers.library import DEFAULT
-    return ([f"{name}{' (default)' if name == DEFAULT else ''}: "
-             + ", ".join(str(p) for p in kind_named(name).graph_paths(path).values()) + _styles(path)
-             for name, path in installed_models().items()]
-            or [f"no shipped model found (looked in {paths.ASSETS})"])
+    lines = []
+    for name, path in installed_models().items():
+        files = list(kind_named(name).graph_paths(path).values())
+        lines.append(f"{name}{' (default)' if name == DEFAULT else ''}: {', '.join(str(p) for p in files)}"
+                     f" ({styles_of(files[0])})")
+    return lines or [f"no shipped model found (looked in {paths.ASSETS})"]
 
 
-def _styles(path):
-    """' (styles: a, b)' for a data file whose metadata lists styles, else ''."""
-    if path.suffix != ".npz":
-        return ""
+def styles_of(path):
+    """'styles: a, b' for an export file whose metadata lists styles, 'no styles' for one trained without."""
     from onbeat.choreographers.datafile import DataFile
+    from onbeat.choreographers.onnx import OnnxStep
     from onbeat.core.errors import OnbeatError
     try:
-        styles = DataFile(path, arrays=False).metadata.get("styles")
+        metadata = DataFile(path, arrays=False).metadata if path.suffix == ".npz" else OnnxStep(path).metadata
     except OnbeatError:
-        return " (unreadable)"
-    return f" (styles: {', '.join(styles)})" if styles else ""
+        return "unreadable"
+    except ImportError:  # onnxruntime missing: said on its own line
+        return "styles: not read without onnxruntime"
+    styles = metadata.get("styles")
+    return f"styles: {', '.join(styles)}" if styles else "no styles"
 
 
 def add_arguments(parser):

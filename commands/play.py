@@ -10,6 +10,7 @@ The beat clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `
 import logging
 from pathlib import Path
 
+from onbeat.choreographers.base import choose_style
 from onbeat.choreographers.library import Library, first_choice
 from onbeat.commands.arguments import output_rate, port
 from onbeat.commands.cli import graceful_stop
@@ -38,7 +39,8 @@ def add_arguments(parser):
     parser.add_argument("--model", default="default",
                         help="'default' (the shipped model, else the groove), 'groove', 'badm', 'codes', 'graph' or an "
                              "export's path (.onnx, .npz)")
-    parser.add_argument("--style", help="dance style, for a model that knows styles (graph: `onbeat info` lists them)")
+    parser.add_argument("--style", help="dance style, for a model that knows styles (`onbeat info` lists each model's; "
+                                        "/onbeat/style changes it while dancing)")
     parser.add_argument("--vmc", action="append", metavar="HOST:PORT",
                         help=f"VMC target, repeat for several (default {DEFAULT_VMC[0]}:{DEFAULT_VMC[1]})")
     parser.add_argument("--no-vmc", action="store_true", help="do not send VMC")
@@ -81,12 +83,13 @@ def run(args):
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     library = Library()
     model = first_choice(library, args.model)
-    if args.style:
-        choreographer = library.load(model)
-        if not hasattr(choreographer, "set_style"):
-            raise OnbeatError(f"--style {args.style}: the {model} model has no styles (the graph model has)")
-        choreographer.set_style(args.style)
-    controls = Controls(model=model)
+    styles = tuple(getattr(library.load(model), "styles", ()))
+    if args.style is not None:
+        try:
+            choose_style(library.load(model), args.style)
+        except OnbeatError as e:
+            raise OnbeatError(f"--style {args.style} (model {model}): {e}") from None
+    controls = Controls(model=model, style=args.style)
     sinks, clocks, control, source = [], [], None, None
     try:
         sinks = open_sinks(args)
@@ -94,7 +97,8 @@ def run(args):
         source, speakers = open_source(args)
         if speakers is not None:
             sinks.append(speakers)
-        stage = None if args.no_stage else open_stage(args, controls)  # last: other mistakes are reported alone
+        # The stage last: other mistakes are reported alone.
+        stage = None if args.no_stage else open_stage(args, controls, styles)
         if stage is not None:
             sinks.append(stage)
         engine = Engine(source, {model: library.load(model)}, sinks, controls=controls, rate=args.rate,
@@ -157,9 +161,10 @@ def open_clocks(args):
     return clocks
 
 
-def open_stage(args, controls):
+def open_stage(args, controls, styles=()):
     from onbeat.choreographers.keyposes import KEY_POSES
-    stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), rate=args.rate)
+    stage = Stage(controls, args.stage_host, args.stage_port, args.avatar, key_poses=tuple(KEY_POSES), styles=styles,
+                  rate=args.rate)
     logger.info("stage: %s (open it in a browser; ?overlay=1 for OBS)", stage.url)
     return stage
 

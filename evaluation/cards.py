@@ -1,7 +1,8 @@
 """`onbeat eval dance --cards DIR`: the metrics and speed sections of the model cards, written by the evaluator.
 
-A card `<kind>_<name>.md` (e.g. `badm_small.md`) belongs to the evaluated row of that model kind (live path:
-`default` is badm; torch path: the checkpoint's kind). Its generated part sits between two markers and is replaced
+A card `<kind>_<name>.md` (e.g. `badm_small.md`) belongs to the evaluated export of the same name (live path:
+`runs/badm_v2.onnx` for `badm_v2.md`), else to the evaluated row of that model kind (live path: `default` is badm;
+torch path: the checkpoint's kind). Its generated part sits between two markers and is replaced
 on every run; the first run replaces the hand-written "## Metrics" and "## Speed" sections.
 """
 import re
@@ -66,10 +67,11 @@ def write_cards(evaluation, folder, command):
     if not folder.is_dir():
         raise OnbeatError(f"--cards {folder}: no such folder")
     written = []
+    models, path = evaluation.meta["models"], evaluation.meta["path"]
     for card in sorted(folder.glob("*.md")):
         kind = card.stem.split("_")[0]
-        rows = [row for row, spec in evaluation.meta["models"].items()
-                if row_kind(row, spec, evaluation.meta["path"]) == kind]
+        rows = ([row for row, spec in models.items() if row_kind(row, spec, path) == card.stem]
+                or [row for row, spec in models.items() if row_kind(row, spec, path) == kind])
         if not rows:
             continue
         text = card.read_text()

@@ -57,7 +57,14 @@ def _quiet():
 # --- control ------------------------------------------------------------------------------------------------------
 
 def control_case(data: bytes) -> str:
-    from onbeat.stream.control import MAX_SCHEDULE_SECONDS, ControlInput, Controls, MalformedPacket, parse_packet
+    from onbeat.stream.control import (
+        MAX_SCHEDULE_SECONDS,
+        MAX_STYLE_NAME,
+        ControlInput,
+        Controls,
+        MalformedPacket,
+        parse_packet,
+    )
     controls, now = Controls(), [0.0]
     control = ControlInput(controls, clock=lambda: now[0], wall_clock=lambda: FIXED_NOW + now[0])
     control.handle(data, ("127.0.0.1", 1))
@@ -74,7 +81,8 @@ def control_case(data: bytes) -> str:
     if not messages and controls.malformed != 1:
         raise Finding("a malformed datagram was not counted as malformed")
     if not (0.0 <= controls.energy <= 2.0 and controls.model in controls.models
-            and controls.key_pose in (None, *controls.key_poses)):
+            and controls.key_pose in (None, *controls.key_poses)
+            and (controls.style is None or len(controls.style) <= MAX_STYLE_NAME)):
         raise Finding(f"controls out of range: {controls}")
     if messages:
         _same_as_python_osc(data, [message for _, message in messages])

@@ -115,12 +115,12 @@ def size_field(c: Choices, true_size: int, low: int, high: int) -> int:
 
 # --- OSC ----------------------------------------------------------------------------------------------------------
 
-OSC_ADDRESSES = ("/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/keypose", "/onbeat/mirror", "/onbeat",
-                 "/x", "/", "", "no/slash", "/" + "a" * 300)
+OSC_ADDRESSES = ("/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/keypose", "/onbeat/mirror",
+                 "/onbeat/style", "/onbeat", "/x", "/", "", "no/slash", "/" + "a" * 300)
 OSC_TYPE_TAGS = "ifsbhdtcrmSTFNI[]"  # every tag of OSC 1.0 and 1.1
 UNKNOWN_TYPE_TAGS = "xZ?\x7f ,"
-OSC_STRINGS = ("default", "groove", "badm", "codes", "arms_up", "t_pose", "point", "crouch", "", "Arms_Up", "é",
-               "\x1b[31mred\x1b[0m", "\x1b]0;title\x07", "x" * 300)
+OSC_STRINGS = ("default", "groove", "badm", "codes", "arms_up", "t_pose", "point", "crouch", "waltz", "hip-hop",
+               "", "Arms_Up", "é", "\x1b[31mred\x1b[0m", "\x1b]0;title\x07", "x" * 300)
 OSC_INTS = (0, 1, -1, 2, 255, 2 ** 31 - 1, -2 ** 31)
 OSC_FLOATS = (0.0, 0.25, 1.0, 1.5, 2.0, 2.0000002, -0.0, -1.0, 1e30, math.nan, math.inf, -math.inf)
 MAX_NESTING = 6  # deeper than the control input accepts

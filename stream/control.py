@@ -7,6 +7,8 @@ Messages (UDP, default 127.0.0.1:39540; only local apps can reach it unless `--c
     /onbeat/keypose  s   strike a named key pose on the next downbeat (choreographers.keyposes: arms_up, t_pose,
                          point, crouch)
     /onbeat/mirror   i   1 = mirror the dance left/right
+    /onbeat/style    s   dance this style (a name the model knows, `onbeat info` lists them; "" = any), blended in;
+                         a style the dancing model does not know is logged as a warning and changes nothing
     /onbeat/tempo    f   the tempo in BPM (20..400) for rigs with no Link or MIDI clock; 0 = back to the ear
     /onbeat/beat     [i] a beat is now (a tap, or a desk's beat output); optional beat in bar 0..3, 0 = downbeat
 The last two drive `Controls.clock` (an `onbeat.ear.clocks.OscClock`): it leads the dance's timing from the
@@ -90,6 +92,7 @@ class Controls:
     hold: bool = False
     mirror: bool = False
     key_pose: str | None = None  # consumed by the engine at the next downbeat
+    style: str | None = None  # None: never asked for (each model dances its own default); "": any style
     models: tuple = ("default", "groove")  # names `/onbeat/model` accepts
     key_poses: tuple = tuple(KEY_POSES)  # names `/onbeat/keypose` accepts
     clock: OscClock = field(default_factory=OscClock)  # /onbeat/tempo and /onbeat/beat
@@ -162,6 +165,15 @@ def _set_key_pose(c, value):
     c.key_pose = value
 
 
+MAX_STYLE_NAME = 64  # characters: a style name is a word or two
+
+
+def _set_style(c, value):
+    if not isinstance(value, str) or len(value) > MAX_STYLE_NAME:
+        return False
+    c.style = value  # which styles exist depends on the model dancing: the engine checks it there
+
+
 def _set_tempo(c, value):
     bpm = _number(value, 0.0, 400.0)
     if bpm is None or 0.0 < bpm < 20.0:
@@ -178,7 +190,8 @@ def _beat(c, *beat_in_bar):
 # address -> (handler, the argument counts it takes)
 _HANDLERS = {"/onbeat/energy": (_set_energy, (1,)), "/onbeat/model": (_set_model, (1,)),
              "/onbeat/hold": (_set_hold, (1,)), "/onbeat/keypose": (_set_key_pose, (1,)),
-             "/onbeat/mirror": (_set_mirror, (1,)), "/onbeat/tempo": (_set_tempo, (1,)),
+             "/onbeat/mirror": (_set_mirror, (1,)), "/onbeat/style": (_set_style, (1,)),
+             "/onbeat/tempo": (_set_tempo, (1,)),
              "/onbeat/beat": (_beat, (0, 1))}
 
 

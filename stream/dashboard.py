@@ -35,6 +35,7 @@ def snapshot(engine):
         "confidence": beat.confidence if beat else 0.0,
         "clock": engine.leader,
         "mode": "idle" if engine.silent else engine.controls.model,
+        "style": engine.controls.style or None,
         "quality": engine.quality_level,
         "generation_ms": float(np.median(stats.generation_ms)) if stats.generation_ms else 0.0,
         "frames": stats.frames, "late": stats.late, "dropped": stats.dropped, "held": stats.held,

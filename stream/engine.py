@@ -20,7 +20,10 @@ when one has something fresh to say (Link, MIDI clock, OSC tempo: `_follow_clock
 Predicted beats go to sinks as beat events with the output frame nearest to them. A lost input device
 (`source.lost`) is reopened every second while the idle dances on.
 `/onbeat/model NAME` switches choreographer: one not loaded yet is loaded from the `library` on a worker thread
-while the current one dances on, then blended in. Sinks that may block run behind a `QueuedSink`.
+while the current one dances on, then blended in. `/onbeat/style NAME` (`controls.style`) is handed to the dancing
+choreographer before its next slice, and again to each one switched to (`choreographers.base.choose_style`: a
+blended change); a style it does not know is warned about and the dance goes on as it was. Sinks that may block
+run behind a `QueuedSink`.
 `clock`/`sleep` can be injected so tests drive the output scheduler with a fake clock. `simulate` runs the same
 steps in one thread on a simulated clock, faster than real time (the evaluation's live path).
 The contracts of what the engine drives, with their threading rules: `onbeat.ear.sources.Source`,
@@ -37,7 +40,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from onbeat.choreographers.base import Choreographer
+from onbeat.choreographers.base import Choreographer, choose_style
 from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
@@ -156,6 +159,7 @@ class Engine:
         self.controls = controls or Controls(model=next(iter(choreographers), "groove"))
         self.controls.models = tuple(dict.fromkeys([*self.choreographers, *(library.names() if library else ())]))
         self._loading = None  # the name being loaded from the library, on its worker thread
+        self._styles_asked: dict[int, str | None] = {}  # id(choreographer) -> the controls' style last handed to it
         self.ear = ear or Ear(source.sample_rate)
         self.clocks = [*clocks, self.controls.clock]
         self.leader = "ear"  # the clock the dance's timing follows
@@ -302,6 +306,8 @@ class Engine:
             start, jump = end, False
         if choreographer is not self._active:
             self._active, jump = choreographer, True
+        if not self.silent:
+            self._ask_style(choreographer)
         self._queue_slice(choreographer, start, jump or self._need_jump)
         return 0.0
 
@@ -314,6 +320,18 @@ class Engine:
             self._loading = name
             threading.Thread(target=self._load, args=(name,), name="onbeat-load", daemon=True).start()
         return self._active or self.idle
+
+    def _ask_style(self, choreographer):
+        """Hand the performer's style (`controls.style`) to `choreographer` once per change."""
+        wanted = self.controls.style
+        if wanted is None or self._styles_asked.get(id(choreographer)) == wanted:
+            return
+        self._styles_asked[id(choreographer)] = wanted
+        try:
+            choose_style(choreographer, wanted or None)
+        except OnbeatError as e:
+            name = next((n for n, c in self.choreographers.items() if c is choreographer), "the model")
+            self._warn(f"/onbeat/style {wanted!r} ignored by {name}: {e}")
 
     def _load(self, name):
         try:

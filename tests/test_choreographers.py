@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from onbeat.choreographers.badm import BadmChoreographer
-from onbeat.choreographers.conditioning import conditioned
+from onbeat.choreographers.base import choose_style
+from onbeat.choreographers.conditioning import STYLE_BLEND_SECONDS, conditioned
 from onbeat.choreographers.kinds import load_choreographer
 from onbeat.choreographers.library import Library
 from onbeat.core.errors import OnbeatError
@@ -129,3 +130,33 @@ def test_a_styled_graph_gets_the_live_mask_and_the_chosen_style():
     assert conditioned(plain, {"styles": []}, 1) is plain  # a model without the inputs is left as it is
     with pytest.raises(OnbeatError, match="music_mask"):
         conditioned(plain, {"styles": ["freestyle"], "music_mask": ["audio"]}, 1)
+
+
+def test_a_style_switch_blends_the_graph_outputs_of_both_styles_then_runs_one():
+    calls = []
+
+    def step(*arrays, music_mask, style):  # outputs that say which style was asked for
+        calls.append(int(style[0]))
+        return np.full((1, 2), 10.0 * style[0], np.float32), np.full((1, 3), 100.0 * style[0], np.float32)
+    metadata = {"styles": ["freestyle", "waltz", "tango"], "music_mask": ["audio", "beat"]}
+    graph = conditioned(step, metadata, music_input=1, style="waltz")
+    music = np.ones((1, 4, 28), np.float32)
+    assert graph(None, music)[0].tolist() == [[10.0, 10.0]] and calls == [1]  # one call when not blending
+    graph.switch("tango")
+    assert graph.blending and graph.style == "tango"
+    graph.advance(STYLE_BLEND_SECONDS / 4)
+    calls.clear()
+    first, second = graph(None, music)
+    assert sorted(calls) == [1, 2]  # both styles ran
+    assert first.tolist() == [[12.5, 12.5]] and second.tolist() == [[125.0] * 3]  # a quarter of the way to tango
+    graph.advance(STYLE_BLEND_SECONDS)
+    calls.clear()
+    assert graph(None, music)[0].tolist() == [[20.0, 20.0]] and calls == [2] and not graph.blending
+    with pytest.raises(OnbeatError, match="unknown style 'salsa'"):
+        graph.switch("salsa")
+    assert graph.style == "tango" and not graph.blending  # an unknown style changes nothing
+
+
+def test_the_groove_knows_no_styles_and_says_so():
+    with pytest.raises(OnbeatError, match="this model knows no styles"):
+        choose_style(Library().load("groove"), "waltz")

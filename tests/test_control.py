@@ -119,6 +119,17 @@ class FakeClocks:
         return FIXED_NOW + self.now
 
 
+def test_a_style_name_is_taken_for_the_engine_to_check_and_non_names_are_malformed():
+    controls = Controls()
+    control = C.ControlInput(controls)
+    for packet in (message("/onbeat/style", "hip-hop"), message("/onbeat/style", 3),
+                   message("/onbeat/style", "x" * (C.MAX_STYLE_NAME + 1)), message("/onbeat/style")):
+        control.handle(packet, ("127.0.0.1", 1))
+    assert controls.style == "hip-hop" and controls.received == 1 and controls.malformed == 3
+    control.handle(message("/onbeat/style", ""), ("127.0.0.1", 1))
+    assert controls.style == ""  # any style
+
+
 def test_a_bundle_stamped_in_the_future_is_applied_at_its_time():
     clocks, controls = FakeClocks(), Controls()
     control = ControlInput(controls, clocks.monotonic, clocks.wall)

@@ -10,6 +10,7 @@ from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.ear.sources import AudioBlock, Source, SyntheticSource
+from onbeat.stream.control import Controls
 from onbeat.stream.engine import Engine, FrameQueue, mirror_pose
 from onbeat.stream.sinks import Sink
 
@@ -371,3 +372,41 @@ def test_simulate_strikes_a_requested_key_pose_on_the_downbeat_it_records():
     assert name == "arms_up" and 5.0 < downbeat < 5.0 + 2.5  # the next downbeat at 120 BPM: within a bar
     shown = next(f for f in sink.frames if abs(f.time - downbeat) < 0.5 / 30)
     assert reach_cm(shown.rotations, name) < REACHED_CM
+
+
+class StyledGroove(GrooveChoreographer):
+    """The groove with a style vocabulary: records what it was asked to dance."""
+    styles = ("freestyle", "waltz", "krump")
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def set_style(self, name):
+        if name not in (None, *self.styles):
+            raise OnbeatError(f"unknown style {name!r}: this model knows {', '.join(self.styles)}")
+        self.asked.append(name)
+
+
+def test_a_style_asked_for_while_dancing_goes_to_each_model_once_and_unknown_ones_are_warned(logs):
+    styled, plain = StyledGroove(), GrooveChoreographer()
+    requests = {2.0: ("style", "krump"), 3.0: ("style", "salsa"), 4.0: ("model", "plain"), 5.0: ("model", "styled"),
+                6.0: ("style", "")}
+    engine_box = []
+
+    def control(frame):
+        for at, (what, value) in requests.items():
+            if abs(frame.time - at) < 1e-9:
+                setattr(engine_box[0].controls, what, value)
+
+    source = SyntheticSource(bpm=120, seconds=7.0, realtime=False)
+    engine = Engine(source, {"styled": styled, "plain": plain}, [Collect(on_send=control)], rate=30.0,
+                    controls=Controls(model="styled", style="waltz"))
+    engine_box.append(engine)
+    stats = engine.simulate()
+    assert stats.bad_slices == 0 and stats.frames >= 7 * 30  # the show went on
+    # waltz from the start, krump; salsa refused (the dance stays krump); "" = any style, after the switch back
+    assert styled.asked == ["waltz", "krump", None]
+    warnings = [line for line in logs if "/onbeat/style" in line]
+    assert any("'salsa' ignored by styled: unknown style 'salsa'" in line for line in warnings)
+    assert any("'salsa' ignored by plain: this model knows no styles" in line for line in warnings)

@@ -135,6 +135,20 @@ def test_cards_replace_the_hand_written_metrics_once_and_again(tmp_path):
     assert again.count(BEGIN) == 1 and "31.0 [26.0, 36.0]" in again and "30.0 [25.0, 35.0]" not in again
 
 
+def test_a_card_named_like_an_evaluated_export_gets_that_export_s_row(tmp_path):
+    from onbeat.evaluation.cards import write_cards
+    for card in ("badm_small.md", "badm_v2.md"):
+        (tmp_path / card).write_text("# a card\n")
+    rows = {"real": {"fid_k": (10.0, 8.0, 12.0)}, "default": {"fid_k": (30.0, 25.0, 35.0)},
+            "badm_v2": {"fid_k": (20.0, 15.0, 25.0)}}
+    meta = {"songs": ["a"], "styles": ["waltz"], "seconds": 60.0, "seeds": [0], "path": "live", "kinetic": "onbeat",
+            "beats": "ear", "intervals": "bootstrap", "load_average": [1.0, 1.0, 1.0],
+            "models": {"default": "default", "badm_v2": "runs/v2/badm_v2.onnx"}}
+    write_cards(evaluate.Evaluation([], rows, {}, {}, meta), tmp_path, "onbeat eval dance")
+    assert "| metric | real | **default** | badm_v2 |" in (tmp_path / "badm_small.md").read_text()  # the shipped
+    assert "| metric | real | default | **badm_v2** |" in (tmp_path / "badm_v2.md").read_text()  # its own row
+
+
 @pytest.mark.slow
 def test_report_has_plots_and_clips(song_folder, tmp_path, capsys):
     report = tmp_path / "report"

@@ -6,13 +6,15 @@ import torch
 
 from onbeat.exporters import onnx_export, parity
 from onbeat.core.errors import OnbeatError
-from onbeat.choreographers.kinds import kind_named, open_steps
+from onbeat.choreographers.kinds import kind_named, load_choreographer, open_steps
 from onbeat.choreographers.onnx import OnnxStep, metadata_props
 from onbeat.commands.cli import main
-from onbeat.core.music import FEATURE_NAMES
+from onbeat.core.music import FEATURE_NAMES, synthetic_music
 from onbeat.core.styles import STYLES
 from onbeat.choreographers import badm_sampler, codes_sampler
-from onbeat.choreographers.conditioning import conditioned
+from onbeat.choreographers.base import choose_style
+from onbeat.choreographers.conditioning import STYLE_BLEND_SECONDS, conditioned
+from onbeat.commands.info import styles_of
 
 pytestmark = pytest.mark.slow  # every test here traces torch modules into ONNX
 
@@ -179,3 +181,32 @@ def test_styled_graphs_take_style_and_mask_inputs_the_runtime_fills(exported):
     assert parity.max_difference(freestyle, filled(*inputs)) > 1e-4
     with pytest.raises(OnbeatError, match="unknown style"):
         filled.style = "salsa"
+
+
+def test_an_export_says_which_styles_it_knows_and_dances_a_blended_switch(exported):
+    kind, _, output = exported
+    first_file = next(iter(kind_named(kind).graph_paths(output).values()))
+    dancer = load_choreographer(output, seed=0)
+    styled = bool(OnnxStep(first_file).metadata["styles"])
+    if not styled:  # a model trained without styles says so, to `onbeat info`, `--style` and `/onbeat/style`
+        assert dancer.styles == () and styles_of(first_file) == "no styles"
+        with pytest.raises(OnbeatError, match="this model knows no styles"):
+            choose_style(dancer, "waltz")
+        return
+    assert dancer.styles == STYLES and styles_of(first_file) == "styles: " + ", ".join(STYLES)
+    choose_style(dancer, "waltz")  # before the first slice: at once, nothing to blend from
+    assert dancer.styled.style == "waltz" and not dancer.styled.blending
+    music = synthetic_music(4.0)
+    frames = dancer.slice_frames
+    slices = iter(range(0, len(music) - 2 * frames, frames))
+    for k in [next(slices) for _ in range(3)]:
+        dancer.next_slice(music[k:k + 2 * frames])
+    choose_style(dancer, "krump")
+    blended = 0
+    for k in slices:
+        assert np.isfinite(dancer.next_slice(music[k:k + 2 * frames]).rotations).all()
+        blended += dancer.styled.blending
+    assert blended == int(np.ceil(STYLE_BLEND_SECONDS * dancer.fps / frames)) - 1  # the blend lasted its time
+    assert dancer.styled.style == "krump"
+    with pytest.raises(OnbeatError, match="unknown style 'salsa'"):
+        choose_style(dancer, "salsa")

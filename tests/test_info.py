@@ -25,7 +25,7 @@ def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_pa
     assert "no shipped model found" in out["models"] and out["audio devices"]
     assert out["programs"].startswith("ffmpeg: ")
     (tmp_path / "badm.onnx").write_bytes(b"")
-    assert report(capsys)["models"] == f"badm (default): {tmp_path / 'badm.onnx'}"
+    assert report(capsys)["models"] == f"badm (default): {tmp_path / 'badm.onnx'} (unreadable)"  # an empty file
 
 
 def test_info_says_where_data_is_missing(capsys, monkeypatch):

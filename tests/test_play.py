@@ -73,6 +73,8 @@ def test_several_vmc_targets_each_get_the_stream(capsys):
     (["play", "--demo", "--rate", "0"], "--rate"),
     (["play", "--demo", "--record", "/no/such/folder/out.npz"], "does not exist"),
     (["play", "--demo", "--link", "--link-lead"], "not both"),  # refused before any Link is started
+    (["play", "--demo", "--model", "groove", "--style", "waltz"], "--style waltz (model groove): this model knows no "
+                                                                   "styles"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, problem, capsys):
     assert main(argv + ["--control-port", "0"]) == 2
@@ -132,7 +134,7 @@ def test_control_messages_change_state_and_malformed_ones_are_counted():
 @settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in every CI run
 @given(st.one_of(st.binary(max_size=200),
                  st.tuples(st.sampled_from(["/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/mirror",
-                                            "/onbeat/keypose", "/x"]),
+                                            "/onbeat/keypose", "/onbeat/style", "/x"]),
                            st.lists(st.one_of(st.integers(-2 ** 31, 2 ** 31 - 1), st.floats(width=32),
                                               # strings OSC can encode: UTF-8 (no lone surrogates), no NUL
                                               # (which ends an OSC string); the raw bytes above cover the rest
