@@ -80,7 +80,8 @@ def sample_slice(denoise, state, music, steps=4, key_pose=None, key_mask=None):
     following = state.rng.standard_normal((frames, dim)).astype(np.float32)
     music = np.asarray(music, np.float32)[None]
     positions, alphas = lockstep_schedule(steps)
-    for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions, alphas, alphas[1:]):
+    for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions[:-1], alphas[:-1], alphas[1:],
+                                                                      strict=True):
         x0, next_x0 = denoise(current[None], np.array([u], np.float32), state.context[None], following[None],
                               music, key_pose[None], key_mask[None])
         current = ddim_move(current, x0[0], alpha, alpha_after).astype(np.float32)

@@ -26,10 +26,13 @@ EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": 
 # command words -> (module, one-line help)
 COMMANDS = {
     ("info",): ("onbeat.commands.info", "versions, ONNX providers, audio devices, data and model locations"),
-    ("play",): ("onbeat.commands.play", "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
+    ("play",): ("onbeat.commands.play",
+                "dance to a file (heard through the speakers) or the --demo track, stream over OSC"),
     ("live",): ("onbeat.commands.play", "dance to live input from a sound device, stream over OSC"),
-    ("view",): ("onbeat.commands.view", "replay a motion (.npz/.bvh) on the browser stage, with play/pause and scrubbing"),
-    ("render",): ("onbeat.commands.render", "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
+    ("view",): ("onbeat.commands.view",
+                "replay a motion (.npz/.bvh) on the browser stage, with play/pause and scrubbing"),
+    ("render",): ("onbeat.commands.render",
+                  "draw a motion (.npz/.bvh) as a skeleton video (.mp4/.gif), optionally with music"),
     ("export-bvh",): ("onbeat.commands.export_bvh", "write a motion file (.npz/.bvh or a data set sequence) as BVH"),
     ("export",): ("onbeat.commands.export", "export a trained model's streaming step to ONNX"),
     ("dataset", "build"): ("onbeat.commands.dataset", "build the cached training windows from the real data sets"),
@@ -37,14 +40,20 @@ COMMANDS = {
     ("graph", "build"): ("onbeat.commands.graph", "build the graph choreographer's motion database (research data or "
                                                   "the shipped models' dances)"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
-    ("eval", "beats"): ("onbeat.commands.eval_beats", "beat-tracking scores on annotated clips (mir_eval), cross-validated"),
-    ("eval", "dance"): ("onbeat.commands.eval_dance", "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),
-    ("bench", "beats"): ("onbeat.commands.bench_beats", "onbeat's online beat tracker next to madmom's (when installed apart)"),
+    ("eval", "beats"): ("onbeat.commands.eval_beats",
+                        "beat-tracking scores on annotated clips (mir_eval), cross-validated"),
+    ("eval", "dance"): ("onbeat.commands.eval_dance",
+                        "dance metrics (FID, diversity, beat alignment, freeze) for real data and models"),
+    ("bench", "beats"): ("onbeat.commands.bench_beats",
+                         "onbeat's online beat tracker next to madmom's (when installed apart)"),
     ("bench", "model"): ("onbeat.commands.bench_model", "per-step latency: torch eager vs onnxruntime"),
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
-    ("bench", "soak"): ("onbeat.commands.bench_live", "long run of the full pipeline: frames, late frames, jitter, memory"),
-    ("bench", "feet"): ("onbeat.commands.bench_feet", "cost of the finishing every slice gets (key poses, grounded feet)"),
-    ("bench", "fuzz"): ("onbeat.commands.bench_fuzz", "structure-aware fuzzing of control datagrams, WAV/FLAC files, ONNX metadata"),
+    ("bench", "soak"): ("onbeat.commands.bench_live",
+                        "long run of the full pipeline: frames, late frames, jitter, memory"),
+    ("bench", "feet"): ("onbeat.commands.bench_feet",
+                        "cost of the finishing every slice gets (key poses, grounded feet)"),
+    ("bench", "fuzz"): ("onbeat.commands.bench_fuzz",
+                        "structure-aware fuzzing of control datagrams, WAV/FLAC files, ONNX metadata"),
 }
 
 

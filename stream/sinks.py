@@ -319,7 +319,8 @@ class UdpTarget:
                 now = self._last_error_at = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
+                    refused = isinstance(e, ConnectionRefusedError) and self.nobody_there
+                    hint = f": {self.nobody_there}" if refused else ""
                     logger.warning("%s %s: %s (%d send errors so far)%s; still running", self.name, self.address,
                                    self.last_error, self.errors, hint)
 
@@ -360,8 +361,8 @@ class OnbeatOscSink(_OscSink):
 
     def send(self, frame):
         messages = [self.FRAME.encode(frame.time, frame.index)]
-        messages += [t.encode(*p) for t, p in zip(self.POSITIONS, frame.positions.tolist())]
-        messages += [t.encode(*q) for t, q in zip(self.ROTATIONS, frame.rotations.tolist())]
+        messages += [t.encode(*p) for t, p in zip(self.POSITIONS, frame.positions.tolist(), strict=True)]
+        messages += [t.encode(*q) for t, q in zip(self.ROTATIONS, frame.rotations.tolist(), strict=True)]
         self.target.send(pack_bundles(messages))
 
     def send_beat(self, state):
