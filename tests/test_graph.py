@@ -293,7 +293,7 @@ def test_play_dances_the_style_asked_for_and_names_a_wrong_one(database, tmp_pat
     assert main([*common, "--model", str(database), "--style", "salsa"]) == 2
     assert "style 'salsa': this graph database knows fast, slow" in capsys.readouterr().err
     assert main([*common, "--model", "groove", "--style", "slow"]) == 2
-    assert "--style slow: the groove model has no styles" in capsys.readouterr().err
+    assert "--style slow (model groove): this model knows no styles" in capsys.readouterr().err
 
 
 @pytest.mark.slow
