@@ -21,8 +21,15 @@ MAX_SLICE_FRAMES = 300  # 10 s at 30 fps: the most a model's metadata may ask fo
 
 
 class Choreographer(Protocol):
-    fps: float  # frames per second of the motion it makes (the feature rate, 30)
-    slice_frames: int  # frames per `next_slice`
+    @property
+    def fps(self) -> float:
+        """Frames per second of the motion it makes (the feature rate, 30)."""
+        ...
+
+    @property
+    def slice_frames(self) -> int:
+        """Frames per `next_slice`."""
+        ...
 
     def next_slice(self, music: np.ndarray, energy: float = 1.0, key_pose: str | None = None) -> Motion:
         """The next `slice_frames` frames, continuing the previous slice. `music`: (>= slice_frames, FEATURE_DIM)

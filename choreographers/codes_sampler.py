@@ -50,7 +50,7 @@ class CodesStream:
         m = self.meta
         self.kv = np.zeros((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]), np.float32)
         self.pos = 0
-        self.codes = {"up": [], "down": []}
+        self.codes: dict[str, list[np.ndarray]] = {"up": [], "down": []}
         self.previous_row = None  # the low-pass filter's state
         self.rng = np.random.default_rng(seed)
 

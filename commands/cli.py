@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Any
 
 from onbeat.commands.arguments import require_finite_floats
 from onbeat.core.errors import OnbeatError
@@ -77,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(argv):
     """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
     parser = _Parser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
-    groups = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
+    groups: dict[tuple[str, ...], Any] = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
     chosen = None
     for words, (module, help_text) in COMMANDS.items():
         for depth in range(1, len(words)):
@@ -137,7 +138,7 @@ def graceful_stop(stop):
     """While the show runs: the first of SIGINT, SIGTERM or SIGHUP calls `stop` (the engine ends its output loop
     and everything closes as at the end of --seconds, so a recording is finished), later ones only say that
     onbeat is finishing. Outside, SIGTERM and SIGHUP interrupt like Ctrl-C (`main`)."""
-    received = []
+    received: list[int] = []
 
     def handler(signum, frame):
         name = signal.Signals(signum).name

@@ -165,7 +165,7 @@ def set_metrics(real_features: list, model_features: dict, rng: np.random.Genera
     half = count // 2
     if half < 1:
         return {}
-    samples = {row: {key: [] for key in SET_METRICS} for row in ("real", *model_features)}
+    samples: dict[str, dict[str, list]] = {row: {key: [] for key in SET_METRICS} for row in ("real", *model_features)}
     for draw in range(draws):
         order = rng.permutation(count)
         first, second = order[:half], order[half:2 * half]

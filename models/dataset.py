@@ -66,7 +66,7 @@ class Track:
     music: np.ndarray
     mask: np.ndarray
     bpm: np.ndarray
-    beats: BeatGrid = None
+    beats: BeatGrid | None = None
     beat_source: str = ""  # "audio" (the tracker on the song), "annotated" (the data set's), "motion", "" (none)
 
     @property

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -140,7 +140,7 @@ class FrameQueue:
 
 
 class Engine:
-    def __init__(self, source: Source, choreographers: dict[str, Choreographer], sinks: Iterable[Sink] = (), *,
+    def __init__(self, source: Source, choreographers: Mapping[str, Choreographer], sinks: Iterable[Sink] = (), *,
                  ear=None, controls: Controls | None = None, rate: float = 60.0, idle: Choreographer | None = None,
                  library=None, silence_seconds: float = 2.0, blend_seconds: float = 0.3,
                  clock=time.perf_counter, sleep=time.sleep, clocks: Iterable[ExternalClock] = ()):
@@ -171,15 +171,16 @@ class Engine:
         self.quality = 0
         self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
         self._quiet_since, self._peak_rms = 0.0, 1e-4
-        self._offset, self._lags = 0.0, deque()  # output time minus stream time; (stream time, lag) of blocks
+        self._offset = 0.0  # output time minus stream time
+        self._lags: deque[tuple[float, float]] = deque()  # (stream time, lag) of blocks
         self._fed = 0.0  # seconds of audio fed to the ear
         self._last_good = None  # (root, rotations) of the last finite frame generated
         self._active, self._need_jump = None, True
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._t0 = None
-        self._errors = []
-        self._warned = {}  # message kind -> clock time it was last logged
+        self._errors: list[BaseException] = []
+        self._warned: dict[str, float] = {}  # message kind -> clock time it was last logged
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet

@@ -71,7 +71,9 @@ from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
+from onbeat.ear.beats import BeatState
 from onbeat.ear.devices import open_output
+from onbeat.ear.sources import AudioBlock
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +102,11 @@ class Sink:
     def send(self, frame: PoseFrame) -> None:
         """One output frame (a sink that only takes the audio ignores it)."""
 
-    def send_beat(self, beat) -> None:
-        """`beat`: an `onbeat.ear.beats.BeatState` with `time` on the output timeline."""
+    def send_beat(self, beat: BeatState) -> None:
+        """`beat`: the predicted beat, with `time` on the output timeline."""
 
-    def send_audio(self, block) -> None:
-        """`block`: an `onbeat.ear.sources.AudioBlock`."""
+    def send_audio(self, block: AudioBlock) -> None:
+        """`block`: the music, as the source gave it."""
 
     @property
     def status(self) -> str:
@@ -136,10 +138,10 @@ class QueuedSink(Sink):
     def send(self, frame: PoseFrame) -> None:
         self._put((self.inner.send, frame))
 
-    def send_beat(self, beat) -> None:
+    def send_beat(self, beat: BeatState) -> None:
         self._put((self.inner.send_beat, beat))
 
-    def send_audio(self, block) -> None:
+    def send_audio(self, block: AudioBlock) -> None:
         self.inner.send_audio(block)
 
     def _run(self):
@@ -267,7 +269,9 @@ _BUNDLE_HEADER = b"#bundle\0" + struct.pack(">Q", 1)  # time tag 1 = immediately
 
 def pack_bundles(messages, limit=MAX_BUNDLE_BYTES):
     """Encoded messages → bundle datagrams of at most `limit` bytes each, in order."""
-    datagrams, current, size = [], [], len(_BUNDLE_HEADER)
+    datagrams: list[bytes] = []
+    current: list[bytes] = []
+    size = len(_BUNDLE_HEADER)
     for msg in messages:
         need = 4 + len(msg)
         if len(_BUNDLE_HEADER) + need > limit:
