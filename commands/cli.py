@@ -22,7 +22,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
-            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
+            "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
 
 # command words -> (module, one-line help)
 COMMANDS = {

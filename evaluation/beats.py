@@ -24,6 +24,7 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.core.progress import tracked
 from onbeat.ear.beats import SUB_HOPS, BeatTracker
 from onbeat.ear.features import Resampler
 from onbeat.ear.sources import read_audio
@@ -234,16 +235,17 @@ def track_change_locks(clips, replays, options):
     return locks
 
 
-def evaluate(data, clips=None, cross_validate=True):
+def evaluate(data, clips=None, cross_validate=True, quiet=False):
     """Scores of the tracker on every annotated clip of `data`: with cross-validated clock parameters (or the
     shipped defaults with `cross_validate=False`), lock times after track changes, cost and prediction numbers."""
     set_name, loaded = load_set(data, clips)
     folds = fold_of(loaded)
-    recorded = [record(clip.audio) for clip in loaded]
+    recorded = [record(clip.audio) for clip in tracked(loaded, what="eval beats: listening", quiet=quiet)]
     replays, costs = [r for r, _ in recorded], np.concatenate([c for _, c in recorded]) * 1e6
     grid = [dict(zip(TUNABLE, values, strict=True)) for values in itertools.product(*TUNABLE.values())]
     defaults = [{}] if not cross_validate else grid
-    runs = [[follow(replay, options) for replay in replays] for options in defaults]
+    runs = [[follow(replay, options) for replay in replays]
+            for options in tracked(defaults, what="eval beats: clock settings", quiet=quiet)]
     per_options = [[score_clip(clip, beats, downbeats)
                     for clip, (beats, downbeats, _) in zip(loaded, run, strict=True)] for run in runs]
     chosen = {}
