@@ -443,7 +443,8 @@ class Recorder(Sink):
         self.segment_frames = max(1, int(round(segment_seconds * self.rate)))
         self.parts = []
         self.failed = None  # the message, once recording has stopped
-        self.frames_recorded = 0
+        self.frames_received = 0  # what the status shows: the dance so far, whatever part is on disk yet
+        self.frames_recorded = 0  # in parts on disk
         self._roots, self._rotations = [], []
         self._audio = None
         self._lock = threading.Lock()
@@ -457,6 +458,7 @@ class Recorder(Sink):
             if self._roots:
                 self._write_segment(last=True)  # best effort: what was in memory when the disk filled up
             return
+        self.frames_received += 1
         self._roots.append(frame.root_translation)
         self._rotations.append(frame.rotations)
         if len(self._roots) >= self.segment_frames:
@@ -508,7 +510,7 @@ class Recorder(Sink):
 
     @property
     def status(self):
-        return f"recorder {self.path.name} " + (self.failed or f"{self.frames_recorded / self.rate:.0f} s")
+        return f"recorder {self.path.name} " + (self.failed or f"{self.frames_received / self.rate:.0f} s")
 
     def close(self):
         if self._lock_file is None:
