@@ -419,6 +419,7 @@ class Engine:
     # --- output (caller's thread) -------------------------------------------------------------------------
     def run(self, seconds=None):
         """Run until `seconds` of output (None: until the source ends or `stop()`); returns the stats."""
+        self.warm_up()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # the output thread gets the GIL within 0.5 ms, not the default 5 ms
         self._t0 = self.clock()
@@ -484,6 +485,18 @@ class Engine:
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
             self._errors.append(e)
             self._stop.set()
+
+    def warm_up(self) -> None:
+        """One slice of silence from each choreographer, then `reset()`, before the clock starts: an ONNX session's
+        first run (memory arenas, kernel choice, cold code pages) costs several slices' time (badm: 16 ms, then
+        4 ms), and would otherwise fall on the first slice the output clock waits for. A choreographer that fails
+        here is left to the generation thread, which counts and replaces its failures."""
+        for choreographer in self.choreographers.values():
+            try:
+                choreographer.next_slice(np.zeros((choreographer.slice_frames, FEATURE_DIM), np.float32))
+            except Exception as e:  # noqa: BLE001 - the show handles a failing model when it runs it
+                logger.debug("warming up %s failed: %s", type(choreographer).__name__, e)
+            choreographer.reset()
 
     def _output(self, seconds):
         index = 0
