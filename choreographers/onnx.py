@@ -206,9 +206,10 @@ class OnnxStep:
         self.inputs = [(i.name, _NUMPY_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         # One call on zeros: onnxruntime allocates on its first run, which must not delay the first live slice.
-        shapes = [i.shape for i in self.session.get_inputs()]
-        if all(isinstance(size, int) for shape in shapes for size in shape):
-            self(*(np.zeros(shape) for shape in shapes))
+        # A dynamic dimension (the batch of `exporters.onnx_export`) is warmed up at 1.
+        shapes = [[size if isinstance(size, int) else 1 for size in i.shape] for i in self.session.get_inputs()]
+        self(*(np.zeros(shape) for shape in shapes))
+        self.batched = any(not isinstance(size, int) for i in self.session.get_inputs() for size in i.shape)
 
     def __call__(self, *arrays: np.ndarray, **named: np.ndarray) -> Any:
         if len(arrays) + len(named) != len(self.inputs):

@@ -5,7 +5,9 @@ the given path, a several-graph kind (codes) beside it as `NAME.<graph>.onnx`. E
 runtime needs (`onbeat.choreographers.onnx.metadata_props`), its kind and graph included.
 
 The graphs come from torch's torch.export-based ONNX exporter (`dynamo=True`, the default since torch 2.9; it needs
-onnxscript), at batch 1 and fixed slice length, opset 18; the deprecated TorchScript exporter is not used.
+onnxscript), at fixed slice length, opset 18; the deprecated TorchScript exporter is not used. A model whose class
+has `BATCH_AXES` ({input: its batch axis, or None for an input shared by the batch}; inputs not named: axis 0) gets
+a dynamic batch dimension, so one call steps many dancers (`onbeat.choreographers.crowd`); others stay at batch 1.
 """
 import contextlib
 import hashlib
@@ -22,6 +24,7 @@ from onbeat.core.paths import CHECKPOINTS
 from onbeat.models.checkpoint import load_model
 
 OPSET = 18  # the torch.export-based exporter's native opset; onnxruntime ≥ 1.14 runs it
+MAX_BATCH = 4096  # the dynamic batch dimension's upper bound
 
 
 def default_checkpoint(kind):
@@ -33,15 +36,16 @@ def export(kind, checkpoint, output):
     model = load_model(checkpoint, kind)
     digest = file_sha256(checkpoint)
     paths = kind_named(kind).graph_paths(output)
+    batch_axes = getattr(model, "BATCH_AXES", None)
     for graph, (module, example_inputs, output_names) in model.export_graphs().items():
         export_graph(module, example_inputs, output_names, paths[graph],
-                     metadata_props(kind, graph, model.metadata(), digest))
+                     metadata_props(kind, graph, model.metadata(), digest), batch_axes)
     return list(paths.values())
 
 
-def export_graph(module, example_inputs, output_names, path, props):
+def export_graph(module, example_inputs, output_names, path, props, batch_axes=None):
     """Trace `module` on `example_inputs` ({forward argument name: tensor}) into `path` with metadata `props`,
-    then validate it with the ONNX checker."""
+    then validate it with the ONNX checker. `batch_axes` (see the module docstring): a dynamic batch dimension."""
     import onnx
     import torch
 
@@ -54,11 +58,14 @@ def export_graph(module, example_inputs, output_names, path, props):
         raise ValueError(f"example inputs {list(example_inputs)} do not follow forward's arguments "
                          f"{list(parameters)}")
     path = Path(path)
+    dynamic_shapes = None
+    if batch_axes is not None:
+        example_inputs, dynamic_shapes = _batched(example_inputs, batch_axes)
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and registry chatter is not the user's business
         program = torch.onnx.export(module.eval(), tuple(example_inputs.values()), input_names=names,
                                     output_names=output_names, opset_version=OPSET, dynamo=True, verbose=False,
-                                    optimize=True)
+                                    optimize=True, dynamic_shapes=dynamic_shapes)
     assert program is not None  # dynamo=True always returns the program
     graph = program.model_proto
     del graph.metadata_props[:]
@@ -70,6 +77,19 @@ def export_graph(module, example_inputs, output_names, path, props):
     except OSError as e:
         raise OnbeatError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
+
+
+def _batched(example_inputs, batch_axes):
+    """(examples at batch 2, dynamic_shapes): torch.export specializes a dimension traced at size 1."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    examples, shapes = {}, {}
+    for name, tensor in example_inputs.items():
+        axis = batch_axes.get(name, 0)
+        examples[name] = tensor if axis is None else torch.cat([tensor, tensor], dim=axis)
+        shapes[name] = None if axis is None else {axis: batch}
+    return examples, shapes
 
 
 @contextlib.contextmanager

@@ -167,6 +167,7 @@ class BADM(nn.Module):
 
     PRESETS = PRESETS
     CONFIG = BADMConfig  # the config's keys and types (the trainer checks config files against them)
+    BATCH_AXES: dict[str, int | None] = {}  # every input of the step is batched on axis 0 (`exporters.onnx_export`)
 
     def __init__(self, cfg, stats):
         super().__init__()

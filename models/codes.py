@@ -383,6 +383,8 @@ class Codes(nn.Module):
 
     PRESETS = PRESETS
     CONFIG = CodesConfig  # the config's keys and types (the trainer checks config files against them)
+    # The graphs' batch axes (`exporters.onnx_export`; others axis 0): the cache's, and the step number all share.
+    BATCH_AXES: dict[str, int | None] = {"kv": 2, "pos": None}
 
     def __init__(self, cfg, stats):
         super().__init__()

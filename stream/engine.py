@@ -487,10 +487,11 @@ class Engine:
             self._stop.set()
 
     def warm_up(self) -> None:
-        """One slice of silence from each choreographer, then `reset()`, before the clock starts: an ONNX session's
-        first run (memory arenas, kernel choice, cold code pages) costs several slices' time (badm: 16 ms, then
-        4 ms), and would otherwise fall on the first slice the output clock waits for. A choreographer that fails
-        here is left to the generation thread, which counts and replaces its failures."""
+        """One slice of silence from each choreographer, then `reset()`, before the clock starts. The sessions are
+        warmed at load (`OnnxStep`), but a choreographer's first whole slice (sampler, decoding, finishing: first
+        calls, cold code pages) still costs up to 4 later ones (badm: 7-16 ms, then 4 ms), and would otherwise fall
+        on the first slice the output clock waits for. A choreographer that fails here is left to the generation
+        thread, which counts and replaces its failures."""
         for choreographer in self.choreographers.values():
             try:
                 choreographer.next_slice(np.zeros((choreographer.slice_frames, FEATURE_DIM), np.float32))
