@@ -17,7 +17,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Sink, Speakers, VmcSink, parse_target
 from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def close_all(closables):
 
 
 def open_sinks(args):
-    sinks = []
+    sinks: list[Sink] = []
     if not args.no_vmc:
         for target in args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"]:
             sinks.append(VmcSink(*parse_target(target, DEFAULT_VMC), upper_chest=args.vmc_upper_chest))
@@ -141,10 +141,10 @@ def open_sinks(args):
 
 def open_clocks(args):
     """The external beat clocks asked for, in order of precedence (Link, then MIDI clock)."""
-    from onbeat.ear.clocks import LinkClock, MidiClock
+    from onbeat.ear.clocks import ExternalClock, LinkClock, MidiClock
     if args.link and args.link_lead:
         raise OnbeatError("give --link (follow the session) or --link-lead (lead it), not both")
-    clocks = []
+    clocks: list[ExternalClock] = []
     try:
         if args.link or args.link_lead:
             clocks.append(LinkClock(lead=args.link_lead))

@@ -221,7 +221,7 @@ def to_unity_quaternion(q):
     return np.stack([q[..., 1], -q[..., 2], -q[..., 3], q[..., 0]], axis=-1)
 
 
-def parse_target(text, default):
+def parse_target(text: object, default: tuple[str, int]) -> tuple[str, int]:
     """'host:port', '[ipv6]:port', ':port', 'host' or a bare IPv6 address → (host, port); OnbeatError naming
     the text otherwise."""
     text = str(text)
@@ -237,12 +237,12 @@ def parse_target(text, default):
     else:
         host, port = text, str(default[1])
     try:
-        port = int(port)
-        if not 0 < port < 65536:
+        number = int(port)
+        if not 0 < number < 65536:
             raise ValueError
     except ValueError:
         raise OnbeatError(f"{text!r}: not a host:port target (port must be 1..65535)") from None
-    return host or default[0], port
+    return host or default[0], number
 
 
 def osc_string(text):
