@@ -69,7 +69,7 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
 from onbeat.ear.devices import open_output
 
@@ -78,11 +78,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PoseFrame:
+    """One output frame. Its world joint positions are computed (forward kinematics) when a sink first asks for
+    them: the output clock does not pay for them when no sink needs them."""
     time: float  # seconds on the output timeline
     root_translation: np.ndarray  # (3,) metres
     rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
-    positions: np.ndarray  # (24, 3) world joint positions, metres
+    known_positions: np.ndarray | None = None  # (24, 3) when already computed
     index: int = 0  # output frame number: time = index / rate
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(24, 3) world joint positions, metres."""
+        if self.known_positions is None:
+            self.known_positions = forward_kinematics(self.root_translation, self.rotations)
+        return self.known_positions
 
 
 class Sink:
