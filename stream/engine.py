@@ -15,7 +15,8 @@ Three threads share a little state:
 Where the OS allows it, the three threads run at low real-time priorities (SCHED_FIFO; output above the others)
 while the show runs. Measured (`onbeat bench crowd`), the output's lateness on a busy machine came from other
 processes: they preempted the output thread, and, worse, the analysis or generation thread while it held the GIL,
-which the output thread then waited for (priority inversion): both threads it waits on must outrank them too. It never sends a frame early, never two at once: if it wakes up
+which the output thread then waited for (priority inversion): both threads it waits on must outrank
+them too. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
@@ -340,13 +341,12 @@ class Engine:
         key_pose = self._key_pose_for(start, choreographer)
         began = self.clock()
         try:
-            motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
-            good = _finite(motion)
-            if good:
-                motion = self.finishing(motion, start, continues=not jump)
+            made = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
+            motion = self._finished(made, start, jump)
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the show; it is counted and logged
-            motion, good = None, False
+            made = motion = None
             self._warn(f"choreographer failed: {type(e).__name__}: {e}")
+        good = motion is not None
         elapsed = self.clock() - began
         self.stats.generation_ms.append(1000.0 * elapsed)
         self.stats.slices += 1
@@ -359,12 +359,17 @@ class Engine:
             self._need_jump = False
         else:
             self.stats.bad_slices += 1
-            if motion is not None:
+            if made is not None:
                 self._warn("choreographer returned NaN/Inf: holding the last good pose")
             choreographer.reset()  # its state may hold the NaN; start it again from scratch
             motion = self._held_slice(choreographer.slice_frames)
             self._need_jump = True
         self.queue.push(start, motion, jump)
+
+    def _finished(self, motion, start, jump):
+        """The slice, finished (`onbeat.choreographers.finishing`); None when it has NaN/Inf (or is no Motion).
+        A crowd (`onbeat.stream.crowd`) finishes each of its dancers' slices."""
+        return self.finishing(motion, start, continues=not jump) if _finite(motion) else None
 
     def _held_slice(self, frames):
         root, rotations = self._last_good or self._rest_pose()

@@ -360,17 +360,24 @@ class _OscSink(Sink):
 
 
 class OnbeatOscSink(_OscSink):
-    """The plain onbeat OSC schema (see the module docstring)."""
+    """The plain onbeat OSC schema (see the module docstring). `dancer`: the index of a crowd's dancer
+    (`onbeat.stream.crowd`), sent as one more int argument of its frame and joint messages."""
 
-    FRAME = MessageTemplate("/onbeat/frame", "fi")
     BEAT = MessageTemplate("/onbeat/beat", "ffiif")
-    POSITIONS = [MessageTemplate("/onbeat/joint/pos", "sfff", name) for name in JOINT_NAMES]
-    ROTATIONS = [MessageTemplate("/onbeat/joint/rot", "sffff", name) for name in JOINT_NAMES]
+
+    def __init__(self, host: str, port: int, dancer: int | None = None):
+        super().__init__(host, port)
+        extra = "" if dancer is None else "i"
+        self.dancer = () if dancer is None else (dancer,)
+        self.frame_message = MessageTemplate("/onbeat/frame", "fi" + extra)
+        self.positions = [MessageTemplate("/onbeat/joint/pos", "sfff" + extra, name) for name in JOINT_NAMES]
+        self.rotations = [MessageTemplate("/onbeat/joint/rot", "sffff" + extra, name) for name in JOINT_NAMES]
 
     def send(self, frame):
-        messages = [self.FRAME.encode(frame.time, frame.index)]
-        messages += [t.encode(*p) for t, p in zip(self.POSITIONS, frame.positions.tolist())]
-        messages += [t.encode(*q) for t, q in zip(self.ROTATIONS, frame.rotations.tolist())]
+        messages = [self.frame_message.encode(frame.time, frame.index, *self.dancer)]
+        positions, rotations = frame.positions.tolist(), frame.rotations.tolist()
+        messages += [t.encode(*p, *self.dancer) for t, p in zip(self.positions, positions, strict=True)]
+        messages += [t.encode(*q, *self.dancer) for t, q in zip(self.rotations, rotations, strict=True)]
         self.target.send(pack_bundles(messages))
 
     def send_beat(self, state):
