@@ -132,14 +132,7 @@ class Crowd:
 
     def __init__(self, make_lane: Callable[[int | None, str | None], Choreographer], dancers: list[Dancer],
                  mode: str = "free", offset_beats: float = 1.0, bpm: float = 120.0):
-        if mode not in MODES:
-            raise OnbeatError(f"unknown crowd mode {mode!r}: choose one of {', '.join(MODES)}")
-        check_count(len(dancers))
-        bad = next((d.energy for d in dancers if not 0.0 <= d.energy <= 2.0), None)  # NaN too
-        if bad is not None:
-            raise OnbeatError(f"dancer energy {bad:g}: choose 0..2")
-        if not 0 <= offset_beats <= 16:
-            raise OnbeatError(f"offset {offset_beats:g} beats: choose 0..16")
+        check_crowd(len(dancers), mode, offset_beats, [dancer.energy for dancer in dancers])
         self.dancers, self.mode, self.offset_beats = dancers, mode, offset_beats
         leads = dancers if mode == "free" else dancers[:1]
         self.lanes = [make_lane(dancer.seed, dancer.style) for dancer in leads]
@@ -199,6 +192,18 @@ def check_count(count: Any) -> None:
     """OnbeatError unless `count` is a number of dancers one engine can show."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_DANCERS:
         raise OnbeatError(f"--dancers {count}: choose 1..{MAX_DANCERS}")
+
+
+def check_crowd(count: Any, mode: str, offset_beats: float, energies: list[float]) -> None:
+    """OnbeatError naming the first of these a crowd cannot dance with."""
+    check_count(count)
+    if mode not in MODES:
+        raise OnbeatError(f"unknown crowd mode {mode!r}: choose one of {', '.join(MODES)}")
+    if not 0 <= offset_beats <= 16:
+        raise OnbeatError(f"offset {offset_beats:g} beats: choose 0..16")
+    bad = next((energy for energy in energies if not 0.0 <= energy <= 2.0), None)  # NaN too
+    if bad is not None:
+        raise OnbeatError(f"dancer energy {bad:g}: choose 0..2")
 
 
 def _graph(lane):

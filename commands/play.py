@@ -144,12 +144,14 @@ def run(args):
 
 def run_crowd(args, library, model):
     """`--dancers N`: one engine, each dancer its own VMC target (and OSC dancer index, recording)."""
-    from onbeat.stream.crowd import CrowdEngine, crowd_of, dancer_ports
-    crowd = crowd_of(library, model, args.dancers, args.formation, args.spacing, args.crowd_mode, args.offset_beats,
-                     styles=args.style.split(",") if args.style else [None], energies=number_list(args.energies),
-                     mirrors=[bool(m) for m in number_list(args.mirrors)], seed=args.seed)
+    from onbeat.stream.crowd import CrowdEngine, CrowdProcess, check_recipe, dancer_ports
+    recipe = dict(model=model, count=args.dancers, shape=args.formation, spacing=args.spacing, mode=args.crowd_mode,
+                  offset_beats=args.offset_beats, styles=args.style.split(",") if args.style else [None],
+                  energies=number_list(args.energies), mirrors=[bool(m) for m in number_list(args.mirrors)],
+                  seed=args.seed)
+    check_recipe(**recipe)
     controls = Controls(model=model)
-    shared, clocks, control, source = [], [], None, None
+    shared, clocks, control, source, maker = [], [], None, None, None
     dancer_sinks = [[] for _ in range(args.dancers)]
     try:
         if not args.no_vmc:
@@ -174,8 +176,8 @@ def run_crowd(args, library, model):
         stage = None if args.no_stage else open_stage(args, controls)
         if stage is not None:
             shared.append(stage)
-        engine = CrowdEngine(source, {model: crowd}, dancer_sinks, shared, controls=controls, rate=args.rate,
-                             clocks=clocks)
+        maker = CrowdProcess(recipe)  # the dancers' model runs in a process of its own
+        engine = CrowdEngine(source, maker, dancer_sinks, shared, controls=controls, rate=args.rate, clocks=clocks)
         if stage is not None:
             stage.attach(engine)
         if args.control_port:
@@ -189,7 +191,7 @@ def run_crowd(args, library, model):
             print(plain_line(snapshot(engine)) + f" dancers={args.dancers}", flush=True)
         return 0
     finally:
-        close_all([control, source, *clocks, *shared, *(sink for sinks in dancer_sinks for sink in sinks)])
+        close_all([control, source, maker, *clocks, *shared, *(sink for sinks in dancer_sinks for sink in sinks)])
 
 
 def number_list(text):

@@ -442,7 +442,7 @@ class Engine:
                    for fn in (self._analyse, self._generate)]
         for worker in workers:
             worker.start()
-        restore_priority = _real_time_priority(OUTPUT_PRIORITY) if self.real_time else None
+        restore_priority = real_time_priority(OUTPUT_PRIORITY) if self.real_time else None
         try:
             self._output(seconds)
         finally:
@@ -497,7 +497,7 @@ class Engine:
 
     def _guarded(self, fn):
         if self.real_time:
-            _real_time_priority(WORKER_PRIORITY, quiet=True)  # the output thread says whether it worked
+            real_time_priority(WORKER_PRIORITY, quiet=True)  # the output thread says whether it worked
         try:
             fn()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
@@ -601,7 +601,7 @@ class Engine:
             logger.warning("%s", message)
 
 
-def _real_time_priority(priority, quiet=False):
+def real_time_priority(priority: int, quiet: bool = False):
     """Put the calling thread on SCHED_FIFO at `priority` (threads it starts get the normal policy); returns the
     function that puts it back, or None where the OS refuses (no CAP_SYS_NICE or RLIMIT_RTPRIO, not Linux)."""
     try:

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 def _stack(single_inputs, axes):
     """One batched call's inputs from several single calls' (each input on its batch axis; None: shared)."""
     return [inputs[0] if axis is None else np.concatenate(inputs, axis=axis)
-            for inputs, axis in zip(zip(*single_inputs), axes)]
+            for inputs, axis in zip(zip(*single_inputs, strict=True), axes, strict=True)]
 
 
 @pytest.mark.parametrize("kind, model", [("badm", BADM), ("codes", Codes)])
@@ -31,7 +31,8 @@ def test_the_shipped_graphs_step_a_batch_as_its_dancers_one_by_one(kind, model):
         batched = batched if isinstance(batched, tuple) else (batched,)
         for dancer, inputs in enumerate(singles):
             alone = step(*inputs)
-            for output, (one, many) in enumerate(zip(alone if isinstance(alone, tuple) else (alone,), batched)):
+            alone = alone if isinstance(alone, tuple) else (alone,)
+            for output, (one, many) in enumerate(zip(alone, batched, strict=True)):
                 axis = 2 if (graph, output) == ("gpt", 2) else 0  # the cache keeps its batch on axis 2
                 np.testing.assert_allclose(np.take(many, [dancer], axis=axis), one, atol=1e-5, rtol=0,
                                            err_msg=f"{kind} {graph} output {output} dancer {dancer}")
@@ -65,7 +66,7 @@ def test_formations_keep_their_spacing(shape, count):
     places, facings = formation(shape, count, spacing=1.2)
     assert places.shape == (count, 2) and facings.shape == (count,)
     assert min_distance(places) >= 1.2 - 1e-9
-    assert np.allclose(places.mean(axis=0), 0.0, atol=0.6 * 1.2)  # centred on the stage (a grid's last row may be short)
+    assert np.allclose(places.mean(axis=0), 0.0, atol=0.6 * 1.2)  # centred (a grid's last row may be short)
 
 
 def test_a_formation_tighter_than_arms_reach_is_refused():
@@ -116,7 +117,7 @@ def test_each_dancers_vmc_target_receives_its_own_dancers_frames():
     from pythonosc.osc_packet import OscPacket
 
     from onbeat.ear.sources import SyntheticSource
-    from onbeat.stream.crowd import CrowdEngine
+    from onbeat.stream.crowd import CrowdEngine, CrowdMaker
     from onbeat.stream.sinks import OnbeatOscSink, VmcSink
     count = 3
     listeners = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count + 1)]
@@ -127,7 +128,7 @@ def test_each_dancers_vmc_target_receives_its_own_dancers_frames():
     crowd = _groove_crowd(count, "free")
     dancer_sinks = [[VmcSink(*sock.getsockname()), OnbeatOscSink(*osc.getsockname(), dancer=i)]
                     for i, sock in enumerate(listeners[:count])]
-    engine = CrowdEngine(SyntheticSource(bpm=120.0), {"groove": crowd}, dancer_sinks, real_time=False)
+    engine = CrowdEngine(SyntheticSource(bpm=120.0), CrowdMaker({"groove": crowd}), dancer_sinks, real_time=False)
     engine.simulate(1.0)
     for sinks in dancer_sinks:
         for sink in sinks:
