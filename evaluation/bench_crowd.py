@@ -103,7 +103,8 @@ def cost_curve(runs):
 def step_inputs(batch, frames, dim, music_rows, music_dim, rng):
     pose = lambda: rng.standard_normal((batch, frames, dim)).astype(np.float32)  # noqa: E731
     music = rng.random((batch, music_rows, music_dim)).astype(np.float32)
-    return (pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), np.zeros((batch, frames), np.float32))
+    key_mask = np.zeros((batch, frames), np.float32)
+    return pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), key_mask
 
 
 def median_ms(call, repeats):
