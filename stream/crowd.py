@@ -3,8 +3,9 @@
 `CrowdEngine` is the `Engine` dancing crowds (`onbeat.choreographers.crowd`) in place of choreographers. Its output
 queue holds every dancer's 30 fps frames stacked (frames x dancers), so sampling, slerp and blending run once for
 all of them. Each output frame goes to the dancer's own sinks (`dancer_sinks[i]`: its VMC target, its onbeat OSC
-with the dancer index, its recorder); the shared `sinks` (the stage, the speakers) get dancer 0's frames and, with
-dancer 0's sinks, the audio and the beats.
+with the dancer index, its recorder); of the shared `sinks`, those that show a crowd (the stage: `shows_crowd`) get
+every dancer in one frame, the others (the speakers) dancer 0's; they and dancer 0's sinks get the audio and the
+beats.
 
 The slices are made by a `CrowdMaker`: every crowd of the show (the model's, the idle grooves') and each dancer's
 `Finishing` (its feet; the key poses every dancer strikes together). A crowd's slice is a lot of numpy (each
@@ -143,6 +144,8 @@ def _serve(pipe, recipe):
     real_time_priority(WORKER_PRIORITY, quiet=True)
     try:
         crowd = crowd_of(Library(), **recipe)
+        crowd.next_slice(np.zeros((2 * crowd.slice_frames, FEATURE_DIM), np.float32))  # onnxruntime allocates for
+        crowd.reset()  # the crowd's batch on its first call, which must not delay the first live slice
         maker = CrowdMaker({recipe["model"]: crowd})
         pipe.send(("ok", {"dancers": maker.dancers, "fps": maker.fps, "slice_frames": maker.slice_frames,
                           "lanes": len(crowd.lanes), "batched": crowd.batched}))
@@ -207,6 +210,9 @@ class CrowdEngine(Engine):
         idle = views.pop("groove")
         super().__init__(source, views or {"groove": idle}, [*sinks, *self.dancer_sinks[0]], idle=idle, **options)
         self.finishing = CrowdFinishing()
+        # Sinks that show the whole crowd (the stage) get every dancer in one frame; the others dancer 0's.
+        self._crowd_views = [sink for sink in self.sinks if getattr(sink, "shows_crowd", False)]
+        self._first_dancer = [sink for sink in self.sinks if sink not in self._crowd_views]
 
     @property
     def crowd_size(self) -> int:
@@ -233,10 +239,13 @@ class CrowdEngine(Engine):
         roots, rotations = pose
         if self.controls.mirror:
             roots, rotations = mirror_pose(roots, rotations)
-        for dancer, sinks in enumerate([self.sinks, *self.dancer_sinks[1:]]):
+        for dancer, sinks in enumerate([self._first_dancer, *self.dancer_sinks[1:]]):
             frame = PoseFrame(t, roots[dancer], rotations[dancer], index=index)
             for sink in sinks:
                 sink.send(frame)
+        everyone = PoseFrame(t, roots, rotations, index=index)
+        for sink in self._crowd_views:
+            sink.send(everyone)
         self.stats.frames += 1
 
 
