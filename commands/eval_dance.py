@@ -20,9 +20,9 @@ def add_arguments(parser):
                              "layout, BVH/AIST++/.npz motion files with audio of the same stem)"
                              + (f"; default {default}" if default else ""))
     parser.add_argument("--models", default=None,
-                        help="comma-separated: live path: default, badm, codes, groove or an .onnx path (default: "
-                             "default,codes,groove); torch path: badm, codes or kind=checkpoint.pt "
-                             "(default: badm,codes)")
+                        help="comma-separated: live path: a model name (default, badm, codes, graph, groove) or "
+                             "an exported .onnx/.npz path (default: default,codes,groove); torch path: badm, codes "
+                             "or kind=checkpoint.pt (default: badm,codes)")
     parser.add_argument("--path", choices=("live", "torch"), default="live",
                         help="live: onbeat play's pipeline on a simulated clock (default); torch: the checkpoint's "
                              "generate on the song's features (training-time checks)")
@@ -39,16 +39,19 @@ def add_arguments(parser):
 
 def parse_models(text, path):
     """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
+    from onbeat.choreographers.library import Library
     from onbeat.core.paths import CHECKPOINTS
+    names = Library().names()
     items = [s.strip() for s in (text or ("default,codes,groove" if path == "live" else "badm,codes")).split(",")
              if s.strip()]
     models = []
     for item in items:
         if path == "live":
-            if item not in ("default", "badm", "codes", "groove") and not item.endswith(".onnx"):
-                raise OnbeatError(f"--models: unknown model {item!r} (choose default, badm, codes, groove or an "
-                                  ".onnx path)")
-            models.append((Path(item).stem if item.endswith(".onnx") else item, item))
+            exported = item.lower().endswith((".onnx", ".npz"))
+            if not exported and item not in names:
+                raise OnbeatError(f"--models: unknown model {item!r} (choose {', '.join(names)} or an exported "
+                                  ".onnx/.npz path)")
+            models.append((Path(item).stem if exported else item, item))
             continue
         from onbeat.choreographers.kinds import KINDS
         kind, _, checkpoint = item.partition("=")

@@ -200,7 +200,7 @@ def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live",
         values = [[dance_scores(dance, rot_fps, r.beats, others[i], reference_speed, rng)
                    for i, (dance, r, rot_fps) in enumerate(zip(run, real, rates, strict=True))]
                   for run, rates in seeded]
-        per_song[row] = {key: [float(np.nanmean([run[i][key] for run in values])) for i in range(len(real))]
+        per_song[row] = {key: [_mean_of_finite([run[i][key] for run in values]) for i in range(len(real))]
                          for key in values[0][0]}
         features[row] = [[metrics.dance_features(d.positions, d.fps, published_kinetic=published_kinetic)
                           for d in run] for run, _ in seeded]
@@ -247,6 +247,12 @@ def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live",
             "load_average": list(os.getloadavg()), "units": {k: v[1] for k, v in METRICS.items()},
             "models": {row: spec if isinstance(spec, str) else f"{spec[0]}={spec[1]}" for row, spec in models}}
     return Evaluation(real, rows, per_song, dances, meta)
+
+
+def _mean_of_finite(values):
+    """The mean over seeds of a song's score, NaN where no seed gave one (e.g. a dance that never touched the floor)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def load_model(spec, path):
