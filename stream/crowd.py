@@ -16,6 +16,7 @@ dancers in the engine's process made frames late. So the show runs its maker in 
 """
 import dataclasses
 import multiprocessing
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +142,7 @@ class CrowdProcess:
 
 def _serve(pipe, recipe):
     """The child process: build the crowd, say it is ready, then make slices until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends the show
     real_time_priority(WORKER_PRIORITY, quiet=True)
     try:
         crowd = crowd_of(Library(), **recipe)
