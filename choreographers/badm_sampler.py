@@ -93,7 +93,8 @@ def sample_slices(denoise, states, music, steps=4, key_poses=None, key_masks=Non
     following = np.stack([state.rng.standard_normal((frames, dim)).astype(np.float32) for state in states])
     music = np.asarray(music, np.float32)
     positions, alphas = lockstep_schedule(steps)
-    for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions, alphas, alphas[1:], strict=False):
+    for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions[:-1], alphas[:-1], alphas[1:],
+                                                                      strict=True):
         x0, next_x0 = denoise(current, np.full(count, u, np.float32), context, following, music, key_pose, key_mask)
         current = ddim_move(current, x0, alpha, alpha_after).astype(np.float32)
         following = ddim_move(following, next_x0, next_alpha, next_alpha_after).astype(np.float32)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from onbeat.core.errors import OnbeatError
-from onbeat.core import paths
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.datafile import DataFile
 from onbeat.choreographers.onnx import MetadataSchema, OnnxStep, Step
+from onbeat.core import paths
+from onbeat.core.errors import OnbeatError
 
 Part = Step | DataFile  # one file of an export: an ONNX graph as a callable, or a data file
 
@@ -109,7 +109,8 @@ def open_steps(path: str | Path, threads: int = 1, device: str = "auto") -> tupl
     kind the name it was exported under (`codes.onnx` for codes.gpt.onnx + codes.decoder.onnx). The kind is read
     from the file's own metadata, never guessed from its name."""
     path = Path(path)
-    siblings = [] if path.is_file() else sorted(path.parent.glob(glob.escape(path.name.removesuffix(".onnx")) + ".*.onnx"))
+    stem = glob.escape(path.name.removesuffix(".onnx"))
+    siblings = [] if path.is_file() else sorted(path.parent.glob(stem + ".*.onnx"))
     first = siblings[0] if siblings else path  # nothing there: opening it names the missing file as given
     step = open_part(first, threads, device)
     kind = kind_named(step.kind)

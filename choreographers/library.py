@@ -5,10 +5,10 @@ import logging
 import threading
 from pathlib import Path
 
-from onbeat.core.errors import OnbeatError
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.choreographers.kinds import installed_models, load_choreographer
+from onbeat.core.errors import OnbeatError
 
 logger = logging.getLogger(__name__)
 

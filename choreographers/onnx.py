@@ -70,7 +70,7 @@ def check_metadata(path: Path, metadata: dict[str, Any]) -> None:
 def _first_difference(found, wanted):
     if len(found) != len(wanted):
         return f"{len(found)} names, expected {len(wanted)}"
-    index = next(i for i, (a, b) in enumerate(zip(found, wanted)) if a != b)
+    index = next(i for i, (a, b) in enumerate(zip(found, wanted, strict=True)) if a != b)
     return f"name {index} is {found[index]!r}, expected {wanted[index]!r}"
 
 
@@ -185,7 +185,7 @@ def open_session(path: Path, threads: int = 1, device: str = "auto") -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as e:  # onnxruntime raises its own untyped errors for unreadable graphs
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors for unreadable graphs
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise OnbeatError(f"{path}: not a readable ONNX model ({reason[:200]})") from None
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
@@ -214,7 +214,7 @@ class OnnxStep:
     def __call__(self, *arrays: np.ndarray, **named: np.ndarray) -> Any:
         if len(arrays) + len(named) != len(self.inputs):
             raise TypeError(f"{self.path.name} takes {len(self.inputs)} inputs, got {len(arrays) + len(named)}")
-        values = dict(zip((name for name, _ in self.inputs), arrays), **named)
+        values = dict(zip((name for name, _ in self.inputs), arrays, strict=False), **named)  # the rest by name
         feed = {name: np.ascontiguousarray(values[name], dtype=dtype) for name, dtype in self.inputs}
         outputs = self.session.run(None, feed)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -8,7 +8,8 @@ from onbeat.exporters.onnx_export import default_checkpoint, export
 def add_arguments(parser):
     parser.add_argument("model", choices=trainable_kinds(), help="model kind to export")
     parser.add_argument("--checkpoint", help="trained checkpoint (.pt); default: the shipped small model")
-    parser.add_argument("-o", "--output", required=True, help="ONNX file to write (a kind of several graphs writes NAME.<graph>.onnx beside it)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="ONNX file to write (a kind of several graphs writes NAME.<graph>.onnx beside it)")
     parser.add_argument("--check", action="store_true", help="then compare torch and onnxruntime (parity)")
 
 

@@ -42,9 +42,11 @@ def audio_devices():
         return ["no audio devices found"]
     lines = []
     for index, device in enumerate(devices):
-        marks = [m for m, default in (("default input", default_in), ("default output", default_out)) if index == default]
-        lines.append(f"{index}: {device['name']} ({device['max_input_channels']} in, {device['max_output_channels']} out"
-                     f", {device['default_samplerate']:g} Hz){' [' + ', '.join(marks) + ']' if marks else ''}")
+        marks = [m for m, default in (("default input", default_in), ("default output", default_out))
+                 if index == default]
+        lines.append(f"{index}: {device['name']} ({device['max_input_channels']} in, "
+                     f"{device['max_output_channels']} out, {device['default_samplerate']:g} Hz)"
+                     f"{' [' + ', '.join(marks) + ']' if marks else ''}")
     return lines
 
 

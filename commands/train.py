@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from onbeat.core.errors import OnbeatError
 from onbeat.choreographers.kinds import kind_named, trainable_kinds
+from onbeat.core.errors import OnbeatError
 from onbeat.models.train import TRAIN_DEFAULTS, check_config, read_config, setup_distributed, train
 
 

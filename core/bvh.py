@@ -8,10 +8,10 @@ joint's translation from its parent and replace its OFFSET in that frame (how Bl
 `End Site` blocks are not joints: their offsets are kept in `BvhFile.end_sites`, keyed by the joint they end.
 Lengths stay in the file's units (usually centimetres).
 
-Writing (`write_bvh`): the file follows the layout Blender's importer (io_anim_bvh) reads line by line: `{`, OFFSET and CHANNELS each on
-their own line after ROOT/JOINT, `End Site` blocks for leaves, one line per frame. Lengths are in centimetres
-(import into Blender with scale 0.01 for metres). The root has 6 channels (position, then Z X Y rotation), the
-other joints 3 (Z X Y rotation), the usual mocap order.
+Writing (`write_bvh`): the file follows the layout Blender's importer (io_anim_bvh) reads line by line: `{`,
+OFFSET and CHANNELS each on their own line after ROOT/JOINT, `End Site` blocks for leaves, one line per frame.
+Lengths are in centimetres (import into Blender with scale 0.01 for metres). The root has 6 channels (position,
+then Z X Y rotation), the other joints 3 (Z X Y rotation), the usual mocap order.
 """
 from dataclasses import dataclass, field
 from itertools import islice
@@ -32,7 +32,8 @@ class BvhFile:
     offsets: np.ndarray  # (J, 3) rest offsets from the parent, as written in the file
     channels: list  # per joint, a tuple of channel names in file order
     frame_time: float  # seconds per frame
-    translations: np.ndarray  # (T, J, 3) per-frame offset from the parent (OFFSET unless the joint has position channels)
+    # (T, J, 3) per-frame offset from the parent (OFFSET unless the joint has position channels)
+    translations: np.ndarray
     rotations: np.ndarray  # (T, J, 4) local rotations, quaternions (w, x, y, z)
     end_sites: dict = field(default_factory=dict)  # joint index -> (3,) offset of the End Site below it
 
@@ -182,7 +183,8 @@ class _Hierarchy:
 
 def _read_motion(path, lines, motion_line, num_channels):
     """The `Frames:` and `Frame Time:` lines and the (T, num_channels) block of values below them."""
-    header = list(islice(((i, line) for i, line in enumerate(lines[motion_line + 1:], motion_line + 1) if line.strip()), 2))
+    after_motion = enumerate(lines[motion_line + 1:], motion_line + 1)
+    header = list(islice(((i, line) for i, line in after_motion if line.strip()), 2))
     if len(header) < 2 or not header[0][1].strip().startswith("Frames:") \
             or not header[1][1].strip().startswith("Frame Time:"):
         raise OnbeatError(f"{path}: line {motion_line + 2}: expected 'Frames:' and 'Frame Time:' after MOTION")

@@ -10,10 +10,10 @@ format (retrain and re-export). Row i describes the hop of audio [i/30, (i+1)/30
 | 1 | rms_energy | 0..1 | hop RMS in dB relative to the running peak level, 60 dB range (0 = 60 dB below, 1 = at peak) |
 | 2 | spectral_flux | 0..1 | positive magnitude-spectrum change / total magnitude (new energy fraction) |
 | 3-10 | mel_0..mel_7 | 0..1 | 8 mel bands 30 Hz - 11 kHz, dB relative to the running peak level, 60 dB range |
-| 11-22 | chroma_0..chroma_11 | 0..1 | pitch-class energy (C, C#, ..., B) from 55 Hz - 5 kHz, divided by its max; 0 when quiet |
+| 11-22 | chroma_0..chroma_11 | 0..1 | pitch-class energy (C, ..., B), 55 Hz - 5 kHz, divided by its max; 0 when quiet |
 | 23 | beat_phase_sin | -1..1 | sin(2 pi phase), phase = fraction of the current beat interval elapsed at the row time |
 | 24 | beat_phase_cos | -1..1 | cos(2 pi phase); (0, 1) on a beat |
-| 25 | beat_distance | 0..1 | Beat-It's beat condition: time to the nearest beat (past or predicted) / half the beat interval: 0 on a beat, 1 midway |
+| 25 | beat_distance | 0..1 | time to the nearest beat (past or ahead) / half a beat (Beat-It's): 0 on it, 1 half-way |
 | 26 | bar_phase_sin | -1..1 | sin(2 pi (beat-in-bar + phase) / 4) |
 | 27 | bar_phase_cos | -1..1 | cos of the same; (0, 1) on the guessed downbeat |
 
@@ -26,7 +26,6 @@ is 0 they are zeros. Live, both are 1 while music plays and 0 in silence (`prese
 with an all-zero mask mean "no music" as before. `column_mask(mask)` spreads it to the 28 columns.
 """
 import numpy as np
-
 
 FEATURE_FPS = 30
 ANALYSIS_RATE = 22050  # Hz; every source is resampled to this before analysis

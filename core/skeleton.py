@@ -67,10 +67,11 @@ NUM_JOINTS = len(JOINT_NAMES)
 JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 # Joints that touch the floor, for foot-contact labels and foot-skating metrics.
-FOOT_JOINTS = (JOINT_INDEX["Left_Ankle"], JOINT_INDEX["Right_Ankle"], JOINT_INDEX["Left_Foot"], JOINT_INDEX["Right_Foot"])
+FOOT_JOINTS = tuple(JOINT_INDEX[name] for name in ("Left_Ankle", "Right_Ankle", "Left_Foot", "Right_Foot"))
 
 # Left/right pairs, for mirroring.
-MIRROR_INDEX = tuple(JOINT_INDEX[n.replace("Left_", "#").replace("Right_", "Left_").replace("#", "Right_")] for n in JOINT_NAMES)
+MIRROR_INDEX = tuple(JOINT_INDEX[n.replace("Left_", "#").replace("Right_", "Left_").replace("#", "Right_")]
+                     for n in JOINT_NAMES)
 
 
 def rest_positions(offsets=REST_OFFSETS, parents=PARENTS):

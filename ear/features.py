@@ -10,8 +10,9 @@ level (of the hop RMS) that follows any rise at once and falls by 1 dB/s (`LEVEL
 -50 dBFS (`QUIETEST_PEAK_DB`: faint noise is not boosted to full scale; digital silence gives 0). The beat tracker
 is fed the hops scaled to that level too. Onset strength, flux and chroma are level-free ratios.
 
-The columns are listed in `onbeat.core.music`. Columns 23-27 come from the `BeatTracker` run inside the extractor and are computed by `beat_columns`, which
-`future_features` shares to extrapolate them over predicted beats (the live model generates ahead of the sound).
+The columns are listed in `onbeat.core.music`. Columns 23-27 come from the `BeatTracker` run inside the extractor
+and are computed by `beat_columns`, which `future_features` shares to extrapolate them over predicted beats (the
+live model generates ahead of the sound).
 """
 from math import gcd
 
@@ -129,7 +130,8 @@ def beat_columns(state, times):
     # extend the grid by whole periods until it brackets every requested time
     back = max(0, int(np.ceil((beats[0] - times.min()) / period)))
     ahead = max(0, int(np.floor((times.max() - beats[-1]) / period)) + 1)
-    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats, beats[-1] + period * np.arange(1, ahead + 1)])
+    beats = np.concatenate([beats[0] - period * np.arange(back, 0, -1), beats,
+                            beats[-1] + period * np.arange(1, ahead + 1)])
     return beat_columns_at(times, beats, state.bar_position + np.arange(len(beats)) - back)
 
 

@@ -188,7 +188,8 @@ class DeviceSource(Source):
             self._kill()
             self.process.stdout.close()
             raise OnbeatError(header["error"])
-        self.device_name, self.sample_rate, self.channels = header["device_name"], header["sample_rate"], header["channels"]
+        self.device_name = header["device_name"]
+        self.sample_rate, self.channels = header["sample_rate"], header["channels"]
         self.message = header["message"]
         if self.message:
             logger.warning(self.message)
@@ -381,7 +382,7 @@ class FileSource(Source):
         analysis. A device that fails mid-file (unplugged) leaves the rest to be analysed silently."""
         try:
             self.output.write(samples)
-        except Exception as e:  # PortAudio errors are untyped
+        except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped
             self.message = f"{self.path}: playing silently: the output device failed ({e})"
             logger.warning(self.message)
             self.output = None

@@ -292,7 +292,8 @@ def jack_latency(args, sample_rate=48000, period=256):
     latency = beat_errors(arrivals, clicks)
     print(f"JACK clicks: {len(clicks)} heard; {len(latency)} beat events from 2 s after lock; audio-to-OSC "
           f"latency (event arrival - click reaching onbeat): median {np.median(latency):+.1f} ms, p95 "
-          f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; plus {1000 * period / sample_rate:.1f} ms "
+          f"{np.percentile(latency, 95):+.1f} ms, max {latency.max():+.1f} ms; "
+          f"plus {1000 * period / sample_rate:.1f} ms "
           f"of JACK input buffering (negative = the event went out before the click, on the predicted beat)")
     return 0
 

@@ -3,8 +3,8 @@
 For each model and thread count, the runtime's choreographer generates `--seconds` of music slice by slice, once
 with the torch callables and once with the ONNX sessions (CUDA too where onnxruntime has it). Every graph call is
 timed; the real-time factor is seconds of dance per second of wall time for the whole slice loop (the numpy
-sampler included; decoding the rows into a Motion, the same numpy for both, is not). The machine may be shared and noisy, so the configurations take turns (A B A B, `--rounds`)
-and each one's numbers pool its rounds.
+sampler included; decoding the rows into a Motion, the same numpy for both, is not). The machine may be shared and
+noisy, so the configurations take turns (A B A B, `--rounds`) and each one's numbers pool its rounds.
 """
 import tempfile
 import time
@@ -42,7 +42,8 @@ def bench_model(kind, checkpoint, seconds, rounds, threads, quiet=False):
             for (name, count), steps in configs.items():
                 torch.set_num_threads(count)
                 result = timings[(name, count)]
-                timed = {graph: _timed(step, result["calls"][graph] if round_index else []) for graph, step in steps.items()}
+                timed = {graph: _timed(step, result["calls"][graph] if round_index else [])
+                         for graph, step in steps.items()}
                 began = time.perf_counter()
                 parity.rollout(kind, timed, metadata, music if round_index else music[:60], seed=round_index)
                 if round_index:

@@ -17,7 +17,7 @@ ROLLOUT_SECONDS = 20.0
 def max_difference(a, b):
     """Max abs difference over (nested tuples of) arrays."""
     if isinstance(a, tuple):
-        return max(max_difference(x, y) for x, y in zip(a, b))
+        return max(max_difference(x, y) for x, y in zip(a, b, strict=True))
     return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
 
 

@@ -159,7 +159,8 @@ def _ffmpeg_command(output, fps, seconds, audio, audio_start):
     if suffix == ".gif":
         # Smaller than the mp4 (a GIF stores every pixel), with a palette made from the frames themselves.
         scale = f"scale={int(WIDTH * GIF_SCALE)}:-1:flags=lanczos"
-        return command + ["-filter_complex", f"{scale},split[a][b];[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=diff_mode=rectangle", str(output)]
+        palette = "split[a][b];[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=diff_mode=rectangle"
+        return command + ["-filter_complex", f"{scale},{palette}", str(output)]
     if audio is not None:
         command += ["-ss", f"{audio_start:.3f}", "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
                     "-c:a", "aac", "-b:a", "160k", "-t", f"{seconds:.3f}"]

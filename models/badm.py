@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from onbeat.choreographers import badm_sampler as sampler
 from onbeat.choreographers.conditioning import conditioned
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM
 from onbeat.core.skeleton import FOOT_JOINTS, REST_OFFSETS
-from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.styles import FREESTYLE, STYLES
 from onbeat.models.checkpoint import config_from
 from onbeat.models.contact import contact_consistency, row_positions

@@ -37,7 +37,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise OnbeatError(f"{path}: no such checkpoint") from None
-    except Exception as e:  # torch raises many kinds for a damaged file
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise OnbeatError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or not {"kind", "config", "stats", "model"} <= set(state):
         raise OnbeatError(f"{path}: not an onbeat model checkpoint")

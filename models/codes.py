@@ -39,12 +39,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from onbeat.choreographers import codes_sampler as sampler
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.core.errors import OnbeatError
+from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, ROOT_DIMS, ROTATION_SLICE
 from onbeat.core.skeleton import JOINT_INDEX, NUM_JOINTS
-from onbeat.core.music import FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES, MASK_COLUMN_GROUP, MASK_GROUPS
 from onbeat.core.styles import FREESTYLE, STYLES
-from onbeat.choreographers.conditioning import conditioned
 from onbeat.models.badm import styled_parity_inputs
 from onbeat.models.checkpoint import config_from, load_model
 from onbeat.models.contact import contact_consistency, row_positions
@@ -60,7 +60,8 @@ def _joint_columns(joints):
     return [ROTATION_SLICE.start + 6 * j + i for j in joints for i in range(6)]
 
 
-LOWER_COLUMNS = list(range(ROOT_DIMS)) + _joint_columns(LOWER_JOINTS) + list(range(CONTACT_SLICE.start, CONTACT_SLICE.stop))
+LOWER_COLUMNS = (list(range(ROOT_DIMS)) + _joint_columns(LOWER_JOINTS)
+                 + list(range(CONTACT_SLICE.start, CONTACT_SLICE.stop)))
 UPPER_COLUMNS = _joint_columns(UPPER_JOINTS)
 
 
@@ -158,7 +159,8 @@ class Decoder(nn.Module):
         super().__init__()
         layers = [CausalConv(code_dim, width, 3), ResBlock(width, CausalConv)]
         for _ in range(int(math.log2(rate))):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), CausalConv(width, width, 3), ResBlock(width, CausalConv)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), CausalConv(width, width, 3),
+                       ResBlock(width, CausalConv)]
         layers += [nn.GELU(), nn.Conv1d(width, dim_out, 1)]
         self.net = nn.Sequential(*layers)
 
@@ -368,7 +370,7 @@ class GPT(nn.Module):
         x = self.tokens(prev_up[:, None], prev_down[:, None], music[:, None],
                         None if music_mask is None else music_mask[:, None], style)
         caches = []
-        for block, cache in zip(self.blocks, kv):
+        for block, cache in zip(self.blocks, kv, strict=True):
             x, cache = block.step(x, bias[None, :, None, :], cache, write)
             caches.append(cache)
         logits_up, logits_down = self.heads_out(x[:, 0])
@@ -387,7 +389,8 @@ class Codes(nn.Module):
     def __init__(self, cfg, stats):
         super().__init__()
         if cfg.rate & (cfg.rate - 1) or cfg.stage not in ("vq", "gpt"):
-            raise OnbeatError(f"codes config: rate must be a power of 2 and stage vq or gpt, got {cfg.rate}, {cfg.stage!r}")
+            raise OnbeatError("codes config: rate must be a power of 2 and stage vq or gpt, "
+                              f"got {cfg.rate}, {cfg.stage!r}")
         self.cfg = cfg
         self.register_buffer("pose_mean", torch.as_tensor(stats["pose_mean"], dtype=torch.float32))
         self.register_buffer("pose_std", torch.as_tensor(stats["pose_std"], dtype=torch.float32))
@@ -409,7 +412,8 @@ class Codes(nn.Module):
     def metadata(self):
         cfg = self.cfg
         return {"model": "codes", "version": VERSION, "fps": FEATURE_FPS, "rate": cfg.rate,
-                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.slice_frames, "codebook_size": cfg.codebook_size,
+                "code_rate": FEATURE_FPS / cfg.rate, "slice_frames": cfg.slice_frames,
+                "codebook_size": cfg.codebook_size,
                 "start_token": cfg.codebook_size, "layers": cfg.layers, "heads": cfg.heads, "context": cfg.context,
                 "head_dim": cfg.head_dim, "decode_context": cfg.decode_context, "slice_codes": cfg.slice_codes,
                 "decode_window": cfg.decode_window, "pose_dim": POSE_DIM,
@@ -469,7 +473,8 @@ class Codes(nn.Module):
         logits_up, logits_down = self.gpt(prev_up, prev_down, music, **conditioning)
         loss_up = F.cross_entropy(logits_up.flatten(0, 1), codes_up.flatten())
         loss_down = F.cross_entropy(logits_down.flatten(0, 1), codes_down.flatten())
-        accuracy = ((logits_up.argmax(-1) == codes_up).float().mean() + (logits_down.argmax(-1) == codes_down).float().mean()) / 2
+        accuracy = ((logits_up.argmax(-1) == codes_up).float().mean()
+                    + (logits_down.argmax(-1) == codes_down).float().mean()) / 2
         return loss_up + loss_down, {"ce_up": loss_up.item(), "ce_down": loss_down.item(), "acc": accuracy.item()}
 
     def _whole_codes(self, x):
@@ -484,7 +489,7 @@ class Codes(nn.Module):
 
     def step_callables(self):
         """{graph: numpy callable} taking the graph's own inputs (the runtime fills style and mask in)."""
-        return dict(zip(("gpt", "decoder"), self._torch_steps()))
+        return dict(zip(("gpt", "decoder"), self._torch_steps(), strict=True))
 
     @staticmethod
     def parity_inputs(graph, metadata, rng):

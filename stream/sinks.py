@@ -328,7 +328,8 @@ class UdpTarget:
                 now = self._last_error_at = time.monotonic()
                 if now - self._last_warning >= self.warn_interval:
                     self._last_warning = now
-                    hint = f": {self.nobody_there}" if isinstance(e, ConnectionRefusedError) and self.nobody_there else ""
+                    refused = isinstance(e, ConnectionRefusedError) and self.nobody_there
+                    hint = f": {self.nobody_there}" if refused else ""
                     logger.warning("%s %s: %s (%d send errors so far)%s; still running", self.name, self.address,
                                    self.last_error, self.errors, hint)
 

@@ -1,5 +1,5 @@
 import pytest
-
+from jack_helpers import SAMPLE_RATE, CaptureJackServer
 from log_capture import LogLines
 
 from onbeat.core.errors import OnbeatError
@@ -31,3 +31,14 @@ def portaudio():
         return import_sounddevice()
     except OnbeatError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture
+def jack_server(portaudio):
+    """A private dummy JACK server; onbeat reaches it through PortAudio, so both must be here."""
+    try:
+        server = CaptureJackServer(prefix="onbeat-test", sample_rate=SAMPLE_RATE)
+    except OnbeatError as e:  # jackd missing, or the dummy backend would not start here
+        pytest.skip(str(e))
+    yield server
+    server.stop()

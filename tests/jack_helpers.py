@@ -1,7 +1,7 @@
 """A private JACK server for tests that capture real audio through sounddevice/PortAudio.
 
-`jack_server` (a pytest fixture) starts the private server of `onbeat.ear.jack` (dummy backend, unique name,
-own process group) and stops it at teardown. PortAudio picks the JACK server when it initialises (reading
+`jack_server` (a pytest fixture in conftest.py) starts the private server of `onbeat.ear.jack` (dummy backend,
+unique name, own process group) and stops it at teardown. PortAudio picks the JACK server when it initialises (reading
 JACK_DEFAULT_SERVER), so the capture itself runs in a fresh Python process: `python tests/jack_helpers.py MODE`,
 with MODE one of
   capture SECONDS OUT.npy   capture from the JACK device into OUT.npy, print a JSON summary
@@ -18,10 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from log_capture import LogLines
-from onbeat.core.errors import OnbeatError
+
 from onbeat.ear.jack import JackServer
 
 SAMPLE_RATE = 48000
@@ -44,22 +42,12 @@ def summary_of(process, timeout=30):
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def jack_server(portaudio):
-    """A private dummy JACK server; onbeat reaches it through PortAudio, so both must be here."""
-    try:
-        server = CaptureJackServer(prefix="onbeat-test", sample_rate=SAMPLE_RATE)
-    except OnbeatError as e:  # jackd missing, or the dummy backend would not start here
-        pytest.skip(str(e))
-    yield server
-    server.stop()
-
-
 # --- the capture side (a separate process, so PortAudio sees the server) -----------------------------------
 
 def _summary(source, frames):
-    return {"channels": source.channels, "sample_rate": source.sample_rate, "frames": frames, "lost": source.lost, "message": source.message,
-            "xruns": source.xruns, "dropped": source.ring.dropped, "device": source.device_name}
+    return {"channels": source.channels, "sample_rate": source.sample_rate, "frames": frames, "lost": source.lost,
+            "message": source.message, "xruns": source.xruns, "dropped": source.ring.dropped,
+            "device": source.device_name}
 
 
 def main(mode, *args):

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from onbeat.choreographers import badm_sampler as sampler
-from onbeat.models.badm import BADM
 from onbeat.core.motion import Motion
+from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES, MASK_COLUMN_GROUP
 from onbeat.core.representation import CONTACT_SLICE, POSE_DIM, decode, encode
 from onbeat.core.skeleton import NUM_JOINTS
-from onbeat.core.music import FEATURE_DIM, FEATURE_NAMES, MASK_COLUMN_GROUP
 from onbeat.core.styles import STYLES
+from onbeat.models.badm import BADM
 
 S = 4
 STATS = {"pose_mean": np.zeros(POSE_DIM), "pose_std": np.ones(POSE_DIM),

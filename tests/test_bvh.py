@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 
+from onbeat.commands.cli import main
 from onbeat.core import rotations as R
-from onbeat.core.bvh import write_bvh
-from onbeat.core.bvh import read_bvh
+from onbeat.core.bvh import read_bvh, write_bvh
 from onbeat.core.errors import OnbeatError
 from onbeat.core.importers import load_bvh
 from onbeat.core.motion import Motion
 from onbeat.core.skeleton import JOINT_NAMES
-from onbeat.commands.cli import main
 
 SMALL_BVH = """HIERARCHY
 ROOT Hips
@@ -79,7 +78,8 @@ def test_euler_order_follows_the_channel_list(tmp_path):
     (lambda t: t.replace("0 0 90 90", "0 0 abc 90"), "line 29: 'abc' is not a number"),
     (lambda t: t.replace("0 0 90 90", "0 0 nan 90"), "line 29: NaN"),
     (lambda t: t.replace("OFFSET 2 0 0", "OFFSET 2 x 0"), "line 17: OFFSET needs 3 numbers"),
-    (lambda t: t.replace("Xrotation Yrotation\n    End", "Xrotation Wrotation\n    End"), "unknown channel 'Wrotation'"),
+    (lambda t: t.replace("Xrotation Yrotation\n    End", "Xrotation Wrotation\n    End"),
+     "unknown channel 'Wrotation'"),
     (lambda t: t.replace("  }\n}\nMOTION", "  }\nMOTION"), "hierarchy ends early"),
     (lambda t: t.replace("Frame Time: 0.0333333", "Frame Time: 0"), "Frame Time must be positive"),
     (lambda t: "", "no MOTION section"),
@@ -118,7 +118,8 @@ def plausible_motion(frames=90, fps=30.0, seed=0):
     """Smooth random joint rotations up to about 90 degrees, a turning, travelling root."""
     rng = np.random.default_rng(seed)
     t = np.arange(frames)[:, None, None] / fps
-    amplitude, speed, phase = rng.uniform(0.2, 1.5, (1, 24, 3)), rng.uniform(0.5, 3, (1, 24, 3)), rng.uniform(0, 6, (1, 24, 3))
+    amplitude, speed = rng.uniform(0.2, 1.5, (1, 24, 3)), rng.uniform(0.5, 3, (1, 24, 3))
+    phase = rng.uniform(0, 6, (1, 24, 3))
     axis_angle = amplitude * np.sin(speed * t + phase)
     axis_angle[:, 0, 1] = np.linspace(0, 4 * np.pi, frames)  # two full turns: Euler angles must wrap cleanly
     axis_angle[frames // 2, 4] = [np.pi / 2, 0, 0]  # gimbal lock of the Z-X-Y order (X = 90 degrees)

@@ -8,9 +8,8 @@ from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.kinds import load_choreographer
 from onbeat.choreographers.library import Library
 from onbeat.core.errors import OnbeatError
-from onbeat.core.paths import ASSETS
 from onbeat.core.music import synthetic_music
-
+from onbeat.core.paths import ASSETS
 
 SIXTY_SECONDS = """
 import sys

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from onbeat.choreographers import codes_sampler
+from onbeat.core.errors import OnbeatError
+from onbeat.core.music import FEATURE_DIM, MASK_COLUMN_GROUP
+from onbeat.core.representation import POSE_DIM
+from onbeat.core.styles import STYLES
 from onbeat.models.checkpoint import load_model, save_model
 from onbeat.models.codes import LOWER_COLUMNS, UPPER_COLUMNS, Codes
-from onbeat.core.errors import OnbeatError
-from onbeat.core.representation import POSE_DIM
-from onbeat.core.music import FEATURE_DIM, MASK_COLUMN_GROUP
-from onbeat.core.styles import STYLES
 
 STATS = {"pose_mean": np.zeros(POSE_DIM, np.float32), "pose_std": np.ones(POSE_DIM, np.float32),
          "music_mean": np.zeros(FEATURE_DIM, np.float32), "music_std": np.ones(FEATURE_DIM, np.float32)}

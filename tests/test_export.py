@@ -4,15 +4,15 @@ import onnx
 import pytest
 import torch
 
-from onbeat.exporters import onnx_export, parity
-from onbeat.core.errors import OnbeatError
+from onbeat.choreographers import badm_sampler, codes_sampler
+from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.kinds import kind_named, open_steps
 from onbeat.choreographers.onnx import OnnxStep, metadata_props
 from onbeat.commands.cli import main
+from onbeat.core.errors import OnbeatError
 from onbeat.core.music import FEATURE_NAMES
 from onbeat.core.styles import STYLES
-from onbeat.choreographers import badm_sampler, codes_sampler
-from onbeat.choreographers.conditioning import conditioned
+from onbeat.exporters import onnx_export, parity
 
 pytestmark = pytest.mark.slow  # every test here traces torch modules into ONNX
 
@@ -86,9 +86,9 @@ def test_missing_checkpoint_is_one_error_line(tmp_path, capsys):
 def save_tiny_checkpoint(kind, folder, styles=0):
     """A freshly initialised tiny model of `kind` (taking style ids and the music mask when `styles` > 0), saved
     the way `onbeat train` saves it."""
-    from onbeat.models import train
-    from onbeat.core.representation import POSE_DIM
     from onbeat.core.music import FEATURE_DIM
+    from onbeat.core.representation import POSE_DIM
+    from onbeat.models import train
 
     rng = np.random.default_rng(1)
     stats = {"music_mean": rng.random(FEATURE_DIM), "music_std": 1 + rng.random(FEATURE_DIM),
@@ -119,7 +119,8 @@ def test_exported_files_are_valid_onnx_with_the_runtime_metadata(exported):
         assert model.opset_import[0].version >= 17
         step = OnnxStep(path, threads=1)
         meta = step.metadata
-        assert (step.kind, step.graph) == (kind, name) and meta["checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
+        assert (step.kind, step.graph) == (kind, name)
+        assert meta["checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
         assert meta["fps"] == 30 and meta["pose_dim"] == 151 and meta["slice_frames"] > 0
         assert len(meta["pose_mean"] if kind == "badm" else meta["sampling"]) > 0
         assert (meta["ddim_steps"] if kind == "badm" else meta["code_rate"]) > 0

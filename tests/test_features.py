@@ -4,8 +4,8 @@ import pytest
 import soundfile
 from scipy.signal import resample_poly
 
-from onbeat.ear.beats import BeatState
 from onbeat.core.music import AUDIO_COLUMNS, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
+from onbeat.ear.beats import BeatState
 from onbeat.ear.features import FeatureExtractor, Resampler, beat_columns, extract_file, future_features
 from onbeat.ear.sources import SyntheticSource, read_audio
 

@@ -5,14 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from onbeat.core.bvh import write_bvh
 from onbeat.core import importers as I
-from onbeat.core.importers import ballroom, motorica, retarget
 from onbeat.core import rotations as R
-from onbeat.core.bvh import read_bvh
+from onbeat.core.bvh import read_bvh, write_bvh
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.importers import ballroom, motorica, retarget
 from onbeat.core.importers.common import X_AXIS, Y_AXIS, smooth_twist, turn_angles
+from onbeat.core.motion import Motion
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 from onbeat.evaluation import metrics
 
@@ -288,7 +287,7 @@ def test_bvh_with_unknown_joints_names_the_missing_ones(tmp_path):
 
 
 def test_unit_scale_detection():
-    assert retarget._unit_scale(1.5) == 1.0 and retarget._unit_scale(150.0) == 0.01 and retarget._unit_scale(1500.0) == 0.001
+    assert [retarget._unit_scale(size) for size in (1.5, 150.0, 1500.0)] == [1.0, 0.01, 0.001]
 
 
 # --- Motorica -------------------------------------------------------------------------------------------------
@@ -315,7 +314,8 @@ def test_every_motorica_file_loads_with_its_take(data_dir):
 
 
 def motorica_table(frames=5):
-    columns = [f"{j}_{c}" for j in motorica.MOTORICA_JOINTS for c in ("alpha", "beta", "gamma")] + list(motorica.MOTORICA_ROOT)
+    columns = ([f"{j}_{c}" for j in motorica.MOTORICA_JOINTS for c in ("alpha", "beta", "gamma")]
+               + list(motorica.MOTORICA_ROOT))
     table = pd.DataFrame(np.zeros((frames, len(columns))), columns=columns)
     table["Hips_Yposition"] = 90.0
     return table

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from onbeat.commands import info
 from onbeat.commands.cli import main
 
 

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pytest
 import torch
+from test_train import synthetic_file
 
 from onbeat.choreographers.base import ModelChoreographer
 from onbeat.choreographers.kinds import KINDS, Kind, kind_named, register
@@ -15,7 +16,6 @@ from onbeat.core.motion import Motion
 from onbeat.core.music import FEATURE_DIM, FEATURE_FPS
 from onbeat.core.representation import POSE_DIM
 from onbeat.models.checkpoint import config_from
-from test_train import synthetic_file
 
 
 @dataclass

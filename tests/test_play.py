@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from onbeat.core.motion import Motion
-from onbeat.evaluation.bench_live import frame_report, run_pipeline
-from onbeat.commands.cli import main
-from onbeat.stream.control import ControlInput, ControlServer, Controls
-from onbeat.stream.engine import Engine
-from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.choreographers.codes import CodesChoreographer
+from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.choreographers.library import Library
+from onbeat.commands.cli import main
+from onbeat.core.motion import Motion
 from onbeat.core.paths import ASSETS
 from onbeat.ear.sources import SyntheticSource
+from onbeat.evaluation.bench_live import frame_report, run_pipeline
+from onbeat.stream.control import ControlInput, Controls, ControlServer
+from onbeat.stream.engine import Engine
 from onbeat.stream.sinks import Sink
 
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]

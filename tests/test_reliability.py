@@ -20,8 +20,9 @@ import pytest
 import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from jack_helpers import SAMPLE_RATE, summary_of
+from pythonosc.osc_bundle_builder import IMMEDIATELY as BUILD_IMMEDIATELY  # python-osc's "now" (0 -> wire tag 1)
+from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from onbeat.choreographers.groove import GrooveChoreographer
@@ -395,7 +396,7 @@ def datagram(packet):
         return packet, 1
     if isinstance(packet, tuple):
         return encode(packet).dgram, 1
-    bundle = OscBundleBuilder(IMMEDIATELY)
+    bundle = OscBundleBuilder(BUILD_IMMEDIATELY)
     for message in packet:
         bundle.add_content(encode(message))
     return bundle.build().dgram, len(packet)

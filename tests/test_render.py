@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from onbeat.exporters.render import BEAT_FLASH, Camera, _beat_glow
-from onbeat.core.motion import Motion
 from onbeat.commands.cli import main
+from onbeat.core.motion import Motion
+from onbeat.exporters.render import BEAT_FLASH, Camera, _beat_glow
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed")
 

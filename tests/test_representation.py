@@ -4,8 +4,18 @@ import pytest
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.motion import Motion
-from onbeat.core.representation import (CONTACT_SLICE, POSE_DIM, RootState, decode, encode, heading_angles, mirror,
-                                          normalizer, root_state, start_state)
+from onbeat.core.representation import (
+    CONTACT_SLICE,
+    POSE_DIM,
+    RootState,
+    decode,
+    encode,
+    heading_angles,
+    mirror,
+    normalizer,
+    root_state,
+    start_state,
+)
 from onbeat.core.skeleton import FOOT_JOINTS, NUM_JOINTS
 
 
@@ -13,7 +23,8 @@ def turning_dance(frames=90, fps=30.0, seed=0):
     """A dancer walking a curve while turning, with every joint wiggling."""
     rng = np.random.default_rng(seed)
     t = np.arange(frames) / fps
-    axis_angle = 0.3 * np.sin(t[:, None, None] * rng.uniform(1, 4, (1, NUM_JOINTS, 3)) + rng.uniform(0, 6, (1, NUM_JOINTS, 3)))
+    speed, phase = rng.uniform(1, 4, (1, NUM_JOINTS, 3)), rng.uniform(0, 6, (1, NUM_JOINTS, 3))
+    axis_angle = 0.3 * np.sin(t[:, None, None] * speed + phase)
     axis_angle[:, 0] = [0.1, 0.0, 0.05] * np.ones((frames, 3)) + np.outer(1.5 * t, [0, 1, 0])  # turning root
     root = np.stack([np.sin(t), 0.9 + 0.05 * np.sin(5 * t), 0.5 * t], axis=1) + [2.0, 0.0, -1.0]
     return Motion.from_axis_angle(fps, root, axis_angle)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from jack_helpers import SAMPLE_RATE, jack_server, summary_of  # noqa: F401  (a fixture)
+from jack_helpers import SAMPLE_RATE, summary_of
 
 from onbeat.core.errors import OnbeatError
 from onbeat.ear.devices import import_sounddevice

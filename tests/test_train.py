@@ -3,18 +3,18 @@ import os
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
-import pytest
 
-from onbeat.models import dataset, train
-from onbeat.models.checkpoint import load_model, read_checkpoint
+from onbeat.choreographers.kinds import kind_named
+from onbeat.commands.cli import main
 from onbeat.core.motion import Motion
+from onbeat.core.music import FEATURE_DIM
 from onbeat.core.representation import encode
 from onbeat.core.skeleton import NUM_JOINTS
-from onbeat.commands.cli import main
-from onbeat.core.music import FEATURE_DIM
-from onbeat.choreographers.kinds import kind_named
+from onbeat.models import dataset, train
+from onbeat.models.checkpoint import load_model, read_checkpoint
 
 TINY = {"batch_size": 8, "eval_every": 10, "eval_batches": 2, "save_every": 5, "warmup": 5, "lr": 3e-3}
 
@@ -56,7 +56,8 @@ def test_cli_trains_checkpoints_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_training_lowers_the_validation_loss(tmp_path):
     data = dataset.WindowData.load(synthetic_file(tmp_path / "d.npz"))
-    cfg = {**train.TRAIN_DEFAULTS, **kind_named("badm").model_class().PRESETS["tiny"], **TINY, "steps": 60, "eval_every": 1000}
+    tiny = kind_named("badm").model_class().PRESETS["tiny"]
+    cfg = {**train.TRAIN_DEFAULTS, **tiny, **TINY, "steps": 60, "eval_every": 1000}
     torch.manual_seed(0)
     untrained = kind_named("badm").model_class().from_config(cfg, data.stats)
     before = train.validation_loss(untrained, data, cfg, "cpu")
@@ -68,7 +69,8 @@ def test_bad_inputs_are_one_clear_error(tmp_path, capsys):
     assert main(["train", "badm", "--data", str(tmp_path / "missing.npz")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     data = synthetic_file(tmp_path / "d.npz")
-    assert main(["train", "badm", "--data", str(data), "--out", str(tmp_path / "none"), "--resume", "--steps", "1"]) == 2
+    arguments = ["train", "badm", "--data", str(data), "--out", str(tmp_path / "none"), "--resume", "--steps", "1"]
+    assert main(arguments) == 2
     assert "no checkpoint" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{oops")
     assert main(["train", "badm", "--data", str(data), "--config", str(tmp_path / "bad.json")]) == 2

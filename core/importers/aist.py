@@ -6,6 +6,7 @@ import numpy as np
 from onbeat.core.errors import OnbeatError
 from onbeat.core.importers.common import TARGET_FPS, check_finite, finish, read_pickle
 from onbeat.core.motion import Motion
+
 AIST_FPS = 60
 
 

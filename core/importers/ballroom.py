@@ -52,7 +52,8 @@ BALLROOM_CM = 0.01
 # about -y for the left arm and +y for the right one (arms lie along +-x in the rest pose).
 SLIGHT_BEND_DEGREES = 25.0  # below this, which side a knee or elbow marker is on is noise (marker slip)
 _LIMBS = tuple(((f"{side}_Hip", f"{side}_Knee", f"{side}_Ankle"), X_AXIS) for side in ("Left", "Right")) + (
-    (("Left_Shoulder", "Left_Elbow", "Left_Wrist"), -Y_AXIS), (("Right_Shoulder", "Right_Elbow", "Right_Wrist"), Y_AXIS))
+    (("Left_Shoulder", "Left_Elbow", "Left_Wrist"), -Y_AXIS),
+    (("Right_Shoulder", "Right_Elbow", "Right_Wrist"), Y_AXIS))
 
 
 def _chain_rest(*joints):

@@ -184,7 +184,7 @@ def read_pickle(path, what):
             return pickle.load(f, encoding="latin1")
     except OSError as e:
         raise OnbeatError(f"{path}: cannot read ({e.strerror or e})") from None
-    except Exception as e:  # unpickling raises almost anything on a broken file
+    except Exception as e:  # noqa: BLE001 - unpickling raises almost anything on a broken file
         raise OnbeatError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 

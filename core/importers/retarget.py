@@ -64,8 +64,8 @@ def bvh_corpus(stem):
 REQUIRED_JOINTS = ("Pelvis", "Head") + tuple(f"{side}_{part}" for side in ("Left", "Right") for part in (
     "Hip", "Knee", "Ankle", "Shoulder", "Elbow", "Wrist"))
 # The joint whose direction defines each SMPL joint's bone: the first of these that is mapped.
-_AIM = {"Pelvis": ("Neck", "Head"), "Spine1": ("Spine2", "Spine3", "Neck", "Head"), "Spine2": ("Spine3", "Neck", "Head"),
-        "Spine3": ("Neck", "Head"), "Neck": ("Head",)}
+_AIM = {"Pelvis": ("Neck", "Head"), "Spine1": ("Spine2", "Spine3", "Neck", "Head"),
+        "Spine2": ("Spine3", "Neck", "Head"), "Spine3": ("Neck", "Head"), "Neck": ("Head",)}
 for _side in ("Left", "Right"):
     _AIM.update({f"{_side}_{a}": (f"{_side}_{b}",) for a, b in (
         ("Collar", "Shoulder"), ("Shoulder", "Elbow"), ("Elbow", "Wrist"), ("Wrist", "Palm"), ("Hip", "Knee"),
@@ -176,7 +176,7 @@ def _is_smpl_skeleton(bvh):
     index = {n: i for i, n in enumerate(bvh.names)}
     return all(n in index for n in JOINT_NAMES) and all(
         (p < 0 and bvh.parents[index[n]] < 0) or (p >= 0 and bvh.parents[index[n]] == index[JOINT_NAMES[p]])
-        for n, p in zip(JOINT_NAMES, PARENTS))
+        for n, p in zip(JOINT_NAMES, PARENTS, strict=True))
 
 
 def _from_smpl_bvh(bvh, scale):
