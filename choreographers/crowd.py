@@ -14,6 +14,7 @@ Each dancer keeps to its place: the dance's travel is tethered (the root's slow 
 bounce kept), then the dancer is turned to its facing and moved to its place.
 """
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -119,6 +120,7 @@ class DelayLine:
         """The `frames` frames that ended `delay` frames before the newest; the first frame stands in for what
         the lane had not danced yet."""
         m = self.motion
+        assert m is not None, "window() before push()"
         end = m.num_frames - delay
         index = np.clip(np.arange(end - frames, end), 0, m.num_frames - 1)
         return Motion(m.fps, m.root_translation[index], m.rotations[index], m.offsets,
@@ -194,7 +196,7 @@ def check_count(count: Any) -> None:
         raise OnbeatError(f"--dancers {count}: choose 1..{MAX_DANCERS}")
 
 
-def check_crowd(count: Any, mode: str, offset_beats: float, energies: list[float]) -> None:
+def check_crowd(count: Any, mode: str, offset_beats: float, energies: Sequence[float]) -> None:
     """OnbeatError naming the first of these a crowd cannot dance with."""
     check_count(count)
     if mode not in MODES:

@@ -17,7 +17,7 @@ dancers in the engine's process made frames late. So the show runs its maker in 
 import dataclasses
 import multiprocessing
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,26 +256,27 @@ def dancer_ports(base: int, step: int, count: int, avoid: Iterable[int] = ()) ->
     machine's control input and stage); OnbeatError when they would run past 65535."""
     if not 1 <= step <= 1000:
         raise OnbeatError(f"port step {step}: choose 1..1000")
-    avoid, ports, port = set(avoid), [], base
+    skipped, port = set(avoid), base
+    ports: list[int] = []
     while len(ports) < count:
         if port > 65535:
             raise OnbeatError(f"{count} dancers from port {base} in steps of {step} run past port 65535")
-        if port not in avoid:
+        if port not in skipped:
             ports.append(port)
         port += step
     return ports
 
 
 def check_recipe(model: str, count: int, shape: str = "line", spacing: float = 1.5, mode: str = "free",
-                 offset_beats: float = 1.0, energies: list[float] = (1.0,), **_) -> None:
+                 offset_beats: float = 1.0, energies: Sequence[float] = (1.0,), **_: Any) -> None:
     """OnbeatError naming the first thing `crowd_of` would refuse in these arguments (the model aside)."""
     check_crowd(count, mode, offset_beats, energies)
     formation(shape, count, spacing)
 
 
 def crowd_of(library: Library, model: str, count: int, shape: str = "line", spacing: float = 1.5,
-             mode: str = "free", offset_beats: float = 1.0, styles: list[str | None] = (None,),
-             energies: list[float] = (1.0,), mirrors: list[bool] = (False,), seed: int | None = None,
+             mode: str = "free", offset_beats: float = 1.0, styles: Sequence[str | None] = (None,),
+             energies: Sequence[float] = (1.0,), mirrors: Sequence[bool] = (False,), seed: int | None = None,
              device: str = "auto") -> Crowd:
     """A crowd of `count` dancers of `model` in formation `shape`; dancer i gets seed `seed + i` (a random base
     when None) and the i-th style, energy and mirror of those lists (repeated as needed)."""
