@@ -1,12 +1,11 @@
 """The BADM runtime: sliced lockstep diffusion (`badm_sampler`) around the exported denoiser step."""
-import copy
 from typing import Any
 
 import numpy as np
 
 from onbeat.choreographers import badm_sampler
 from onbeat.choreographers.base import MAX_SLICE_FRAMES, ModelChoreographer, key_pose_row
-from onbeat.choreographers.conditioning import Conditioned, conditioned
+from onbeat.choreographers.conditioning import conditioned, for_batch
 from onbeat.choreographers.groove import downbeat_frame
 from onbeat.choreographers.keyposes import KEY_POSES
 from onbeat.choreographers.onnx import Integer, MetadataSchema, Number, Numbers, Step
@@ -32,6 +31,11 @@ class BadmChoreographer(ModelChoreographer):
         self.pose_std = np.asarray(metadata["pose_std"], np.float32)
         super().__init__(int(metadata["slice_frames"]), seed)
 
+    @property
+    def graphs(self) -> list[Step]:
+        """The graph callables it runs (a crowd batches them: `onbeat.choreographers.crowd`)."""
+        return [self.denoise]
+
     def restart(self) -> None:
         self.state = badm_sampler.StreamState.start(self.slice_frames, len(self.pose_mean), self.seed)
 
@@ -53,10 +57,7 @@ class BadmChoreographer(ModelChoreographer):
         music = lead._two_slices(np.asarray(music, np.float32))
         keys, masks = zip(*(dancer._key_inputs(key_pose, music[:lead.slice_frames]) for dancer in dancers),
                           strict=True)
-        denoise = lead.denoise
-        if isinstance(denoise, Conditioned):  # each dancer its own style
-            denoise = copy.copy(denoise)
-            denoise.style_id = np.array([dancer.denoise.style_id for dancer in dancers], np.int64)
+        denoise = for_batch([dancer.denoise for dancer in dancers])  # each dancer its own style
         clean = badm_sampler.sample_slices(denoise, [dancer.state for dancer in dancers],
                                            np.repeat(music[None], len(dancers), 0), lead.steps, list(keys), list(masks))
         return [dancer.motion_from(rows * dancer.pose_std + dancer.pose_mean, energy)

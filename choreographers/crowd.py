@@ -7,8 +7,9 @@ each dancer's slice on its own (`onbeat.choreographers.finishing`) and shows the
 - unison: one lane, every dancer the same moves at once;
 - canon: one lane, dancer i dances it `offset` beats after dancer i - 1 (a ripple along the formation);
 - leader: one lane, the leader's (dancer 0); the followers dance it `offset` beats after the leader.
-Lanes of the shipped diffusion model (badm) step together, one batched graph call per denoising step
-(`BadmChoreographer.next_slices`); other choreographers step lane by lane. A delayed dancer (canon, leader) shows
+Lanes of the shipped models step together, one batched graph call per step (`BadmChoreographer.next_slices`:
+per denoising step; `CodesChoreographer.next_slices`: per GPT step and one decoder call); others (the groove,
+graph) step lane by lane. A delayed dancer (canon, leader) shows
 its lane's frames from a delay line; until the lane has danced that long it stands in the lane's first pose.
 Each dancer keeps to its place: the dance's travel is tethered (the root's slow drift is taken out, its steps and
 bounce kept), then the dancer is turned to its facing and moved to its place.
@@ -20,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from onbeat.choreographers.badm import BadmChoreographer
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.conditioning import Conditioned
 from onbeat.core import rotations as R
@@ -139,8 +139,10 @@ class Crowd:
         leads = dancers if mode == "free" else dancers[:1]
         self.lanes = [make_lane(dancer.seed, dancer.style) for dancer in leads]
         self.fps, self.slice_frames = self.lanes[0].fps, self.lanes[0].slice_frames
-        self.batched = (len(self.lanes) > 1 and all(isinstance(lane, BadmChoreographer) for lane in self.lanes)
-                        and getattr(_graph(self.lanes[0]), "batched", True))
+        # Lanes of a runtime with `next_slices` (badm, codes) over graphs with a batch dimension step together.
+        kind = type(self.lanes[0])
+        self.batched = (len(self.lanes) > 1 and hasattr(kind, "next_slices")
+                        and all(type(lane) is kind for lane in self.lanes) and _batched_graphs(self.lanes[0]))
         self.bpm = bpm
         self._delays = self._delays_at(bpm)
         self._lines = [DelayLine(max(self._delays) + self.slice_frames)] if max(self._delays) else []
@@ -166,7 +168,7 @@ class Crowd:
         moves (delayed in canon and leader modes) and is placed."""
         energies = [energy * self.dancers[i].energy for i in range(len(self.lanes))]
         if self.batched:
-            moves = BadmChoreographer.next_slices(self.lanes, music, energies, key_pose)
+            moves = type(self.lanes[0]).next_slices(self.lanes, music, energies, key_pose)
         else:
             moves = [lane.next_slice(music, energy=e, key_pose=key_pose)
                      for lane, e in zip(self.lanes, energies, strict=True)]
@@ -208,10 +210,10 @@ def check_crowd(count: Any, mode: str, offset_beats: float, energies: Sequence[f
         raise OnbeatError(f"dancer energy {bad:g}: choose 0..2")
 
 
-def _graph(lane):
-    """The exported graph under a lane's (possibly style-conditioned) denoiser."""
-    denoise = lane.denoise
-    return getattr(denoise, "step", denoise)
+def _batched_graphs(lane):
+    """Whether the exported graphs a lane runs (`graphs`, style-conditioned or not) all have a batch dimension."""
+    graphs = [getattr(step, "step", step) for step in getattr(lane, "graphs", ())]
+    return bool(graphs) and all(getattr(graph, "batched", False) for graph in graphs)
 
 
 def lane_maker(library: Any, name: str, device: str = "auto") -> Callable[[int | None, str | None], Choreographer]:

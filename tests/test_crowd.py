@@ -38,20 +38,22 @@ def test_the_shipped_graphs_step_a_batch_as_its_dancers_one_by_one(kind, model):
                                            err_msg=f"{kind} {graph} output {output} dancer {dancer}")
 
 
-def test_the_batched_badm_step_dances_as_each_dancer_alone():
-    """One batched call per denoising step gives every dancer what it would have danced alone (to 1e-5)."""
-    from onbeat.choreographers.badm import BadmChoreographer
+@pytest.mark.parametrize("kind", ["badm", "codes"])
+def test_the_batched_step_dances_as_each_dancer_alone(kind):
+    """One batched call per model step gives every dancer what it would have danced alone (to 1e-5)."""
+    from onbeat.choreographers.kinds import kind_named
     from onbeat.core.music import synthetic_music
-    _, steps = open_steps(installed_models()["badm"], device="cpu")
-    metadata = steps["step"].metadata
+    _, steps = open_steps(installed_models()[kind], device="cpu")
+    metadata = next(iter(steps.values())).metadata
+    runtime = kind_named(kind).runtime_factory()
     music = synthetic_music(4.0)
-    crowd = [BadmChoreographer(steps, metadata, seed) for seed in range(4)]
-    alone = [BadmChoreographer(steps, metadata, seed) for seed in range(4)]
+    crowd = [runtime(steps, metadata, seed) for seed in range(4)]
+    alone = [runtime(steps, metadata, seed) for seed in range(4)]
     energies = [1.0, 0.5, 1.5, 1.0]
     for k in range(5):
         window = music[8 * k:8 * k + 16]
         key_pose = "arms_up" if k == 3 else None
-        together = BadmChoreographer.next_slices(crowd, window, energies, key_pose)
+        together = type(crowd[0]).next_slices(crowd, window, energies, key_pose)
         for dancer, motion, energy in zip(alone, together, energies, strict=True):
             single = dancer.next_slice(window, energy=energy, key_pose=key_pose)
             np.testing.assert_allclose(motion.rotations, single.rotations, atol=1e-5, rtol=0)
