@@ -81,8 +81,12 @@ class ModelChoreographer:
         if music.ndim != 2 or music.shape[1] != FEATURE_DIM or len(music) < self.slice_frames:
             raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
                               f"{music.shape}")
-        rows = self._with_energy(self.next_rows(music, key_pose), energy)
-        motion = decode(rows, self.fps, self._root)
+        return self.motion_from(self.next_rows(music, key_pose), energy)
+
+    def motion_from(self, rows: np.ndarray, energy: float = 1.0) -> Motion:
+        """The Motion of the next raw rows, continuing the previous slice, at `energy` (a crowd's batched step
+        makes the rows of several dancers at once: `onbeat.choreographers.crowd`)."""
+        motion = decode(self._with_energy(rows, energy), self.fps, self._root)
         self._root = root_state(motion)
         return motion
 

@@ -7,6 +7,8 @@ callable so the samplers need not know: it passes the mask of the music rows it 
 and beats, all-zero rows are no music: `presence_mask`) and the chosen style, settable while dancing (`.style`).
 A graph without these inputs (metadata "styles" empty or absent) is returned as it is.
 """
+import copy
+
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
@@ -65,3 +67,14 @@ def conditioned(step, metadata, music_input, style=None):
         raise OnbeatError(f"{where}: metadata music_mask {metadata.get('music_mask')!r} is not this onbeat's "
                           f"{list(MASK_GROUPS)!r}; re-export it with `onbeat export`")
     return Conditioned(step, styles, music_input, style)
+
+
+def for_batch(steps):
+    """One callable for a batched call of several dancers' `steps` (the same graph, each maybe `Conditioned` with
+    its own style): the first, with every dancer's style id where they take one (`onbeat.choreographers.crowd`)."""
+    lead = steps[0]
+    if not isinstance(lead, Conditioned):
+        return lead
+    batched = copy.copy(lead)
+    batched.style_id = np.array([step.style_id for step in steps], np.int64)
+    return batched

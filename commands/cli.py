@@ -51,6 +51,8 @@ COMMANDS = {
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
     ("bench", "soak"): ("onbeat.commands.bench_live",
                         "long run of the full pipeline: frames, late frames, jitter, memory"),
+    ("bench", "crowd"): ("onbeat.commands.bench_crowd",
+                          "N dancers from one engine: frames on time, cost per dancer, jitter"),
     ("bench", "feet"): ("onbeat.commands.bench_feet",
                         "cost of the finishing every slice gets (key poses, grounded feet)"),
     ("bench", "fuzz"): ("onbeat.commands.bench_fuzz",

@@ -69,7 +69,7 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
 from onbeat.ear.beats import BeatState
 from onbeat.ear.devices import open_output
@@ -80,11 +80,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PoseFrame:
+    """One output frame. Its world joint positions are computed (forward kinematics) when a sink first asks for
+    them: the output clock does not pay for them when no sink needs them."""
     time: float  # seconds on the output timeline
     root_translation: np.ndarray  # (3,) metres
     rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
-    positions: np.ndarray  # (24, 3) world joint positions, metres
+    known_positions: np.ndarray | None = None  # (24, 3) when already computed
     index: int = 0  # output frame number: time = index / rate
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(24, 3) world joint positions, metres."""
+        if self.known_positions is None:
+            self.known_positions = forward_kinematics(self.root_translation, self.rotations)
+        return self.known_positions
 
 
 class Sink:
@@ -356,17 +365,24 @@ class _OscSink(Sink):
 
 
 class OnbeatOscSink(_OscSink):
-    """The plain onbeat OSC schema (see the module docstring)."""
+    """The plain onbeat OSC schema (see the module docstring). `dancer`: the index of a crowd's dancer
+    (`onbeat.stream.crowd`), sent as one more int argument of its frame and joint messages."""
 
-    FRAME = MessageTemplate("/onbeat/frame", "fi")
     BEAT = MessageTemplate("/onbeat/beat", "ffiif")
-    POSITIONS = [MessageTemplate("/onbeat/joint/pos", "sfff", name) for name in JOINT_NAMES]
-    ROTATIONS = [MessageTemplate("/onbeat/joint/rot", "sffff", name) for name in JOINT_NAMES]
+
+    def __init__(self, host: str, port: int, dancer: int | None = None):
+        super().__init__(host, port)
+        extra = "" if dancer is None else "i"
+        self.dancer = () if dancer is None else (dancer,)
+        self.frame_message = MessageTemplate("/onbeat/frame", "fi" + extra)
+        self.positions = [MessageTemplate("/onbeat/joint/pos", "sfff" + extra, name) for name in JOINT_NAMES]
+        self.rotations = [MessageTemplate("/onbeat/joint/rot", "sffff" + extra, name) for name in JOINT_NAMES]
 
     def send(self, frame):
-        messages = [self.FRAME.encode(frame.time, frame.index)]
-        messages += [t.encode(*p) for t, p in zip(self.POSITIONS, frame.positions.tolist(), strict=True)]
-        messages += [t.encode(*q) for t, q in zip(self.ROTATIONS, frame.rotations.tolist(), strict=True)]
+        messages = [self.frame_message.encode(frame.time, frame.index, *self.dancer)]
+        positions, rotations = frame.positions.tolist(), frame.rotations.tolist()
+        messages += [t.encode(*p, *self.dancer) for t, p in zip(self.positions, positions, strict=True)]
+        messages += [t.encode(*q, *self.dancer) for t, q in zip(self.rotations, rotations, strict=True)]
         self.target.send(pack_bundles(messages))
 
     def send_beat(self, state):
