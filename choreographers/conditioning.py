@@ -37,7 +37,7 @@ class Conditioned:
             known = self.styles.index(name) if name in self.styles else None
         if known is None:
             raise OnbeatError(f"unknown style {style!r}: this model knows {', '.join(self.styles)}")
-        self.style_id = known
+        self.style_id: int | np.ndarray = known  # an array of ids in a batch (`batched`)
 
     def __getattr__(self, name):  # the wrapped graph's own attributes (metadata, path, ...)
         if name == "step":

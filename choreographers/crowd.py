@@ -168,7 +168,8 @@ class Crowd:
         moves (delayed in canon and leader modes) and is placed."""
         energies = [energy * self.dancers[i].energy for i in range(len(self.lanes))]
         if self.batched:
-            moves = type(self.lanes[0]).next_slices(self.lanes, music, energies, key_pose)
+            kind: Any = type(self.lanes[0])  # a runtime with `next_slices` (checked in `batched`)
+            moves = kind.next_slices(self.lanes, music, energies, key_pose)
         else:
             moves = [lane.next_slice(music, energy=e, key_pose=key_pose)
                      for lane, e in zip(self.lanes, energies, strict=True)]

@@ -152,7 +152,7 @@ def run_crowd(args, library, model):
     check_recipe(**recipe)
     controls = Controls(model=model)
     shared, clocks, control, source, maker = [], [], None, None, None
-    dancer_sinks = [[] for _ in range(args.dancers)]
+    dancer_sinks: list[list[Sink]] = [[] for _ in range(args.dancers)]
     try:
         if not args.no_vmc:
             if args.vmc and len(args.vmc) > 1:

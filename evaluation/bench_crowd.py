@@ -15,16 +15,17 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
 from onbeat.choreographers.kinds import installed_models, open_steps
 from onbeat.choreographers.library import Library
-from onbeat.choreographers.onnx import available_devices
+from onbeat.choreographers.onnx import OnnxStep, available_devices
 from onbeat.ear.sources import SyntheticSource
 from onbeat.evaluation.bench_live import rss_mb
 from onbeat.stream.crowd import CrowdEngine, CrowdMaker, CrowdProcess, crowd_of
-from onbeat.stream.sinks import VmcSink
+from onbeat.stream.sinks import Sink, VmcSink
 
 SIZES = (1, 2, 4, 8, 16, 32, 64)
 WARM_UP_S = 3.0  # the first seconds (sessions, buffers, the beat lock) are not counted for memory
@@ -38,7 +39,7 @@ def run_crowd(count, seconds, model="badm", mode="free", real_time=True, in_proc
     drains = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
     for drain in drains:
         drain.bind(("127.0.0.1", 0))
-    dancer_sinks = [[VmcSink("127.0.0.1", drain.getsockname()[1])] for drain in drains]
+    dancer_sinks: list[list[Sink]] = [[VmcSink("127.0.0.1", drain.getsockname()[1])] for drain in drains]
     engine = CrowdEngine(SyntheticSource(bpm=120.0), maker, dancer_sinks, real_time=real_time)
     rss = {}
     try:
@@ -59,7 +60,7 @@ def run_crowd(count, seconds, model="badm", mode="free", real_time=True, in_proc
             drain.close()
     generation = np.array(stats.generation_ms)
     due = stats.frames + stats.dropped
-    crowd = maker.crowds[model] if in_process else maker
+    crowd: Any = maker.crowds[model] if isinstance(maker, CrowdMaker) else maker  # a Crowd, or the process's answers
     return {"dancers": count, "lanes": crowd.lanes if not in_process else len(crowd.lanes), "batched": crowd.batched,
             "where": "in-process" if in_process else "child process", "wall": wall,
             "frames": stats.frames, "due": due, "on_time": (stats.frames - stats.late) / max(due, 1),
@@ -120,7 +121,7 @@ def median_ms(call, repeats):
 def batched_step_costs(sizes, device="cpu", repeats=20):
     """{size: {runtime: ms per batched denoiser call}} for the shipped badm export and its checkpoint."""
     path = installed_models()["badm"]
-    step = open_steps(path, device="cpu")[1]["step"]
+    step = cast(OnnxStep, open_steps(path, device="cpu")[1]["step"])
     meta = step.metadata
     frames, dim = meta["slice_frames"], meta["pose_dim"]
     torch_step = _torch_step()
@@ -158,7 +159,7 @@ def _cuda_step(path):
         return None
     import onnxruntime as ort
 
-    session = open_steps(path, device="cuda")[1]["step"].session
+    session = cast(OnnxStep, open_steps(path, device="cuda")[1]["step"]).session
 
     def bind(inputs):
         binding = session.io_binding()

@@ -199,6 +199,8 @@ class CrowdFinishing:
 
 
 class CrowdEngine(Engine):
+    finishing: Any  # a CrowdFinishing: what the engine uses of Finishing, plus the strikes for the maker
+
     def __init__(self, source: Source, maker: CrowdMaker | CrowdProcess, dancer_sinks: list[list[Sink]],
                  sinks: Iterable[Sink] = (), **options):
         """`maker`: makes the crowds' slices (the first crowd it was given dances first); `dancer_sinks[i]`:
