@@ -5,10 +5,11 @@ import numpy as np
 
 from onbeat.choreographers import badm_sampler
 from onbeat.choreographers.base import MAX_SLICE_FRAMES, ModelChoreographer, key_pose_row
-from onbeat.choreographers.conditioning import conditioned
+from onbeat.choreographers.conditioning import conditioned, for_batch
 from onbeat.choreographers.groove import downbeat_frame
 from onbeat.choreographers.keyposes import KEY_POSES
 from onbeat.choreographers.onnx import Integer, MetadataSchema, Number, Numbers, Step
+from onbeat.core.motion import Motion
 from onbeat.core.representation import POSE_DIM
 
 # What the runtime reads from an exported file (checked at load, see `onbeat.choreographers.onnx`).
@@ -30,6 +31,11 @@ class BadmChoreographer(ModelChoreographer):
         self.pose_std = np.asarray(metadata["pose_std"], np.float32)
         super().__init__(int(metadata["slice_frames"]), seed, styled=self.denoise)
 
+    @property
+    def graphs(self) -> list[Step]:
+        """The graph callables it runs (a crowd batches them: `onbeat.choreographers.crowd`)."""
+        return [self.denoise]
+
     def restart(self) -> None:
         self.state = badm_sampler.StreamState.start(self.slice_frames, len(self.pose_mean), self.seed)
 
@@ -37,13 +43,32 @@ class BadmChoreographer(ModelChoreographer):
         self.steps = max(1, round(self.full_steps * level))
 
     def next_rows(self, music: np.ndarray, key_pose: str | None = None) -> np.ndarray:
-        frames = self.slice_frames
-        # The sampler looks one slice ahead; without given lookahead rows the last row is held.
-        lookahead = music[frames:2 * frames]
-        music = np.concatenate([music[:frames], lookahead, np.repeat(music[-1:], frames - len(lookahead), 0)])
-        key, mask = self._key_inputs(key_pose, music[:frames])
+        music = self._two_slices(music)
+        key, mask = self._key_inputs(key_pose, music[:self.slice_frames])
         clean = badm_sampler.sample_slice(self.denoise, self.state, music, self.steps, key, mask)
         return clean * self.pose_std + self.pose_mean
+
+    @staticmethod
+    def next_slices(dancers: list["BadmChoreographer"], music: np.ndarray, energies: list[float],
+                    key_pose: str | None = None) -> list[Motion]:
+        """`next_slice` of several dancers of one model (the same music, each its own state, seed, style and
+        energy) with one batched graph call per denoising step: the graph's dynamic batch dimension."""
+        lead = dancers[0]
+        music = lead._two_slices(np.asarray(music, np.float32))
+        keys, masks = zip(*(dancer._key_inputs(key_pose, music[:lead.slice_frames]) for dancer in dancers),
+                          strict=True)
+        denoise = for_batch([dancer.denoise for dancer in dancers])  # each dancer its own style
+        clean = badm_sampler.sample_slices(denoise, [dancer.state for dancer in dancers],
+                                           np.repeat(music[None], len(dancers), 0), lead.steps, list(keys), list(masks))
+        return [dancer.motion_from(rows * dancer.pose_std + dancer.pose_mean, energy)
+                for dancer, rows, energy in zip(dancers, clean, energies, strict=True)]
+
+    def _two_slices(self, music):
+        """The slice's music and the next slice's: the sampler looks one slice ahead; without given lookahead rows
+        the last row is held."""
+        frames = self.slice_frames
+        lookahead = music[frames:2 * frames]
+        return np.concatenate([music[:frames], lookahead, np.repeat(music[-1:], frames - len(lookahead), 0)])
 
     def _key_inputs(self, name, music):
         """(key_pose (S, D) normalized, key_mask (S,)) asking for the named pose on the slice's downbeat."""

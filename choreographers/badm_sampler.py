@@ -7,8 +7,10 @@ to 0 while slice k+1's goes from 1 to MID. When slice k comes out clean, slice k
 in `StreamState` and becomes the current slice of the next call, and a fresh noise slice becomes the next one.
 So each slice costs `steps` network calls, and every slice was already "seen" one call ahead.
 
-    denoise(noisy (1,S,D), t (1,), context (1,S,D), next_noisy (1,S,D), music (1,2S,F), key_pose (1,S,D),
-            key_mask (1,S)) -> (x0 (1,S,D), next_x0 (1,S,D))
+    denoise(noisy (B,S,D), t (B,), context (B,S,D), next_noisy (B,S,D), music (B,2S,F), key_pose (B,S,D),
+            key_mask (B,S)) -> (x0 (B,S,D), next_x0 (B,S,D))
+
+B is 1 for one dancer, the crowd's size for a crowd (`sample_slices`; exported graphs have a dynamic batch).
 
 Poses are normalized rows ((row - pose_mean) / pose_std); music is the raw feature rows of slices k and k+1
 (all zeros = no music); t is the lockstep position u in [0, 1]. Graphs of styled models take the music mask and
@@ -73,21 +75,32 @@ class StreamState:
 def sample_slice(denoise, state, music, steps=4, key_pose=None, key_mask=None):
     """The next clean (S, D) normalized slice; advances `state`. music: (2S, F) raw rows of slices k and k+1.
     key_pose (S, D) normalized with key_mask (S,) of 0/1 asks for that pose at those frames."""
-    frames, dim = state.context.shape
-    key_pose = np.zeros((frames, dim), np.float32) if key_pose is None else np.asarray(key_pose, np.float32)
-    key_mask = np.zeros(frames, np.float32) if key_mask is None else np.asarray(key_mask, np.float32)
-    current = state.next_noisy
-    following = state.rng.standard_normal((frames, dim)).astype(np.float32)
-    music = np.asarray(music, np.float32)[None]
+    return sample_slices(denoise, [state], np.asarray(music)[None], steps, [key_pose], [key_mask])[0]
+
+
+def sample_slices(denoise, states, music, steps=4, key_poses=None, key_masks=None):
+    """`sample_slice` for several streams at once, one batched `denoise` call per step (a crowd of dancers):
+    (B, S, D) clean slices; advances each of the B `states`. music: (B, 2S, F); key_poses/key_masks: B of
+    `sample_slice`'s (None: no key pose)."""
+    count = len(states)
+    frames, dim = states[0].context.shape
+    key_poses, key_masks = key_poses or [None] * count, key_masks or [None] * count
+    key_pose = np.stack([np.zeros((frames, dim), np.float32) if k is None else np.asarray(k, np.float32)
+                         for k in key_poses])
+    key_mask = np.stack([np.zeros(frames, np.float32) if m is None else np.asarray(m, np.float32) for m in key_masks])
+    context = np.stack([state.context for state in states])
+    current = np.stack([state.next_noisy for state in states])
+    following = np.stack([state.rng.standard_normal((frames, dim)).astype(np.float32) for state in states])
+    music = np.asarray(music, np.float32)
     positions, alphas = lockstep_schedule(steps)
     for u, (alpha, next_alpha), (alpha_after, next_alpha_after) in zip(positions[:-1], alphas[:-1], alphas[1:],
                                                                       strict=True):
-        x0, next_x0 = denoise(current[None], np.array([u], np.float32), state.context[None], following[None],
-                              music, key_pose[None], key_mask[None])
-        current = ddim_move(current, x0[0], alpha, alpha_after).astype(np.float32)
-        following = ddim_move(following, next_x0[0], next_alpha, next_alpha_after).astype(np.float32)
-    clean = smooth_join(state.context, x0[0].astype(np.float32))
-    state.context, state.next_noisy = clean, following
+        x0, next_x0 = denoise(current, np.full(count, u, np.float32), context, following, music, key_pose, key_mask)
+        current = ddim_move(current, x0, alpha, alpha_after).astype(np.float32)
+        following = ddim_move(following, next_x0, next_alpha, next_alpha_after).astype(np.float32)
+    clean = np.stack([smooth_join(state.context, x0[b].astype(np.float32)) for b, state in enumerate(states)])
+    for state, slice_clean, slice_following in zip(states, clean, following, strict=True):
+        state.context, state.next_noisy = slice_clean, slice_following
     return clean
 
 

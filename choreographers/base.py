@@ -26,8 +26,15 @@ MAX_SLICE_FRAMES = 300  # 10 s at 30 fps: the most a model's metadata may ask fo
 
 
 class Choreographer(Protocol):
-    fps: float  # frames per second of the motion it makes (the feature rate, 30)
-    slice_frames: int  # frames per `next_slice`
+    @property
+    def fps(self) -> float:
+        """Frames per second of the motion it makes (the feature rate, 30)."""
+        ...
+
+    @property
+    def slice_frames(self) -> int:
+        """Frames per `next_slice`."""
+        ...
 
     def next_slice(self, music: np.ndarray, energy: float = 1.0, key_pose: str | None = None) -> Motion:
         """The next `slice_frames` frames, continuing the previous slice. `music`: (>= slice_frames, FEATURE_DIM)
@@ -103,10 +110,14 @@ class ModelChoreographer:
         if music.ndim != 2 or music.shape[1] != FEATURE_DIM or len(music) < self.slice_frames:
             raise OnbeatError(f"music for a slice must have shape (>= {self.slice_frames}, {FEATURE_DIM}), got "
                               f"{music.shape}")
-        rows = self._with_energy(self.next_rows(music, key_pose), energy)
+        return self.motion_from(self.next_rows(music, key_pose), energy)
+
+    def motion_from(self, rows: np.ndarray, energy: float = 1.0) -> Motion:
+        """The Motion of the next raw rows, continuing the previous slice, at `energy` (a crowd's batched step
+        makes the rows of several dancers at once: `onbeat.choreographers.crowd`)."""
         if self.styled:
             self.styled.advance(self.slice_frames / self.fps)
-        motion = decode(rows, self.fps, self._root)
+        motion = decode(self._with_energy(rows, energy), self.fps, self._root)
         self._root = root_state(motion)
         return motion
 

@@ -7,6 +7,7 @@ from onbeat.choreographers import codes_sampler
 from onbeat.choreographers.base import MAX_SLICE_FRAMES, ModelChoreographer
 from onbeat.choreographers.conditioning import conditioned
 from onbeat.choreographers.onnx import Integer, MetadataSchema, Number, Step, Table
+from onbeat.core.motion import Motion
 
 MAX_CACHE_BYTES = 256 << 20  # the GPT's key/value cache, allocated from metadata (the shipped model's: 72 kB)
 
@@ -47,8 +48,22 @@ class CodesChoreographer(ModelChoreographer):
         self.stream = codes_sampler.CodesStream(gpt, steps["decoder"], metadata, seed)
         super().__init__(self.stream.slice_frames, seed, styled=gpt)
 
+    @property
+    def graphs(self) -> list[Step]:
+        """The graph callables it runs (a crowd batches them: `onbeat.choreographers.crowd`)."""
+        return [self.stream.gpt_step, self.stream.decode]
+
     def restart(self) -> None:
         self.stream.reset(self.seed)
 
     def next_rows(self, music: np.ndarray, key_pose: str | None = None) -> np.ndarray:  # no key-pose input
         return self.stream.next_slice(music[:self.slice_frames])
+
+    @staticmethod
+    def next_slices(dancers: list["CodesChoreographer"], music: np.ndarray, energies: list[float],
+                    key_pose: str | None = None) -> list[Motion]:
+        """`next_slice` of several dancers of one model (each its own codes, cache, seed, style and energy) with one
+        batched call per GPT step and one decoder call (`codes_sampler.next_slices`)."""
+        music = np.asarray(music, np.float32)[:dancers[0].slice_frames]
+        rows = codes_sampler.next_slices([dancer.stream for dancer in dancers], music)
+        return [dancer.motion_from(r, energy) for dancer, r, energy in zip(dancers, rows, energies, strict=True)]

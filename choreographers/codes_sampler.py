@@ -15,6 +15,8 @@ frame-to-frame jitter halves (measured jerk) at the cost of about one frame of l
 """
 import numpy as np
 
+from onbeat.choreographers.conditioning import for_batch
+
 MUSIC_INPUT = 2  # position of `music` among gpt_step's inputs (styled graphs: see `onbeat.choreographers.conditioning`)
 SAMPLING_KEYS = ("temperature", "top_k", "repeat_window", "repeat_penalty", "smoothing")  # metadata()["sampling"]
 
@@ -50,7 +52,7 @@ class CodesStream:
         m = self.meta
         self.kv = np.zeros((m["layers"], 2, 1, m["heads"], m["context"], m["head_dim"]), np.float32)
         self.pos = 0
-        self.codes = {"up": [], "down": []}
+        self.codes: dict[str, list[np.ndarray]] = {"up": [], "down": []}
         self.previous_row = None  # the low-pass filter's state
         self.rng = np.random.default_rng(seed)
 
@@ -59,9 +61,7 @@ class CodesStream:
         music = np.asarray(music, np.float32)
         if music.shape != (self.slice_frames, music.shape[-1]):
             raise ValueError(f"music must have {self.slice_frames} rows, got {music.shape}")
-        for code_step in range(0, self.slice_frames, self.rate):
-            self._draw(music[code_step:code_step + self.rate])
-        return self._low_pass(self.decode(*(self._decoder_window(h) for h in ("up", "down")))[0])
+        return next_slices([self], music)[0]
 
     def _low_pass(self, rows):
         keep = float(self.sampling.get("smoothing", 0.0))
@@ -72,16 +72,15 @@ class CodesStream:
         self.previous_row = previous
         return out
 
-    def _draw(self, music):
-        """One GPT step: the next upper and lower codes for `rate` music rows."""
-        start = self.meta["start_token"]
-        previous = [np.array([self.codes[h][-1] if self.codes[h] else start], np.int64) for h in ("up", "down")]
-        logits_up, logits_down, self.kv = self.gpt_step(*previous, music[None], self.kv, np.array([self.pos], np.int64))
-        self.pos += 1
+    def _previous(self, half):
+        return self.codes[half][-1] if self.codes[half] else self.meta["start_token"]
+
+    def _take(self, logits_up, logits_down):
+        """Draw the next upper and lower codes from one GPT step's (K,) logits."""
         window, penalty = int(self.sampling["repeat_window"]), self.sampling["repeat_penalty"]
         for half, logits in (("up", logits_up), ("down", logits_down)):
             drawn = self.codes[half]
-            drawn.append(sample_code(logits[0], self.rng, self.sampling["temperature"], int(self.sampling["top_k"]),
+            drawn.append(sample_code(logits, self.rng, self.sampling["temperature"], int(self.sampling["top_k"]),
                                      drawn[-window:] if window > 0 else (), penalty))
             del drawn[:-max(window, self.meta["decode_window"])]
 
@@ -97,6 +96,27 @@ class CodesStream:
         if len(music) % size:
             raise ValueError(f"music rows must be a multiple of {size}, got {len(music)}")
         return np.concatenate([self.next_slice(music[i:i + size]) for i in range(0, len(music), size)])
+
+
+def next_slices(streams, music):
+    """`next_slice` of several streams of one model at once (a crowd), one batched graph call per GPT step and one
+    decoder call: the graphs' dynamic batch (the cache's batch on axis 2, the step number shared, so the streams
+    must be at the same step). `streams[0]`'s callables are used, with the others' style ids where they take one."""
+    lead = streams[0]
+    if any(stream.pos != lead.pos for stream in streams):
+        raise ValueError("streams at different steps cannot share a batched step")
+    gpt_step = for_batch([stream.gpt_step for stream in streams])
+    music = np.asarray(music, np.float32)
+    for code_step in range(0, lead.slice_frames, lead.rate):
+        chunk = np.repeat(music[None, code_step:code_step + lead.rate], len(streams), 0)
+        previous = [np.array([stream._previous(half) for stream in streams], np.int64) for half in ("up", "down")]
+        kv = np.concatenate([stream.kv for stream in streams], axis=2)
+        logits_up, logits_down, kv = gpt_step(*previous, chunk, kv, np.array([lead.pos], np.int64))
+        for b, stream in enumerate(streams):
+            stream.kv, stream.pos = kv[:, :, b:b + 1], stream.pos + 1
+            stream._take(logits_up[b], logits_down[b])
+    windows = [np.concatenate([stream._decoder_window(half) for stream in streams]) for half in ("up", "down")]
+    return [stream._low_pass(rows) for stream, rows in zip(streams, lead.decode(*windows), strict=True)]
 
 
 def generate(gpt_step, decode, metadata, music, seed=0, **sampling):

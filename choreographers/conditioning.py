@@ -13,6 +13,8 @@ by `advance(seconds)` once per slice) and mixes its outputs, the new style's sha
 the dance eases from one style into the other instead of changing on one slice; it costs a second graph call per
 call meanwhile (the engine lowers the quality if that makes a slice late).
 """
+import copy
+
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
@@ -41,7 +43,8 @@ class Conditioned:
     @style.setter
     def style(self, style):
         """A name of the model's styles (any spelling `style_name` knows), an id, or None for freestyle."""
-        self.style_id = self._previous_id = self._id_of(style)
+        self.style_id: int | np.ndarray = self._id_of(style)  # an array of ids in a batch (`for_batch`)
+        self._previous_id = self.style_id
 
     def switch(self, style) -> None:
         """Change to `style` (as the `style` setter takes it) blended over `STYLE_BLEND_SECONDS`; OnbeatError (the
@@ -101,3 +104,15 @@ def conditioned(step, metadata, music_input, style=None):
         raise OnbeatError(f"{where}: metadata music_mask {metadata.get('music_mask')!r} is not this onbeat's "
                           f"{list(MASK_GROUPS)!r}; re-export it with `onbeat export`")
     return Conditioned(step, styles, music_input, style)
+
+
+def for_batch(steps):
+    """One callable for a batched call of several dancers' `steps` (the same graph, each maybe `Conditioned` with
+    its own style): the first, with every dancer's style id where they take one (`onbeat.choreographers.crowd`)."""
+    lead = steps[0]
+    if not isinstance(lead, Conditioned):
+        return lead
+    batched = copy.copy(lead)
+    batched.style_id = np.array([step.style_id for step in steps], np.int64)
+    batched.blend = 1.0  # a crowd switches style at once: the outputs keep their batch on different axes
+    return batched

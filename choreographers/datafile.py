@@ -54,7 +54,8 @@ def save_data_file(path: str | Path, kind: str, part: str, model_metadata: dict[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:  # an open file: np.savez would append .npz to any other suffix
-            np.savez_compressed(f, **{METADATA_KEY: np.array(json.dumps(props)), **arrays})
+            named: dict[str, Any] = {METADATA_KEY: np.array(json.dumps(props)), **arrays}
+            np.savez_compressed(f, **named)
     except OSError as e:
         raise OnbeatError(f"{path}: cannot write ({e.strerror or e})") from None
     return path

@@ -82,7 +82,8 @@ class FootGrounding:
         self.arc = [0.0, 0.0]  # height of the step away from the last pin let go
         self.let_go = [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]  # the dance's foot orientation then
         self.last_sole = None  # (2, 3) the dance's own sole points in the previous frame (speed for detection)
-        self.last_legs = None  # (the legs' rotations shown, the dance's own) in the previous frame
+        # (the legs' rotations shown, the dance's own) in the previous frame
+        self.last_legs: tuple[np.ndarray, np.ndarray] | None = None
 
     def apply(self, motion: Motion, key_weight: np.ndarray | None = None) -> Motion:
         """The slice with grounded feet. `key_weight` (T,) 0..1: how much of a key pose the frames show; the legs

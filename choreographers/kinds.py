@@ -16,9 +16,10 @@ place of the graph callables. Such a file carries the same metadata, so `--model
 """
 import glob
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from onbeat.choreographers.base import Choreographer
 from onbeat.choreographers.datafile import DataFile
@@ -38,7 +39,7 @@ class Kind:
     metadata: str = ""  # "module:NAME" of the `onnx.MetadataSchema` of the values the runtime reads ("": none)
     suffix: str = ".onnx"  # the file type of its parts: ".onnx" graphs, ".npz" data files
 
-    def runtime_factory(self) -> Callable[[dict[str, Part], dict[str, Any], int | None], Choreographer]:
+    def runtime_factory(self) -> Callable[[Mapping[str, Part], dict[str, Any], int | None], Choreographer]:
         return _import(self.runtime)
 
     def model_class(self) -> Any:

@@ -48,6 +48,13 @@ class Library:
             return self.loaded.setdefault(name, choreographer)
 
     def _open(self, name: str) -> Choreographer:
+        path = self.path_of(name)
+        logger.debug("model %s: %s", name, path)
+        return load_choreographer(path, self.threads, self.device, self.seed)
+
+    def path_of(self, name: str) -> Path:
+        """The export `name` stands for (an installed model's name, `default`, or a path); OnbeatError when it
+        cannot run here. (A crowd opens it once for all its dancers: `onbeat.stream.crowd`.)"""
         installed = installed_models()
         if name == "default" or name in installed:
             path = installed.get(DEFAULT if name == "default" else name)
@@ -59,8 +66,7 @@ class Library:
             raise OnbeatError(f"model {name}: choose one of {', '.join(self.names())} or an exported .onnx/.npz path")
         if _needs_onnxruntime(path):
             raise OnbeatError(f"model {name}: onnxruntime is not installed (pip install 'onbeat[cpu]')")
-        logger.debug("model %s: %s", name, path)
-        return load_choreographer(path, self.threads, self.device, self.seed)
+        return path
 
 
 def _needs_onnxruntime(path: Path) -> bool:

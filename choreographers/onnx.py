@@ -215,7 +215,8 @@ class OnnxStep:
         if len(arrays) + len(named) != len(self.inputs):
             raise TypeError(f"{self.path.name} takes {len(self.inputs)} inputs, got {len(arrays) + len(named)}")
         values = dict(zip((name for name, _ in self.inputs), arrays, strict=False), **named)  # the rest by name
-        feed = {name: np.ascontiguousarray(values[name], dtype=dtype) for name, dtype in self.inputs}
+        feed: dict[str, np.ndarray] = {name: np.ascontiguousarray(values[name], dtype=dtype)
+                                       for name, dtype in self.inputs}
         outputs = self.session.run(None, feed)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Any
 
 from onbeat.commands.arguments import require_finite_floats
 from onbeat.core.errors import OnbeatError
@@ -21,7 +22,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The packages of the optional extras: a command that needs one says which extra to install.
 EXTRA_OF = {"torch": "train", "onnx": "train", "onnxscript": "train", "pandas": "train", "mir_eval": "train",
-            "tqdm": "train", "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
+            "onnxruntime": "cpu", "aalink": "clock", "mido": "clock", "rtmidi": "clock"}
 
 # command words -> (module, one-line help)
 COMMANDS = {
@@ -50,6 +51,8 @@ COMMANDS = {
     ("bench", "live"): ("onbeat.commands.bench_live", "output jitter and audio-to-OSC latency of the live engine"),
     ("bench", "soak"): ("onbeat.commands.bench_live",
                         "long run of the full pipeline: frames, late frames, jitter, memory"),
+    ("bench", "crowd"): ("onbeat.commands.bench_crowd",
+                          "N dancers from one engine: frames on time, cost per dancer, jitter"),
     ("bench", "feet"): ("onbeat.commands.bench_feet",
                         "cost of the finishing every slice gets (key poses, grounded feet)"),
     ("bench", "fuzz"): ("onbeat.commands.bench_fuzz",
@@ -77,7 +80,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(argv):
     """The parser for `argv`: all commands are listed, only the one being run gets its own arguments."""
     parser = _Parser(prog="onbeat", description="Real-time, music-driven 3D dance generation.")
-    groups = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
+    groups: dict[tuple[str, ...], Any] = {(): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)}
     chosen = None
     for words, (module, help_text) in COMMANDS.items():
         for depth in range(1, len(words)):
@@ -137,7 +140,7 @@ def graceful_stop(stop):
     """While the show runs: the first of SIGINT, SIGTERM or SIGHUP calls `stop` (the engine ends its output loop
     and everything closes as at the end of --seconds, so a recording is finished), later ones only say that
     onbeat is finishing. Outside, SIGTERM and SIGHUP interrupt like Ctrl-C (`main`)."""
-    received = []
+    received: list[int] = []
 
     def handler(signum, frame):
         name = signal.Signals(signum).name

@@ -1,6 +1,8 @@
 """`onbeat dataset build`: encode the real data sets into the cached training windows."""
 from pathlib import Path
 
+import pandas  # noqa: F401 - the train extra (Motorica's pickles): a user without it is told which extra, first
+
 from onbeat.core.errors import OnbeatError
 from onbeat.models.dataset import DEFAULT_SOURCES, build, load_tracks, save, summary
 
@@ -17,6 +19,7 @@ def add_arguments(parser):
                         help="folder for the songs' extracted features (default: OUTPUT's folder/feature-cache; "
                              "the extractor takes about a fifth of each song's length)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args):
@@ -26,7 +29,7 @@ def run(args):
         raise OnbeatError(f"{args.data or 'shared data'}: data folder not found (pass --data or set ONBEAT_DATA)")
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     cache = args.cache or args.output.parent / "feature-cache"
-    tracks = load_tracks(root, sources, progress=True, limit=args.limit, cache=cache)
+    tracks = load_tracks(root, sources, progress=not args.quiet, limit=args.limit, cache=cache)
     arrays = build(tracks, args.window, args.stride, args.val_fraction, args.seed)
     save(args.output, arrays)
     print(summary(arrays))

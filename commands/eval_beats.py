@@ -14,13 +14,14 @@ def add_arguments(parser):
     parser.add_argument("--no-cv", action="store_true", help="score the shipped parameters instead of "
                         "cross-validating the filter parameters")
     parser.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args):
     data_dir = args.data or data_root()
     if data_dir is None:
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
-    result = evaluate(data_dir, args.clips, cross_validate=not args.no_cv)
+    result = evaluate(data_dir, args.clips, cross_validate=not args.no_cv, quiet=args.quiet)
     print_report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float))

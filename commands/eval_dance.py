@@ -35,6 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--json", type=Path, help="write every number with its interval here")
     parser.add_argument("--report", type=Path, help="write plots and a clip per model into this folder")
     parser.add_argument("--cards", type=Path, help="rewrite the metrics of the model cards in this folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def parse_models(text, path):
@@ -67,6 +68,8 @@ def parse_models(text, path):
 
 
 def run(args):
+    if args.path == "torch":
+        import torch  # noqa: F401 - the train extra: a user without it is told which extra, before any work
     from onbeat.evaluation.dance import evaluate, format_table, to_json
     from onbeat.evaluation.songs import describe, load_songs
     if args.seconds <= 0:
@@ -77,7 +80,7 @@ def run(args):
     songs = load_songs(args.data, args.songs)
     logger.info("%d songs from %s; dancing %s", len(songs), args.data, ", ".join(name for name, _ in models) or "-")
     evaluation = evaluate(songs, models, args.seconds, tuple(range(args.seeds)), args.path,
-                          args.kinetic == "published", not args.no_key_poses, progress=logger.info)
+                          args.kinetic == "published", not args.no_key_poses, quiet=args.quiet)
     meta = evaluation.meta
     meta["test_set"] = describe(args.data)
     print(f"{len(songs)} songs, {meta['test_set']}; {args.seconds:g} s each (or the song), seeds "

@@ -6,19 +6,20 @@
 (`--record`), listen for control messages on 127.0.0.1:39540 (see `onbeat.stream.control`), and serve the
 browser stage, the dance on a 3D avatar, at http://127.0.0.1:39542/ (`--no-stage`; see `onbeat.stream.stage`).
 The beat clock can follow a DJ's: `--link` (Ableton Link), `--midi-clock` (see `onbeat.ear.clocks`).
+`--dancers N` dances a crowd from this one process (see `onbeat.stream.crowd`): each dancer its own VMC port.
 """
 import logging
 from pathlib import Path
 
 from onbeat.choreographers.base import choose_style
 from onbeat.choreographers.library import Library, first_choice
-from onbeat.commands.arguments import output_rate, port
+from onbeat.commands.arguments import finite_float, output_rate, port
 from onbeat.commands.cli import graceful_stop
 from onbeat.core.errors import OnbeatError
 from onbeat.stream.control import DEFAULT_CONTROL_PORT, Controls, ControlServer
 from onbeat.stream.dashboard import Dashboard, plain_line, snapshot
 from onbeat.stream.engine import Engine
-from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Speakers, VmcSink, parse_target
+from onbeat.stream.sinks import DEFAULT_OSC, DEFAULT_VMC, OnbeatOscSink, Recorder, Sink, Speakers, VmcSink, parse_target
 from onbeat.stream.stage import DEFAULT_STAGE_PORT, Stage
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,25 @@ def add_arguments(parser):
     parser.add_argument("--no-stage", action="store_true", help="do not serve the browser stage")
     parser.add_argument("--rate", type=output_rate, default=60.0, help="output frames per second (default 60)")
     parser.add_argument("--quiet", action="store_true", help="a plain status line every few seconds")
+    add_crowd_arguments(parser)
+
+
+def add_crowd_arguments(parser):
+    from onbeat.choreographers.crowd import FORMATIONS, MODES
+    crowd = parser.add_argument_group("crowd (--dancers N > 1)")
+    crowd.add_argument("--dancers", type=int, default=1, help="how many dancers (default 1); dancer i sends VMC "
+                                                              "to the --vmc port + i x --vmc-step")
+    crowd.add_argument("--formation", choices=FORMATIONS, default="line", help="where they stand (default line)")
+    crowd.add_argument("--spacing", type=finite_float, default=1.5, help="metres between neighbours (default 1.5)")
+    crowd.add_argument("--crowd-mode", choices=MODES, default="free",
+                       help="free: each its own dance; unison: the same moves; canon: each --offset-beats after the "
+                            "one before; leader: the others follow dancer 0 --offset-beats later (default free)")
+    crowd.add_argument("--offset-beats", type=finite_float, default=1.0, help="canon and leader delay (default 1)")
+    crowd.add_argument("--vmc-step", type=int, default=1, help="port step between the dancers' VMC targets")
+    crowd.add_argument("--energies", default="1", metavar="E[,E...]",
+                       help="each dancer's energy (0..2, times the show's), repeated over the dancers")
+    crowd.add_argument("--mirrors", default="0", metavar="0|1[,...]", help="mirror each dancer, e.g. 0,1 alternates")
+    crowd.add_argument("--seed", type=int, help="dancer i dances seed SEED + i (default: a new dance each time)")
 
 
 def add_stage_arguments(parser):
@@ -83,6 +103,8 @@ def run(args):
         raise OnbeatError(f"--seconds {args.seconds}: must be positive")
     library = Library()
     model = first_choice(library, args.model)
+    if args.dancers != 1:
+        return run_crowd(args, library, model)
     styles = tuple(getattr(library.load(model), "styles", ()))
     if args.style is not None:
         try:
@@ -124,6 +146,71 @@ def run(args):
         close_all([control, source, *clocks, *sinks])
 
 
+def run_crowd(args, library, model):
+    """`--dancers N`: one engine, each dancer its own VMC target (and OSC dancer index, recording)."""
+    from onbeat.stream.crowd import CrowdEngine, CrowdProcess, check_recipe, dancer_ports
+    recipe = dict(model=model, count=args.dancers, shape=args.formation, spacing=args.spacing, mode=args.crowd_mode,
+                  offset_beats=args.offset_beats, styles=args.style.split(",") if args.style else [None],
+                  energies=number_list(args.energies), mirrors=[bool(m) for m in number_list(args.mirrors)],
+                  seed=args.seed)
+    check_recipe(**recipe)
+    controls = Controls(model=model)
+    shared, clocks, control, source, maker = [], [], None, None, None
+    dancer_sinks: list[list[Sink]] = [[] for _ in range(args.dancers)]
+    try:
+        if not args.no_vmc:
+            if args.vmc and len(args.vmc) > 1:
+                raise OnbeatError("a crowd takes one --vmc HOST:PORT: dancer i gets PORT + i x --vmc-step")
+            host, base = parse_target((args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"])[0], DEFAULT_VMC)
+            avoid = [args.control_port, args.stage_port or DEFAULT_STAGE_PORT]
+            ports = dancer_ports(base, args.vmc_step, args.dancers, avoid)
+            for sinks, vmc_port in zip(dancer_sinks, ports, strict=True):
+                sinks.append(VmcSink(host, vmc_port, upper_chest=args.vmc_upper_chest))
+        if args.osc:
+            for index, sinks in enumerate(dancer_sinks):
+                sinks.append(OnbeatOscSink(*parse_target(args.osc, DEFAULT_OSC), dancer=index))
+        if args.record:
+            inputs = [path for path in (getattr(args, "file", None), args.model) if path]
+            for index, sinks in enumerate(dancer_sinks):
+                sinks.append(Recorder(dancer_path(args.record, index), args.rate, inputs=inputs))
+        clocks = open_clocks(args)
+        source, speakers = open_source(args)
+        if speakers is not None:
+            shared.append(speakers)
+        stage = None if args.no_stage else open_stage(args, controls)
+        if stage is not None:
+            shared.append(stage)
+        maker = CrowdProcess(recipe)  # the dancers' model runs in a process of its own
+        engine = CrowdEngine(source, maker, dancer_sinks, shared, controls=controls, rate=args.rate, clocks=clocks)
+        if stage is not None:
+            stage.attach(engine)
+        if args.control_port:
+            control = ControlServer(controls, args.control_host, args.control_port)
+        with graceful_stop(engine.stop):
+            dashboard = Dashboard(engine, quiet=args.quiet).start()
+            try:
+                engine.run(args.seconds)
+            finally:
+                dashboard.close()
+            print(plain_line(snapshot(engine)) + f" dancers={args.dancers}", flush=True)
+        return 0
+    finally:
+        close_all([control, source, maker, *clocks, *shared, *(sink for sinks in dancer_sinks for sink in sinks)])
+
+
+def number_list(text):
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise OnbeatError(f"{text!r}: give numbers separated by commas") from None
+
+
+def dancer_path(path, index):
+    """OUT.npz → OUT.dancer03.npz: a crowd records one file per dancer."""
+    path = Path(path)
+    return str(path.with_name(f"{path.stem}.dancer{index:02d}{path.suffix}"))
+
+
 def close_all(closables):
     for closable in closables:
         if closable is not None:
@@ -131,7 +218,7 @@ def close_all(closables):
 
 
 def open_sinks(args):
-    sinks = []
+    sinks: list[Sink] = []
     if not args.no_vmc:
         for target in args.vmc or [f"{DEFAULT_VMC[0]}:{DEFAULT_VMC[1]}"]:
             sinks.append(VmcSink(*parse_target(target, DEFAULT_VMC), upper_chest=args.vmc_upper_chest))
@@ -145,10 +232,10 @@ def open_sinks(args):
 
 def open_clocks(args):
     """The external beat clocks asked for, in order of precedence (Link, then MIDI clock)."""
-    from onbeat.ear.clocks import LinkClock, MidiClock
+    from onbeat.ear.clocks import ExternalClock, LinkClock, MidiClock
     if args.link and args.link_lead:
         raise OnbeatError("give --link (follow the session) or --link-lead (lead it), not both")
-    clocks = []
+    clocks: list[ExternalClock] = []
     try:
         if args.link or args.link_lead:
             clocks.append(LinkClock(lead=args.link_lead))

@@ -24,7 +24,7 @@ TIGHTNESS = 100.0  # Ellis' transition cost weight: how strictly consecutive bea
 HARMONICS = 4  # autocorrelation peaks summed per tempo candidate (a comb filter)
 
 
-def beat_columns_at(times, beats, beat_in_bar):
+def beat_columns_at(times: np.ndarray, beats: np.ndarray, beat_in_bar: np.ndarray) -> np.ndarray:
     """(len(times), 5) beat columns (beat phase sin/cos, beat distance, bar phase sin/cos) at `times` (s) from a
     sorted beat grid that brackets every time (`beats[0] <= min(times)`, `beats[-1] > max(times)`), each beat with
     its position in the bar (0 = downbeat)."""
@@ -52,11 +52,11 @@ class BeatGrid:
             raise ValueError("a beat grid needs at least 2 increasing beat times, each with its bar position")
 
     @classmethod
-    def counted(cls, times, downbeat=0):
+    def counted(cls, times: np.ndarray, downbeat: int = 0) -> "BeatGrid":
         """Beats numbered through the bar from the beat at index `downbeat` (a downbeat)."""
         return cls(times, np.arange(len(times)) - downbeat)
 
-    def covering(self, start, stop):
+    def covering(self, start: float, stop: float) -> "BeatGrid":
         """The grid extended at both ends by its first and last intervals so it brackets [start, stop]."""
         first, last = self.times[1] - self.times[0], self.times[-1] - self.times[-2]
         before = max(0, int(np.ceil((self.times[0] - start) / first)))
@@ -67,25 +67,26 @@ class BeatGrid:
                                self.beat_in_bar[-1] + np.arange(1, after + 1)])
         return BeatGrid(times, bars)
 
-    def columns(self, times):
+    def columns(self, times: np.ndarray) -> np.ndarray:
         """(len(times), 5) float32 beat columns at `times` (s); beyond the beats the grid continues its tempo."""
         times = np.atleast_1d(np.asarray(times, np.float64))
         grid = self.covering(times.min(), times.max())
         return beat_columns_at(times, grid.times, grid.beat_in_bar).astype(np.float32)
 
-    def bpm(self, times):
+    def bpm(self, times: np.ndarray) -> np.ndarray:
         """(len(times),) tempo (beats per minute) of the beat interval each time falls in."""
         times = np.atleast_1d(np.asarray(times, np.float64))
         grid = self.covering(times.min(), times.max())
         k = np.clip(np.searchsorted(grid.times, times, side="right") - 1, 0, len(grid.times) - 2)
         return (60.0 / np.diff(grid.times)[k]).astype(np.float32)
 
-    def stretched(self, factor):
+    def stretched(self, factor: float) -> "BeatGrid":
         """The grid of the same recording played `factor` times as long (tempo divided by `factor`)."""
         return BeatGrid(self.times * factor, self.beat_in_bar)
 
 
-def tempo_period(novelty, fps, min_bpm=MIN_BPM, max_bpm=MAX_BPM, prior_bpm=PRIOR_BPM, prior_octaves=PRIOR_OCTAVES):
+def tempo_period(novelty: np.ndarray, fps: float, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM,
+                 prior_bpm: float = PRIOR_BPM, prior_octaves: float = PRIOR_OCTAVES) -> float | None:
     """The beat period (frames) of a novelty curve: the tempo whose comb (autocorrelation at 1..HARMONICS periods)
     times the tempo prior is highest; None when the curve is flat."""
     signal = np.asarray(novelty, np.float64) - np.mean(novelty)
@@ -104,7 +105,8 @@ def tempo_period(novelty, fps, min_bpm=MIN_BPM, max_bpm=MAX_BPM, prior_bpm=PRIOR
     return float(periods[np.argmax(comb * prior)])
 
 
-def track_beats(novelty, fps, period=None, tightness=TIGHTNESS):
+def track_beats(novelty: np.ndarray, fps: float, period: float | None = None,
+                tightness: float = TIGHTNESS) -> np.ndarray:
     """Beat times (s) of a novelty curve sampled at `fps`: Ellis' dynamic programme. Each frame's cumulative score
     is its (smoothed, normalised) novelty plus the best predecessor's score between half and two periods back,
     penalised by tightness * log(lag / period)^2; the beats are backtracked from the best-scoring frame of the
@@ -128,10 +130,10 @@ def track_beats(novelty, fps, period=None, tightness=TIGHTNESS):
             back[t] = t - lags[valid][best]
     tail = len(score) - int(round(period))
     beat = tail + int(np.argmax(score[tail:]))
-    beats = [beat]
-    while back[beats[-1]] >= 0:
-        beats.append(back[beats[-1]])
-    beats = np.array(beats[::-1])
+    chain = [beat]
+    while back[chain[-1]] >= 0:
+        chain.append(back[chain[-1]])
+    beats = np.array(chain[::-1])
     # the chain may start with weak frames before the music (or dance) does: drop beats below a fifth of the
     # typical local score at the ends, as librosa's beat trimming does
     strong = local[beats] > 0.2 * np.median(local[beats])
@@ -140,7 +142,7 @@ def track_beats(novelty, fps, period=None, tightness=TIGHTNESS):
     return beats / fps
 
 
-def bar_positions(strength):
+def bar_positions(strength: np.ndarray) -> np.ndarray:
     """(N,) position in the bar of each of N beats whose accent strengths are `strength`: the downbeats are the
     one of the BEATS_PER_BAR positions with the strongest mean accent (as the live tracker guesses them)."""
     strength = np.asarray(strength, np.float64)
@@ -149,7 +151,7 @@ def bar_positions(strength):
     return np.arange(len(strength)) - int(np.argmax(means))
 
 
-def kinematic_novelty(positions, fps, smoothing_s=0.05):
+def kinematic_novelty(positions: np.ndarray, fps: float, smoothing_s: float = 0.05) -> np.ndarray:
     """(T,) how strongly the dance sets off at each frame of (T, J, 3) joint positions: the half-wave rectified rise
     of the mean joint speed (positions smoothed over `smoothing_s` first, against marker jitter). Street dancers
     start their moves on the beat; this was the best of eight candidate curves (speed minima, deceleration,
@@ -161,7 +163,7 @@ def kinematic_novelty(positions, fps, smoothing_s=0.05):
     return np.maximum(np.gradient(speed), 0.0)
 
 
-def motion_beats(positions, fps):
+def motion_beats(positions: np.ndarray, fps: float) -> "BeatGrid | None":
     """A BeatGrid estimated from the dance alone (kinematic periodicity), or None when it shows no beat."""
     novelty = kinematic_novelty(positions, fps)
     times = track_beats(novelty, fps)

@@ -15,12 +15,17 @@ then Z X Y rotation), the other joints 3 (Z X Y rotation), the usual mocap order
 """
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
 from onbeat.core.skeleton import JOINT_NAMES, PARENTS
+
+if TYPE_CHECKING:  # motion.py reads BVH files through this module
+    from onbeat.core.motion import Motion
 
 CHANNEL_NAMES = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
 
@@ -38,28 +43,28 @@ class BvhFile:
     end_sites: dict = field(default_factory=dict)  # joint index -> (3,) offset of the End Site below it
 
     @property
-    def fps(self):
+    def fps(self) -> float:
         """Frames per second; `Frame Time: 0.0333333` reads as 30, not 30.00003."""
         fps = 1.0 / self.frame_time
         return float(round(fps)) if abs(fps - round(fps)) < 1e-3 else fps
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
         return self.rotations.shape[0]
 
     @property
-    def root_positions(self):
+    def root_positions(self) -> np.ndarray:
         """(T, 3) world position of the root joint, in file units."""
         return self.translations[:, 0]
 
-    def global_rotations(self):
+    def global_rotations(self) -> np.ndarray:
         """(T, J, 4) world orientation of each joint."""
         world = np.empty_like(self.rotations)
         for j, p in enumerate(self.parents):
             world[:, j] = self.rotations[:, j] if p < 0 else R.quat_multiply(world[:, p], self.rotations[:, j])
         return world
 
-    def positions(self, world=None):
+    def positions(self, world: np.ndarray | None = None) -> np.ndarray:
         """Forward kinematics: (T, J, 3) world joint positions in file units (`world`: the global rotations,
         when the caller has them already)."""
         world = self.global_rotations() if world is None else world
@@ -72,7 +77,7 @@ class BvhFile:
         return pos
 
 
-def read_bvh(path):
+def read_bvh(path: str | Path) -> BvhFile:
     """Parse a BVH file; any problem with it raises OnbeatError naming the file and the line."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -230,7 +235,8 @@ def _channels_to_pose(values, channels, offsets):
     frames, joints = len(values), len(channels)
     translations = np.broadcast_to(offsets, (frames, joints, 3)).copy()
     rotations = R.quat_identity((frames, joints))
-    by_order = {}  # rotation order -> [(joint, columns)]: one vectorised Euler conversion per distinct order
+    # rotation order -> [(joint, columns)]: one vectorised Euler conversion per distinct order
+    by_order: dict[str, list] = {}
     column = 0
     for j, names in enumerate(channels):
         rotation_columns, order = [], ""
@@ -260,7 +266,7 @@ JOINT_CHANNELS = "CHANNELS 3 Zrotation Xrotation Yrotation"
 CHILDREN = [[c for c, p in enumerate(PARENTS) if p == j] for j in range(len(PARENTS))]
 
 
-def write_bvh(motion, path):
+def write_bvh(motion: "Motion", path: str | Path) -> None:
     """Write `motion` to `path`; `onbeat.core.bvh.read_bvh` reads back the same joint positions."""
     order = _depth_first(0)  # BVH lists joints nested, parents first: not SMPL's index order
     offsets = motion.offsets * CENTIMETRES

@@ -5,6 +5,7 @@ quaternions (w, x, y, z); joint 0's rotation is the root's orientation in the wo
 world position of the Pelvis in metres, y up.
 """
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -35,55 +36,57 @@ class Motion:
         self.rotations = R.quat_normalize(self.rotations)
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
         return self.rotations.shape[0]
 
     @property
-    def duration(self):
+    def duration(self) -> float:
         return self.num_frames / self.fps
 
     # --- other rotation forms -------------------------------------------------------------------------------
     @classmethod
-    def from_axis_angle(cls, fps, root_translation, axis_angle, offsets=None):
+    def from_axis_angle(cls, fps: float, root_translation: np.ndarray, axis_angle: np.ndarray,
+                        offsets: np.ndarray | None = None) -> "Motion":
         """axis_angle: (T, 24, 3) or (T, 72), as SMPL stores poses."""
         axis_angle = np.asarray(axis_angle, dtype=np.float64).reshape(len(axis_angle), NUM_JOINTS, 3)
         return cls(fps, root_translation, R.quat_from_axis_angle(axis_angle), *_optional(offsets))
 
     @classmethod
-    def from_6d(cls, fps, root_translation, six_d, offsets=None):
+    def from_6d(cls, fps: float, root_translation: np.ndarray, six_d: np.ndarray,
+                offsets: np.ndarray | None = None) -> "Motion":
         return cls(fps, root_translation, R.quat_from_6d(np.asarray(six_d, dtype=np.float64)), *_optional(offsets))
 
-    def axis_angle(self):
+    def axis_angle(self) -> np.ndarray:
         return R.quat_to_axis_angle(self.rotations)
 
-    def matrices(self):
+    def matrices(self) -> np.ndarray:
         return R.quat_to_matrix(self.rotations)
 
-    def six_d(self):
+    def six_d(self) -> np.ndarray:
         return R.quat_to_6d(self.rotations)
 
     # --- kinematics -----------------------------------------------------------------------------------------
-    def global_rotations(self):
+    def global_rotations(self) -> np.ndarray:
         """(T, 24, 4) world orientation of each joint."""
         world = np.empty_like(self.rotations)
         for j, p in enumerate(PARENTS):
             world[:, j] = self.rotations[:, j] if p < 0 else R.quat_multiply(world[:, p], self.rotations[:, j])
         return world
 
-    def positions(self):
+    def positions(self) -> np.ndarray:
         """Forward kinematics: (T, 24, 3) world joint positions in metres."""
         return forward_kinematics(self.root_translation, self.rotations, self.offsets)
 
-    def lowest_foot_height(self):
+    def lowest_foot_height(self) -> np.ndarray:
         """(T,) height of the lowest foot joint in each frame, for putting the dancer on the floor."""
         return self.positions()[:, list(FOOT_JOINTS), 1].min(axis=1)
 
     # --- time -----------------------------------------------------------------------------------------------
-    def frames(self, start, stop=None):
+    def frames(self, start: int | None, stop: int | None = None) -> "Motion":
         contacts = None if self.contacts is None else self.contacts[start:stop]
         return Motion(self.fps, self.root_translation[start:stop], self.rotations[start:stop], self.offsets, contacts)
 
-    def resample(self, fps):
+    def resample(self, fps: float) -> "Motion":
         """Same dance at another frame rate: slerp for rotations, linear for the root."""
         if fps <= 0:
             raise OnbeatError(f"fps must be positive, got {fps}")
@@ -99,7 +102,7 @@ class Motion:
         return Motion(fps, root, rots, self.offsets)
 
     # --- files ----------------------------------------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         """Write an .npz that `Motion.load` reads back exactly, to `path` as named (numpy would add '.npz' to a
         name ending in '.NPZ')."""
         with open(path, "wb") as f:
@@ -107,7 +110,7 @@ class Motion:
                      rotations=self.rotations, offsets=self.offsets)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> "Motion":
         try:
             with np.load(path) as data:
                 missing = {"fps", "root_translation", "rotations"} - set(data.files)
@@ -121,7 +124,8 @@ class Motion:
             raise OnbeatError(f"{path}: cannot read motion file ({e})") from None
 
 
-def forward_kinematics(root_translation, rotations, offsets=REST_OFFSETS):
+def forward_kinematics(root_translation: np.ndarray, rotations: np.ndarray,
+                       offsets: np.ndarray = REST_OFFSETS) -> np.ndarray:
     """World joint positions (..., 24, 3) from root positions (..., 3) and local rotations (..., 24, 4).
 
     One function for whole clips and for the live engine's single frame, 60 times a second: rotation matrices
@@ -129,7 +133,8 @@ def forward_kinematics(root_translation, rotations, offsets=REST_OFFSETS):
     return forward_kinematics_with_matrices(root_translation, rotations, offsets)[0]
 
 
-def forward_kinematics_with_matrices(root_translation, rotations, offsets=REST_OFFSETS):
+def forward_kinematics_with_matrices(root_translation: np.ndarray, rotations: np.ndarray,
+                                     offsets: np.ndarray = REST_OFFSETS) -> tuple[np.ndarray, np.ndarray]:
     """(positions (..., 24, 3), world rotation matrices (..., 24, 3, 3)): `forward_kinematics` and the world
     orientation of every joint it composed on the way (what inverse kinematics starts from)."""
     local = R.quat_to_matrix(rotations)
@@ -149,7 +154,7 @@ _MIRROR_JOINTS = list(MIRROR_INDEX)
 _MIRROR_ROOT, _MIRROR_QUATERNION = np.array([-1.0, 1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0])
 
 
-def mirror_pose(root, rotations):
+def mirror_pose(root: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Left/right mirror image of root positions (..., 3) and local rotations (..., 24, 4): swap the sides,
     reflect x (quaternion (w, x, y, z) → (w, x, -y, -z))."""
     return root * _MIRROR_ROOT, rotations[..., _MIRROR_JOINTS, :] * _MIRROR_QUATERNION

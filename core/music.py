@@ -46,18 +46,18 @@ MASK_GROUPS = ("audio", "beat")  # the music mask's columns: which feature group
 MASK_COLUMN_GROUP = np.array([0] * AUDIO_COLUMNS.stop + [1] * (FEATURE_DIM - BEAT_COLUMNS.start))  # each column's group
 
 
-def column_mask(mask):
+def column_mask(mask: np.ndarray) -> np.ndarray:
     """(..., FEATURE_DIM) 0/1 per feature column from a (..., len(MASK_GROUPS)) music mask."""
     return np.asarray(mask)[..., MASK_COLUMN_GROUP]
 
 
-def presence_mask(music):
+def presence_mask(music: np.ndarray) -> np.ndarray:
     """(..., len(MASK_GROUPS)) float32 mask of live feature rows: every group present where a row is not all zero."""
     present = (np.abs(np.asarray(music)).sum(-1, keepdims=True) > 0).astype(np.float32)
     return np.repeat(present, len(MASK_GROUPS), axis=-1)
 
 
-def synthetic_music(seconds, bpm=120.0, seed=0):
+def synthetic_music(seconds: float, bpm: float = 120.0, seed: int = 0) -> np.ndarray:
     """(frames, FEATURE_DIM) float32 feature rows: random audio descriptors on a steady beat grid (4/4), for
     checks and benchmarks of the models that need music of a known beat and no audio."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ ASSETS = PACKAGE_ROOT / "choreographers" / "assets"  # the shipped exported mode
 CHECKPOINTS = PACKAGE_ROOT / "models" / "checkpoints"  # the shipped trained weights they were exported from
 
 
-def user_models():
+def user_models() -> Path:
     """Where onbeat keeps the models a user builds from data it may not ship (`onbeat graph build`):
     $ONBEAT_HOME/models, else $XDG_DATA_HOME/onbeat/models (default ~/.local/share/onbeat/models)."""
     if os.environ.get("ONBEAT_HOME"):
@@ -15,7 +15,7 @@ def user_models():
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "onbeat" / "models"
 
 
-def data_root():
+def data_root() -> Path | None:
     """The shared research data (never shipped): $ONBEAT_DATA, else ../shared/data beside the checkout or the
     working directory. Returns None when none of them exists."""
     candidates = [os.environ.get("ONBEAT_DATA"), PACKAGE_ROOT.parent / "shared" / "data",

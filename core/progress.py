@@ -5,19 +5,37 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
 
 
+def shows_progress(quiet: bool = False) -> bool:
+    """Whether a bar would be seen: stderr is a terminal and the user did not ask for `--quiet`."""
+    return not quiet and sys.stderr.isatty()
+
+
+def progress_bar(*extra: ProgressColumn, transient: bool = True) -> Progress:
+    """onbeat's bar on stderr: description, bar, done/total, elapsed, time left, then the `extra` columns."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn(), *extra)
+    return Progress(*columns, console=Console(stderr=True), transient=transient)
+
+
 def tracked(items: Iterable[T], total: int | None = None, what: str = "working", quiet: bool = False) -> Iterator[T]:
     """`items`, one by one, with a progress bar titled `what` (the bar disappears when done)."""
-    if quiet or not sys.stderr.isatty():
+    if not shows_progress(quiet):
         yield from items
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(what, total=total if total is not None else getattr(items, "__len__", lambda: None)())
         for item in items:
             yield item

@@ -16,6 +16,7 @@ any place. `decode` integrates the root from a `RootState` (position and heading
 
 Numpy only: the live engine decodes with this module and needs no torch.
 """
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,19 +46,19 @@ class RootState:
     heading: float  # yaw in radians, 0 = facing +z
 
 
-def heading_angles(root_rotations):
+def heading_angles(root_rotations: np.ndarray) -> np.ndarray:
     """(T,) yaw of the root's forward axis on the ground plane, from (T, 4) root quaternions."""
     forward = R.quat_apply(root_rotations, np.broadcast_to(_FORWARD, root_rotations.shape[:-1] + (3,)))
     return np.arctan2(forward[..., 0], forward[..., 2])
 
 
-def yaw_quat(angle):
+def yaw_quat(angle: np.ndarray) -> np.ndarray:
     """(..., 4) rotations about the up axis by `angle` (radians, any shape): a heading as a quaternion."""
     angle = np.asarray(angle, dtype=np.float64)
     return R.quat_from_axis_angle(angle[..., None] * _UP)
 
 
-def start_state(motion):
+def start_state(motion: Motion) -> RootState:
     """The state before frame 0 that makes `decode(encode(motion), fps, start_state(motion))` reproduce `motion`
     (frame -1 is extrapolated: the first row's velocity is the first frame-to-frame step)."""
     p = motion.root_translation
@@ -65,12 +66,12 @@ def start_state(motion):
     return RootState(p[0] - step, float(heading_angles(motion.rotations[0, 0])))
 
 
-def root_state(motion):
+def root_state(motion: Motion) -> RootState:
     """The state after the motion's last frame: pass it as `start` to decode the next slice."""
     return RootState(motion.root_translation[-1].copy(), float(heading_angles(motion.rotations[-1, 0])))
 
 
-def canonical(motion):
+def canonical(motion: Motion) -> Motion:
     """The same dance on the canonical skeleton (`skeleton.REST_OFFSETS`): rotations kept, root translation scaled
     by the ratio of rest hip heights, so a tall dancer's pelvis height and stride shrink with their legs."""
     if np.allclose(motion.offsets, REST_OFFSETS):
@@ -85,7 +86,7 @@ def _rest_hip_height(offsets):
     return heights[0] - heights[list(FOOT_JOINTS)].min()
 
 
-def encode(motion, contacts=None):
+def encode(motion: Motion, contacts: np.ndarray | None = None) -> np.ndarray:
     """(T, POSE_DIM) float32 rows of `motion` (at its own fps; the datasets resample to 30 fps first), taken
     onto the canonical skeleton first (see `canonical`). `contacts` (T, 4) replaces the detected foot contacts."""
     motion = canonical(motion)
@@ -126,7 +127,7 @@ def _root_world(array, root_local, fps, start):
     return root, R.quat_multiply(to_world, root_local)
 
 
-def decode(array, fps, start=None):
+def decode(array: np.ndarray, fps: float, start: RootState | None = None) -> Motion:
     """A `Motion` from (T, POSE_DIM) rows, integrating the root from `start` (default: origin, facing +z); the
     rows' foot contacts come with it (`Motion.contacts`)."""
     array = np.asarray(array, dtype=np.float64)
@@ -139,7 +140,7 @@ def decode(array, fps, start=None):
     return Motion(fps, root, R.quat_make_continuous(rotations), contacts=array[:, CONTACT_SLICE])
 
 
-def foot_contacts(motion):
+def foot_contacts(motion: Motion) -> np.ndarray:
     """(T, 4) 0/1: each foot joint is near its lowest height in the sequence and moving slowly."""
     feet = motion.positions()[:, list(FOOT_JOINTS)]
     height = feet[..., 1] - feet[..., 1].min(axis=0)
@@ -151,7 +152,7 @@ def foot_contacts(motion):
     return ((height < CONTACT_HEIGHT) & (speed < CONTACT_SPEED)).astype(np.float32)
 
 
-def retime(array, positions, fps):
+def retime(array: np.ndarray, positions: np.ndarray, fps: float) -> np.ndarray:
     """(len(positions), POSE_DIM) rows of the dance in `array` (T, POSE_DIM) sampled at fractional frame
     `positions` (increasing, within 0..T-1) and played at `fps`: positions 1/f frames apart stretch the dance f
     times (slower for f > 1), a data augmentation. The root is decoded to the world, its path interpolated and its
@@ -187,7 +188,7 @@ _CONTACT_MIRROR = np.array([1, 0, 3, 2])
 _SIX_D_MIRROR = np.array([1.0, -1.0, -1.0, -1.0, 1.0, 1.0])
 
 
-def mirror(array):
+def mirror(array: np.ndarray) -> np.ndarray:
     """The same dance reflected left <-> right (x -> -x), directly on (T, POSE_DIM) rows: a data augmentation."""
     array = np.asarray(array)
     out = array.copy()
@@ -198,7 +199,7 @@ def mirror(array):
     return out
 
 
-def normalizer(arrays, min_std=1e-2):
+def normalizer(arrays: Iterable[np.ndarray], min_std: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension (mean, std) float32 over a list of (T, POSE_DIM) arrays; tiny stds are floored so constant
     dimensions do not blow up."""
     stacked = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays])

@@ -9,21 +9,21 @@ import numpy as np
 _EPS = 1e-12
 
 
-def quat_identity(shape=()):
+def quat_identity(shape: tuple[int, ...] = ()) -> np.ndarray:
     q = np.zeros(tuple(shape) + (4,))
     q[..., 0] = 1.0
     return q
 
 
-def quat_normalize(q):
+def quat_normalize(q: np.ndarray) -> np.ndarray:
     return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _EPS)
 
 
-def quat_conjugate(q):
+def quat_conjugate(q: np.ndarray) -> np.ndarray:
     return q * np.array([1.0, -1.0, -1.0, -1.0])
 
 
-def quat_multiply(a, b):
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # Component arithmetic into one output array: the live path multiplies small batches many times a frame,
     # where moveaxis/stack would cost more than the products.
     a, b = np.asarray(a), np.asarray(b)
@@ -37,7 +37,7 @@ def quat_multiply(a, b):
     return out
 
 
-def cross(a, b):
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The cross product of vectors (..., 3), broadcast: `np.cross` without its per-call overhead."""
     a, b = np.asarray(a), np.asarray(b)
     ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
@@ -49,7 +49,7 @@ def cross(a, b):
     return out
 
 
-def quat_apply(q, v):
+def quat_apply(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vectors v (..., 3) by quaternions q (..., 4)."""
     w = q[..., :1]
     xyz = q[..., 1:]
@@ -57,7 +57,7 @@ def quat_apply(q, v):
     return v + w * t + cross(xyz, t)
 
 
-def quat_from_axis_angle(aa):
+def quat_from_axis_angle(aa: np.ndarray) -> np.ndarray:
     angle = np.linalg.norm(aa, axis=-1, keepdims=True)
     half = 0.5 * angle
     # sin(x/2)/x tends to 1/2 as x -> 0; the series avoids 0/0 for the identity.
@@ -66,7 +66,7 @@ def quat_from_axis_angle(aa):
     return np.concatenate([np.cos(half), aa * scale], axis=-1)
 
 
-def quat_to_axis_angle(q):
+def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
     q = quat_normalize(q)
     q = np.where(q[..., :1] < 0, -q, q)  # shortest rotation: angle in [0, pi]
     sin_half = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
@@ -76,7 +76,7 @@ def quat_to_axis_angle(q):
     return q[..., 1:] * scale
 
 
-def quat_to_matrix(q):
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     w, x, y, z = np.moveaxis(quat_normalize(q), -1, 0)
     m = np.stack([
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
@@ -86,7 +86,7 @@ def quat_to_matrix(q):
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
-def quat_from_matrix(m):
+def quat_from_matrix(m: np.ndarray) -> np.ndarray:
     """Robust conversion (Shepperd's method): picks the largest of w, x, y, z to divide by."""
     m = np.asarray(m, dtype=np.float64)
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
@@ -105,11 +105,11 @@ def quat_from_matrix(m):
     return np.where(q[..., :1] < 0, -q, q)
 
 
-def matrix_to_6d(m):
+def matrix_to_6d(m: np.ndarray) -> np.ndarray:
     return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
 
 
-def matrix_from_6d(d6):
+def matrix_from_6d(d6: np.ndarray) -> np.ndarray:
     """Gram-Schmidt: any 6 numbers map to a valid rotation, which is why networks predict this form."""
     a, b = d6[..., :3], d6[..., 3:]
     x = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
@@ -119,15 +119,15 @@ def matrix_from_6d(d6):
     return np.stack([x, y, z], axis=-1)
 
 
-def quat_to_6d(q):
+def quat_to_6d(q: np.ndarray) -> np.ndarray:
     return matrix_to_6d(quat_to_matrix(q))
 
 
-def quat_from_6d(d6):
+def quat_from_6d(d6: np.ndarray) -> np.ndarray:
     return quat_from_matrix(matrix_from_6d(d6))
 
 
-def quat_between(u, v):
+def quat_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Shortest-arc rotation taking direction u onto direction v."""
     u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), _EPS)
     v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _EPS)
@@ -144,7 +144,7 @@ def quat_between(u, v):
     return quat_normalize(np.concatenate([1.0 + dot, axis], axis=-1))  # opposite: dot = -1, so w = 0
 
 
-def quat_make_continuous(q, axis=0):
+def quat_make_continuous(q: np.ndarray, axis: int = 0) -> np.ndarray:
     """Flip signs along a time axis so consecutive quaternions lie in the same hemisphere (q and -q are the
     same rotation; interpolation and learning want the nearer one)."""
     q = np.moveaxis(np.array(q, dtype=np.float64), axis, 0)
@@ -154,13 +154,14 @@ def quat_make_continuous(q, axis=0):
     return np.moveaxis(q, 0, axis)
 
 
-def quat_limit_steps(q, reference, limit, previous=None, reference_previous=None):
+def quat_limit_steps(q: np.ndarray, reference: np.ndarray, limit: float, previous: np.ndarray | None = None,
+                     reference_previous: np.ndarray | None = None) -> np.ndarray:
     """(T, ..., 4) rotations `q` with every frame-to-frame turn at most as large as `reference`'s own turn over the
     same step, or `limit` radians if that is more: a frame that turns further is slerped back towards the frame
     before. Frame 0 is compared with `previous` (and `reference_previous`); without them it is kept."""
     out = np.array(q, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
-    if previous is None:
+    if previous is None or reference_previous is None:
         previous, reference_previous = out[0], reference[0]
     allowed = np.maximum(_turn_angle(reference, np.concatenate([reference_previous[None], reference[:-1]])), limit)
     if (_turn_angle(out, np.concatenate([previous[None], out[:-1]])) <= allowed).all():
@@ -179,7 +180,7 @@ def _turn_angle(a, b):
     return 2 * np.arccos(np.minimum(np.abs(np.sum(a * b, axis=-1)), 1.0))
 
 
-def quat_slerp(a, b, t):
+def quat_slerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:
     """Spherical interpolation from a to b; t broadcasts against the leading dimensions."""
     t = np.asarray(t, dtype=np.float64)[..., None]
     dot = np.sum(a * b, axis=-1, keepdims=True)
@@ -197,7 +198,7 @@ def quat_slerp(a, b, t):
 _AXES = {"x": np.array([1.0, 0, 0]), "y": np.array([0, 1.0, 0]), "z": np.array([0, 0, 1.0])}
 
 
-def quat_from_euler(angles_deg, order):
+def quat_from_euler(angles_deg: np.ndarray, order: str) -> np.ndarray:
     """Intrinsic Euler angles in degrees, applied in `order` (e.g. "zxy", as BVH channel order lists them):
     R = R_order[0] @ R_order[1] @ R_order[2]."""
     angles = np.radians(np.asarray(angles_deg, dtype=np.float64))
@@ -207,7 +208,7 @@ def quat_from_euler(angles_deg, order):
     return q
 
 
-def quat_to_euler(q, order):
+def quat_to_euler(q: np.ndarray, order: str) -> np.ndarray:
     """Inverse of quat_from_euler for Tait-Bryan orders (all three axes distinct); degrees."""
     order = order.lower()
     m = quat_to_matrix(q)

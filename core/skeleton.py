@@ -74,7 +74,7 @@ MIRROR_INDEX = tuple(JOINT_INDEX[n.replace("Left_", "#").replace("Right_", "Left
                      for n in JOINT_NAMES)
 
 
-def rest_positions(offsets=REST_OFFSETS, parents=PARENTS):
+def rest_positions(offsets: np.ndarray = REST_OFFSETS, parents: tuple[int, ...] = PARENTS) -> np.ndarray:
     """(J, 3) joint positions of a skeleton with every rotation at identity."""
     rest = np.zeros((len(parents), 3))
     for j, p in enumerate(parents):

@@ -30,16 +30,16 @@ def _key(name):
 _BY_KEY = {**{_key(s): s for s in STYLES}, **_ALIASES}
 
 
-def known_style(label):
+def known_style(label: object) -> str | None:
     """The vocabulary's name for a style label in any spelling ("chacha" -> "cha-cha"), or None when unknown."""
     return _BY_KEY.get(_key(label))
 
 
-def style_name(label):
+def style_name(label: object) -> str:
     """The vocabulary's name for a data set's style label; "freestyle" when unknown."""
     return known_style(label) or STYLES[FREESTYLE]
 
 
-def style_id(label):
+def style_id(label: object) -> int:
     """The id of a style label (any spelling `style_name` knows); FREESTYLE when unknown."""
     return STYLE_INDEX[style_name(label)]

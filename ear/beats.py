@@ -219,7 +219,8 @@ class TrackChangeDetector:
         self.threshold = threshold
         self.warmup = int(long_s * fps)            # frames before the long-term mean describes this track
         self.settle = int(settle_s * fps)          # frames of distance statistics before a change can be called
-        self.short = self.long = None
+        self.short: np.ndarray | None = None
+        self.long: np.ndarray | None = None
         self.since_change = 0
         self._reset_statistics()
 
@@ -236,6 +237,7 @@ class TrackChangeDetector:
         self.since_change += len(spectra)
         if self.since_change < self.warmup:
             return False
+        assert self.short is not None and self.long is not None  # set by the first spectrum
         distance = float(np.mean(np.abs(self.short - self.long)))
         spread = np.sqrt(max(self.mean_square - self.mean_distance ** 2, 1e-4))
         if self.measured >= self.settle and distance > self.mean_distance + self.threshold * spread:

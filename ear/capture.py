@@ -45,7 +45,7 @@ def main(device, rate, channels, block):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the show's process, which then closes this one
     out = sys.stdout.buffer
     parent = os.getppid()
-    chunks = queue.SimpleQueue()
+    chunks: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     try:
         sd = import_sounddevice()
         index, name, rate, channels, message = _device_settings(sd, device, int(rate), int(channels))

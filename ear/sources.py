@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TypeVar, cast
 
 import numpy as np
 import soundfile
@@ -61,6 +62,9 @@ class AudioBlock:
     sample_rate: int
 
 
+SourceT = TypeVar("SourceT", bound="Source")
+
+
 class Source:
     """Where the music comes from: a file, a sound device, the synthetic demo track.
 
@@ -84,13 +88,13 @@ class Source:
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self: SourceT) -> SourceT:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AudioBlock]:
         return self.blocks()
 
 
@@ -160,7 +164,8 @@ class DeviceSource(Source):
     device's process is killed and `.reopen()` starts a fresh one.
     """
 
-    def __init__(self, device=None, sample_rate=None, channels=1, block=0, buffer_s=2.0):
+    def __init__(self, device: str | int | None = None, sample_rate: int | None = None, channels: int = 1,
+                 block: int = 0, buffer_s: float = 2.0) -> None:
         self.request = ("" if device is None else str(device), str(sample_rate or 0), str(int(channels)), str(block))
         self.xruns = 0
         self.clipped = 0
@@ -168,15 +173,21 @@ class DeviceSource(Source):
         self.ring = RingBuffer(int(buffer_s * self.sample_rate), self.channels)
         self._reader.start()
 
+    @property
+    def _pipe(self) -> IO[bytes]:
+        """The capture process's stdout (always a pipe)."""
+        assert self.process.stdout is not None
+        return self.process.stdout
+
     def _open(self):
         """Start a capture process and read its header; OnbeatError when it cannot capture."""
         self.lost = self.closing = False
         env = {**os.environ, "JACK_NO_START_SERVER": "1"}  # never autostart a JACK server of our own
         self.process = subprocess.Popen([sys.executable, "-m", "onbeat.ear.capture", *self.request], env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        answered, _, _ = select.select([self.process.stdout], [], [], OPEN_TIMEOUT_S)
+        answered, _, _ = select.select([self._pipe], [], [], OPEN_TIMEOUT_S)
         try:
-            header = json.loads(self.process.stdout.readline() if answered else b"")
+            header = json.loads(self._pipe.readline() if answered else b"")
         except ValueError:
             header = {"error": f"cannot open audio input '{self.request[0] or 'default'}': the capture process "
                                f"did not answer within {OPEN_TIMEOUT_S:.0f} s"}
@@ -186,7 +197,7 @@ class DeviceSource(Source):
                                f"{header['channels']} ch instead of {self.sample_rate} Hz, {self.channels} ch")
         if "error" in header:
             self._kill()
-            self.process.stdout.close()
+            self._pipe.close()
             raise OnbeatError(header["error"])
         self.device_name = header["device_name"]
         self.sample_rate, self.channels = header["sample_rate"], header["channels"]
@@ -263,9 +274,10 @@ class FfmpegReader:
         check_format(self.samplerate, self.channels, path)
         self.process = subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.pipe = cast(IO[bytes], self.process.stdout)  # stdout=PIPE
 
     def read(self, frames, dtype="float32", always_2d=True):
-        data = self.process.stdout.read(frames * self.channels * 4)
+        data = self.pipe.read(frames * self.channels * 4)
         data = data[:len(data) // (4 * self.channels) * 4 * self.channels]
         return np.frombuffer(data, dtype=np.float32).reshape(-1, self.channels)
 
@@ -330,7 +342,8 @@ class FileSource(Source):
     """Streams a file as blocks: `play=True` also plays it on the output device (which then sets the pace);
     `realtime=False` yields as fast as possible (offline analysis)."""
 
-    def __init__(self, path, play=True, realtime=True, output_device=None, block=BLOCK):
+    def __init__(self, path: str | Path, play: bool = True, realtime: bool = True,
+                 output_device: str | int | None = None, block: int = BLOCK) -> None:
         self.path = Path(path)
         self.reader = open_audio(self.path)
         self.sample_rate, self.channels = int(self.reader.samplerate), int(self.reader.channels)
@@ -380,6 +393,7 @@ class FileSource(Source):
     def _play(self, samples):
         """Write to the output; blocks while the device's buffer is full, so the device clock paces the
         analysis. A device that fails mid-file (unplugged) leaves the rest to be analysed silently."""
+        assert self.output is not None  # the caller checked
         try:
             self.output.write(samples)
         except Exception as e:  # noqa: BLE001 - PortAudio errors are untyped
@@ -424,7 +438,8 @@ class SyntheticSource(Source):
 
     Deterministic for a given (bpm, seed, sample_rate); `seconds=None` runs forever."""
 
-    def __init__(self, bpm=120.0, seconds=None, realtime=True, seed=0, sample_rate=44100, block=BLOCK):
+    def __init__(self, bpm: float = 120.0, seconds: float | None = None, realtime: bool = True, seed: int = 0,
+                 sample_rate: int = 44100, block: int = BLOCK) -> None:
         if not 20 <= bpm <= 400:
             raise OnbeatError(f"synthetic source: bpm {bpm} is outside 20..400")
         self.bpm, self.seconds, self.realtime = float(bpm), seconds, realtime

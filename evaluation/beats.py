@@ -24,6 +24,7 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.core.progress import tracked
 from onbeat.ear.beats import SUB_HOPS, BeatTracker
 from onbeat.ear.features import Resampler
 from onbeat.ear.sources import read_audio
@@ -108,7 +109,7 @@ def load_set(data, clips=None):
 
 def fold_of(clips):
     """Fold per clip: the k-th clip of each genre goes to fold k mod FOLDS, so every fold holds every genre."""
-    seen = {}
+    seen: dict[str, int] = {}
     folds = []
     for clip in clips:
         folds.append(seen.get(clip.genre, 0) % FOLDS)
@@ -210,7 +211,7 @@ def prediction_quality(predictions, reference, skip_s=5.0):
 
 def interleaved(clips):
     """Clip order for the back-to-back run: one clip of each genre in turn, so neighbours differ in genre."""
-    by_genre = {}
+    by_genre: dict[str, list[int]] = {}
     for i, clip in enumerate(clips):
         by_genre.setdefault(clip.genre, []).append(i)
     return [i for group in itertools.zip_longest(*by_genre.values()) for i in group if i is not None]
@@ -234,20 +235,21 @@ def track_change_locks(clips, replays, options):
     return locks
 
 
-def evaluate(data, clips=None, cross_validate=True):
+def evaluate(data, clips=None, cross_validate=True, quiet=False):
     """Scores of the tracker on every annotated clip of `data`: with cross-validated clock parameters (or the
     shipped defaults with `cross_validate=False`), lock times after track changes, cost and prediction numbers."""
     set_name, loaded = load_set(data, clips)
     folds = fold_of(loaded)
-    recorded = [record(clip.audio) for clip in loaded]
+    recorded = [record(clip.audio) for clip in tracked(loaded, what="eval beats: listening", quiet=quiet)]
     replays, costs = [r for r, _ in recorded], np.concatenate([c for _, c in recorded]) * 1e6
     grid = [dict(zip(TUNABLE, values, strict=True)) for values in itertools.product(*TUNABLE.values())]
     defaults = [{}] if not cross_validate else grid
-    runs = [[follow(replay, options) for replay in replays] for options in defaults]
+    runs = [[follow(replay, options) for replay in replays]
+            for options in tracked(defaults, what="eval beats: clock settings", quiet=quiet)]
     per_options = [[score_clip(clip, beats, downbeats)
                     for clip, (beats, downbeats, _) in zip(loaded, run, strict=True)] for run in runs]
     chosen = {}
-    rows = [None] * len(loaded)
+    rows: list[dict] = [{} for _ in loaded]  # filled fold by fold
     for fold in sorted(set(folds)):
         others = folds != fold
         best = 0
@@ -258,15 +260,15 @@ def evaluate(data, clips=None, cross_validate=True):
         chosen[int(fold)] = defaults[best]
         for i in np.flatnonzero(folds == fold):
             rows[i] = {**per_options[best][i], "fold": int(fold), "_predictions": runs[best][i][2]}
-    leads, errors = [], []
+    lead_runs, error_runs = [], []
     for row, clip in zip(rows, loaded, strict=True):
         lead, error = prediction_quality(row.pop("_predictions"), clip.beats)
-        leads.append(lead)
-        errors.append(error)
+        lead_runs.append(lead)
+        error_runs.append(error)
     change_locks = track_change_locks(loaded, replays, {}) if len(loaded) > 1 else {}
     for row in rows:
         row["lock_after_change_s"] = change_locks.get(row["clip"])
-    leads, errors = np.concatenate(leads), np.concatenate(errors)
+    leads, errors = np.concatenate(lead_runs), np.concatenate(error_runs)
     hop_us = 1e6 * HOP / ANALYSIS_RATE
     locks = np.array([row["lock_s"] for row in rows])
     after_change = np.array([v for v in change_locks.values()])

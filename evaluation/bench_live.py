@@ -26,9 +26,14 @@ from onbeat.stream.sinks import MessageTemplate
 # --- the receiver ------------------------------------------------------------------------------------------------
 
 def _receive(ready, results, stop):
-    """Receiver process: records (arrival wall time, values) of frame and beat messages until `stop` is set."""
+    """Receiver process: records (arrival wall time, values) of frame and beat messages until `stop` is set. It
+    runs at the engine's real-time priority where the OS allows it: at normal priority, on a busy machine, the
+    arrival times it stamps measure its own wake-ups (p99 7.5 ms against 0.7 ms, the same run otherwise)."""
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
+
+    from onbeat.stream.engine import OUTPUT_PRIORITY, real_time_priority
+    real_time_priority(OUTPUT_PRIORITY, quiet=True)
     frames, beats, counts = [], [], {"vmc": 0, "datagrams": 0}
     dispatcher = Dispatcher()
     dispatcher.map("/onbeat/frame", lambda _, t, index: frames.append((time.time(), t, index)))

@@ -9,6 +9,7 @@ noisy, so the configurations take turns (A B A B, `--rounds`) and each one's num
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,8 @@ def bench_model(kind, checkpoint, seconds, rounds, threads, quiet=False):
             configs[("onnxruntime cuda", 1)] = open_steps(output, 1, "cuda")[1]
         metadata = next(iter(configs[("onnxruntime cpu", threads[0])].values())).metadata
         music = synthetic_music(seconds)
-        timings = {config: {"calls": {name: [] for name in steps}, "wall": 0.0} for config, steps in configs.items()}
+        timings: dict[tuple[str, int], dict[str, Any]] = {
+            config: {"calls": {name: [] for name in steps}, "wall": 0.0} for config, steps in configs.items()}
         # round 0 warms up and is not counted
         for round_index in tracked(range(rounds + 1), what=f"bench {kind}: rounds", quiet=quiet):
             for (name, count), steps in configs.items():

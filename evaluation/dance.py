@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onbeat.choreographers.keyposes import REACHED_CM
+from onbeat.core.progress import tracked
 from onbeat.core.skeleton import JOINT_NAMES
 from onbeat.evaluation import metrics
 from onbeat.evaluation.generate import (
@@ -165,7 +166,7 @@ def set_metrics(real_features: list, model_features: dict, rng: np.random.Genera
     half = count // 2
     if half < 1:
         return {}
-    samples = {row: {key: [] for key in SET_METRICS} for row in ("real", *model_features)}
+    samples: dict[str, dict[str, list]] = {row: {key: [] for key in SET_METRICS} for row in ("real", *model_features)}
     for draw in range(draws):
         order = rng.permutation(count)
         first, second = order[:half], order[half:2 * half]
@@ -185,7 +186,7 @@ def set_metrics(real_features: list, model_features: dict, rng: np.random.Genera
 
 # --- the evaluation ---------------------------------------------------------------------------------------------------
 def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live", published_kinetic=False,
-             key_poses=True, progress=None, seed=0) -> Evaluation:
+             key_poses=True, quiet=False, seed=0) -> Evaluation:
     """Score the real dances of `songs` and every model in `models` ([(row name, spec)]; see `load_model`)."""
     rng = np.random.default_rng(seed)
     real = prepare(songs, seconds)
@@ -213,10 +214,8 @@ def evaluate(songs: list, models: list, seconds=60.0, seeds=(0, 1), path="live",
         runs = []
         for seed_ in seeds:
             run = []
-            for i, r in enumerate(real):
+            for r in tracked(real, what=f"{row} seed {seed_}", quiet=quiet):
                 run.append(generate(dancer, spec, path, r, seconds, seed_))
-                if progress:
-                    progress(f"{row} seed {seed_}: {r.song.name} ({i + 1}/{len(real)})")
             runs.append(run)
         dances[row] = runs
         score(row, [(run, [FPS] * len(run)) for run in runs])

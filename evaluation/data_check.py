@@ -49,7 +49,7 @@ class PopCount:
 def collection_pops(root, sources=("ballroom", "motorica", "bvh")):
     """{collection: PopCount} of every sequence the importers give (30 fps)."""
     from onbeat.core.importers import iter_dataset
-    counts = {}
+    counts: dict[str, PopCount] = {}
     for seq in iter_dataset(root, sources):
         counts.setdefault(seq.collection, PopCount()).add(seq.name, seq.motion.rotations, seq.motion.fps)
     return counts
@@ -73,7 +73,7 @@ def fk_errors(root):
     from onbeat.core.importers.ballroom import ik_error_report
     from onbeat.core.importers.retarget import bvh_corpus, retarget_error_report
     report = {"ballroom IK": ik_error_report(root / "ballroom")}
-    by_corpus = {}
+    by_corpus: dict[str, list] = {}
     for path in sorted((root / "bvh").glob("*.bvh")):
         by_corpus.setdefault(bvh_corpus(path.stem), []).append(path)
     report.update({f"{corpus} retarget": retarget_error_report(paths) for corpus, paths in by_corpus.items()})

@@ -23,9 +23,11 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +107,7 @@ def _same_as_python_osc(data, messages):
 
 # --- audio files --------------------------------------------------------------------------------------------------
 
-def audio_case(data: bytes, suffix: str, folder: Path) -> str:
+def audio_case(data: bytes, suffix: str, folder: str | Path) -> str:
     from onbeat.ear.features import FeatureExtractor
     from onbeat.ear.sources import FileSource
     path = Path(folder) / f"case{suffix}"
@@ -164,9 +166,9 @@ STAND_INS = {"badm": _badm_stand_ins, "codes": _codes_stand_ins}
 
 @dataclass(frozen=True)
 class Target:
-    generate: object  # Choices → case
-    run: object  # (case, workspace folder) → outcome
-    encode: object = bytes  # case → bytes of a reproducer file
+    generate: Callable[[Any], Any]  # Choices → case
+    run: Callable[[Any, str], str]  # (case, workspace folder) → outcome
+    encode: Callable[[Any], bytes] = bytes  # case → bytes of a reproducer file
 
 
 TARGETS = {
@@ -261,7 +263,7 @@ def run_atheris(target: str, seconds: float, artifacts: Path) -> FuzzReport:
 def atheris_child(target: str, seconds: str, artifacts: str) -> None:
     """Runs in the child (see `_ATHERIS_CHILD`); atheris ends the process when the time is up."""
     import atheris
-    spec, outcomes = TARGETS[target], Counter()
+    spec, outcomes = TARGETS[target], Counter[str]()
     counts = Path(artifacts) / f"{target}-outcomes.json"
     written = [time.monotonic()]
     folder = tempfile.mkdtemp(prefix="onbeat-fuzz-")

@@ -266,8 +266,8 @@ def flac_file(c: Choices) -> bytes:
     metadata blocks of any length; then real audio frames (which may not match what STREAMINFO says)."""
     rates = (44100, 48000, 8000, 0, 1, 999, 768000, 2 ** 20 - 1)
     rate = pick(c, rates) if c.integer(0, 3) else c.integer(0, 2 ** 20 - 1)
-    blocks = (pick(c, (4096, 16, 0, 65535)), pick(c, (4096, 16, 0, 65535)))
-    info = struct.pack(">HH", *blocks) + c.integer(0, 2 ** 24 - 1).to_bytes(3, "big") * 2
+    block_sizes = (pick(c, (4096, 16, 0, 65535)), pick(c, (4096, 16, 0, 65535)))  # min, max
+    info = struct.pack(">HH", *block_sizes) + c.integer(0, 2 ** 24 - 1).to_bytes(3, "big") * 2
     channels, bits = pick(c, (1, 2, 8, c.integer(1, 8))), pick(c, (16, 24, 8, 4, 32, c.integer(1, 32)))
     total = pick(c, (4410, 0, 2 ** 36 - 1, c.integer(0, 2 ** 36 - 1)))
     packed = rate << 44 | (channels - 1) << 41 | (bits - 1) << 36 | total
@@ -313,7 +313,9 @@ def onnx_metadata(c: Choices) -> tuple[str, dict]:
     kind's own `MetadataSchema`, some of them missing, out of bounds, of the wrong type, or not JSON; and the
     plain keys (format version, kind, layouts) now and then missing or wrong."""
     kind = KINDS[pick(c, sorted(name for name, kind in KINDS.items() if kind.metadata))]
-    specs = kind.metadata_schema().values
+    schema = kind.metadata_schema()
+    assert schema is not None  # a kind with metadata has a schema
+    specs = schema.values
     values = {key: _valid_value(c, spec) for key, spec in specs.items()}
     props = metadata_props(kind.name, kind.graphs[0], values, "0" * 64)
     for key in sorted(set(props) - set(specs)):

@@ -101,7 +101,7 @@ def live_dance(audio: Path, choreographer, seconds: float, seed: int, key_pose_t
     timed = TimedChoreographer(choreographer if choreographer is not None else GrooveChoreographer())
     names = list(KEY_POSES)
     requests = [(t, names[i % len(names)]) for i, t in enumerate(sorted(key_pose_times))]
-    engine_box = []
+    engine_box: list[Engine] = []
     recording = _Recording(engine_box, requests)
     dancers = {"model": timed} if choreographer is not None else {}
     engine = Engine(FileSource(audio, play=False, realtime=False), dancers, [recording],

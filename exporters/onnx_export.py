@@ -66,6 +66,7 @@ def export_graph(module, example_inputs, output_names, path, props, batch_axes=N
         program = torch.onnx.export(module.eval(), tuple(example_inputs.values()), input_names=names,
                                     output_names=output_names, opset_version=OPSET, dynamo=True, verbose=False,
                                     optimize=True, dynamic_shapes=dynamic_shapes)
+    assert program is not None  # dynamo=True always returns the program
     graph = program.model_proto
     del graph.metadata_props[:]
     for key, value in props.items():

@@ -3,8 +3,11 @@ sampling loop driven once by the torch callables and once by the ONNX ones (same
 
 Used by `onbeat export --check` and the tests; the target is a max abs difference ≤ 1e-4.
 """
+from typing import cast
+
 import numpy as np
 
+from onbeat.choreographers.base import ModelChoreographer
 from onbeat.choreographers.kinds import kind_named, open_steps
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import synthetic_music
@@ -31,7 +34,8 @@ def step_parity(model, reference, candidate, metadata):
 
 def rollout(kind, steps, metadata, music, seed=0):
     """(frames, POSE_DIM) raw rows the choreographer makes for `music`, slice after slice (lookahead given)."""
-    dancer = kind_named(kind).runtime_factory()(steps, metadata, seed)
+    # an exported kind's runtime is a ModelChoreographer: it makes raw rows
+    dancer = cast(ModelChoreographer, kind_named(kind).runtime_factory()(steps, metadata, seed))
     frames = dancer.slice_frames
     count = len(music) // frames
     padded = np.concatenate([music, np.repeat(music[-1:], frames, 0)])
@@ -56,7 +60,7 @@ def check_parity(kind, checkpoint, output, report=print, tolerance=TOLERANCE, se
     results[f"{kind} {seconds:g} s rollout"] = rollout_parity(kind, reference, candidate, metadata, seconds)
     for what, value in results.items():
         report(f"parity {what}: max abs difference {value:.2e} ({'ok' if value <= tolerance else 'TOO LARGE'})")
-    worst = max(results, key=results.get)
+    worst = max(results, key=lambda what: results[what])
     if results[worst] > tolerance:
         raise OnbeatError(f"{output}: onnxruntime differs from torch by {results[worst]:.2e} in the {worst} "
                           f"(tolerance {tolerance:.0e})")

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -57,11 +58,11 @@ def grid_lines(centre):
     snapped = np.round(centre[:, [0, 2]] / GRID_SPACING) * GRID_SPACING
     steps = np.arange(-GRID_HALF_SIZE, GRID_HALF_SIZE + 1e-9, GRID_SPACING)
     ends = np.array([-GRID_HALF_SIZE, GRID_HALF_SIZE])
-    lines = []
+    segments = []
     for s in steps:
-        lines.append(np.stack([np.full(2, s), np.zeros(2), ends], axis=1))  # along z
-        lines.append(np.stack([ends, np.zeros(2), np.full(2, s)], axis=1))  # along x
-    lines = np.array(lines)  # (L, 2, 3) around the origin
+        segments.append(np.stack([np.full(2, s), np.zeros(2), ends], axis=1))  # along z
+        segments.append(np.stack([ends, np.zeros(2), np.full(2, s)], axis=1))  # along x
+    lines = np.array(segments)  # (L, 2, 3) around the origin
     return lines[None] + np.stack([snapped[:, 0], np.zeros(len(centre)), snapped[:, 1]], axis=1)[:, None, None]
 
 
@@ -96,7 +97,7 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
 
     figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, facecolor="white")
     canvas = FigureCanvasAgg(figure)
-    axes = figure.add_axes([0, 0, 1, 1])
+    axes = figure.add_axes((0, 0, 1, 1))
     axes.set_xlim(-0.9, 0.9)
     axes.set_ylim(-0.6, 1.8 * HEIGHT / WIDTH - 0.6)  # more room above the chest than below: raised arms
     axes.axis("off")
@@ -114,6 +115,7 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
 
     with tempfile.TemporaryFile() as log:
         with subprocess.Popen(encoder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log) as process:
+            pipe = cast(IO[bytes], process.stdin)  # stdin=PIPE
             with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped early: its log says why
                 for t in tracked(range(len(positions)), what=f"rendering {output.name}", quiet=quiet):
                     canvas.restore_region(background)
@@ -125,7 +127,7 @@ def render_positions(positions, parents, names, fps, output, audio=None, audio_s
                         beat_dot.set_alpha(beat_glow[t])
                     for artist in artists:
                         axes.draw_artist(artist)
-                    process.stdin.write(np.asarray(canvas.buffer_rgba())[..., :3].tobytes())
+                    pipe.write(np.asarray(canvas.buffer_rgba())[..., :3].tobytes())
             process.communicate()  # closes the pipe, tolerating a broken one, and waits for the file
         if process.returncode != 0:
             log.seek(0)

@@ -42,6 +42,7 @@ from onbeat.core.music import (
     MASK_GROUPS,
     column_mask,
 )
+from onbeat.core.progress import tracked
 from onbeat.core.representation import POSE_DIM, decode, encode, mirror, normalizer, retime
 from onbeat.core.styles import STYLES, style_id, style_name
 
@@ -66,7 +67,7 @@ class Track:
     music: np.ndarray
     mask: np.ndarray
     bpm: np.ndarray
-    beats: BeatGrid = None
+    beats: BeatGrid | None = None
     beat_source: str = ""  # "audio" (the tracker on the song), "annotated" (the data set's), "motion", "" (none)
 
     @property
@@ -80,12 +81,12 @@ def load_tracks(root, sources, progress=False, limit=None, cache=None):
     features are cached in the folder `cache` (None: not cached)."""
     from onbeat.core.importers import iter_dataset
     tracks = []
-    for seq in itertools.islice(iter_dataset(root, sources), limit):
-        tracks.append(make_track(seq, cache))
-        if progress:
-            track = tracks[-1]
-            print(f"  {track.corpus:12s} {track.style:9s} {seq.name[:54]:54s} {len(track.rows) / FPS:6.1f} s "
-                  f"{'song' if track.has_music else '    '} beats: {track.beat_source or '-'}", flush=True)
+    sequences = itertools.islice(iter_dataset(root, sources), limit)
+    for seq in tracked(sequences, total=limit, what="encoding dances", quiet=not progress):
+        track = make_track(seq, cache)
+        tracks.append(track)
+        logger.debug("%-12s %-9s %-54s %6.1f s %s beats: %s", track.corpus, track.style, seq.name[:54],
+                     len(track.rows) / FPS, "song" if track.has_music else "    ", track.beat_source or "-")
     if not tracks:
         raise OnbeatError(f"{root}: no sequences found for sources {', '.join(sources)}")
     return tracks

@@ -135,7 +135,7 @@ def build(tracks: list[Track], fps: float = FEATURE_FPS, contents: str = "") -> 
         start += len(track.rows)
     if not sequences:
         raise OnbeatError("no dance with beats to build the graph database from")
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "rotations": np.concatenate(rotations), "root": np.concatenate(roots),
         "contacts": np.concatenate(contacts).astype(np.uint8),
         "beat_frame": np.concatenate(beat_frame).astype(np.float64),

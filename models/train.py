@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from rich.progress import TextColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from onbeat.choreographers.kinds import kind_named
 from onbeat.core.errors import OnbeatError
+from onbeat.core.progress import progress_bar, shows_progress
 from onbeat.models.checkpoint import model_state, read_checkpoint
 
 TRAIN_DEFAULTS = {
@@ -248,23 +249,23 @@ def save_checkpoint(out, kind, model, optimizer, step, cfg, stats, rng_states, s
 
 
 class Progress:
-    """A tqdm bar on a terminal, plain log lines otherwise (CI logs, nohup)."""
+    """A progress bar on a terminal (`core.progress`), plain log lines otherwise (CI logs, nohup)."""
 
     def __init__(self, total, start, enabled):
         self.enabled, self.total, self.every = enabled, total, max(1, total // 100)
         self.bar = None
         self.started, self.first = time.time(), start
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+        if enabled and shows_progress():
+            self.bar = progress_bar(TextColumn("{task.fields[losses]}"), transient=False)
+            self.task = self.bar.add_task("train", total=total, completed=start, losses="")
+            self.bar.start()
 
     def update(self, step, loss, logs):
         if not self.enabled:
             return
         details = " ".join(f"{k} {v:.3f}" for k, v in logs.items())
         if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix_str(f"loss {loss:.4f} {details}")
+            self.bar.update(self.task, completed=step, losses=f"loss {loss:.4f} {details}")
         elif step % self.every == 0:
             rate = (step - self.first) / max(1e-9, time.time() - self.started)
             print(f"step {step}/{self.total}: loss {loss:.4f} {details} ({rate:.1f} steps/s)", flush=True)
@@ -272,9 +273,8 @@ class Progress:
     def message(self, text):
         if not self.enabled:
             return
-        (self.bar.write if self.bar is not None else print)(text)
-        sys.stdout.flush()
+        print(text, flush=True)  # above the bar: rich redirects stdout while it draws
 
     def close(self):
         if self.bar is not None:
-            self.bar.close()
+            self.bar.stop()

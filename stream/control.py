@@ -103,7 +103,7 @@ class Controls:
 
     def apply(self, address: str, args) -> bool:
         """Apply one OSC message; returns False (and counts it) when it is malformed."""
-        handler, arities = _HANDLERS.get(address, (None, ()))
+        handler, arities = _HANDLERS.get(address, (_unknown, ()))
         with self._lock:
             ok = len(args) in arities and handler(self, *args) is not False
             if ok:
@@ -185,6 +185,10 @@ def _beat(c, *beat_in_bar):
     if beat_in_bar and (isinstance(beat_in_bar[0], bool) or beat_in_bar[0] not in (0, 1, 2, 3)):
         return False
     c.clock.tap(time.perf_counter(), int(beat_in_bar[0]) if beat_in_bar else None)
+
+
+def _unknown(controls, *args):
+    return False
 
 
 # address -> (handler, the argument counts it takes)
@@ -473,7 +477,7 @@ class ControlServer:
         self._sock.setblocking(False)
         self.address = self._sock.getsockname()
         self._kernel_drops = 0
-        self.thread_id = None  # the receiving thread's native id, once it runs
+        self.thread_id: int | None = None  # the receiving thread's native id, once it runs
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="onbeat-control", daemon=True)
         self._thread.start()

@@ -11,7 +11,12 @@ Three threads share a little state:
   Every good slice is finished (`onbeat.choreographers.finishing`: key poses, grounded feet) whichever
   choreographer made it; `/onbeat/keypose` is scheduled there for the next predicted downbeat it can ease into.
 - output (the caller's thread): emits a PoseFrame every 1/rate s at absolute deadlines (sleep, then a short
-  spin), slerping between the 30 fps frames. It never sends a frame early, never two at once: if it wakes up
+  spin), slerping between the 30 fps frames.
+Where the OS allows it, the three threads run at low real-time priorities (SCHED_FIFO; output above the others)
+while the show runs. Measured (`onbeat bench crowd`), the output's lateness on a busy machine came from other
+processes: they preempted the output thread, and, worse, the analysis or generation thread while it held the GIL,
+which the output thread then waited for (priority inversion): both threads it waits on must outrank
+them too. It never sends a frame early, never two at once: if it wakes up
   more than one period late it skips the missed deadlines (counted as dropped; the frame index shows the gap).
   When no frame is ready it holds the last pose; after any hold or jump it blends into the new motion.
 Output time 0 is the engine start; the source's stream time maps onto it by the blocks' delivery lag (a low
@@ -31,11 +36,12 @@ The contracts of what the engine drives, with their threading rules: `onbeat.ear
 """
 import logging
 import math
+import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -45,7 +51,7 @@ from onbeat.choreographers.finishing import Finishing
 from onbeat.choreographers.groove import GrooveChoreographer
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion, forward_kinematics, mirror_pose
+from onbeat.core.motion import Motion, mirror_pose
 from onbeat.core.music import BEATS_PER_BAR, FEATURE_DIM, FEATURE_FPS, FEATURE_NAMES
 from onbeat.ear.clocks import BeatGrid, ExternalClock, Handover
 from onbeat.ear.features import FeatureExtractor, future_features, row_time
@@ -68,6 +74,8 @@ REANCHOR_FACTOR = 1.2  # a late slice is placed this many typical generation tim
 FAST_SLICE_SHARE = 0.4  # a slice made within this share of its duration counts as fast ...
 FAST_SLICES_TO_RECOVER = 10  # ... and this many fast ones in a row raise the quality a level
 SPIN_S = 0.0015  # the output thread sleeps until this long before a deadline, then spins
+OUTPUT_PRIORITY = 10  # its SCHED_FIFO priority: the lowest band of real-time audio software (JACK clients: 10-90)
+WORKER_PRIORITY = 5  # analysis and generation: below the output, above every normal process
 RECONNECT_S = 1.0  # a lost input device is reopened this often
 WARN_INTERVAL_S = 5.0  # the same kind of warning is logged at most this often
 
@@ -143,14 +151,16 @@ class FrameQueue:
 
 
 class Engine:
-    def __init__(self, source: Source, choreographers: dict[str, Choreographer], sinks: Iterable[Sink] = (), *,
+    def __init__(self, source: Source, choreographers: Mapping[str, Choreographer], sinks: Iterable[Sink] = (), *,
                  ear=None, controls: Controls | None = None, rate: float = 60.0, idle: Choreographer | None = None,
                  library=None, silence_seconds: float = 2.0, blend_seconds: float = 0.3,
-                 clock=time.perf_counter, sleep=time.sleep, clocks: Iterable[ExternalClock] = ()):
+                 clock=time.perf_counter, sleep=time.sleep, clocks: Iterable[ExternalClock] = (),
+                 real_time: bool = True):
         """choreographers: {name: Choreographer} to start with; `controls.model` picks the active one ("groove"
         is added). `library` (an `onbeat.choreographers.library.Library`) loads the other names it knows when
         the performer switches to them. `clocks`: external beat clocks (`onbeat.ear.clocks`) in order of
-        precedence; the OSC control clock (`controls.clock`) comes last."""
+        precedence; the OSC control clock (`controls.clock`) comes last. `real_time`: run the output thread at
+        real-time priority where the OS allows it (False: as the caller's thread is; benchmarks compare)."""
         self.source, self.rate = source, float(rate)
         self.sinks = [QueuedSink(sink) if sink.may_block else sink for sink in sinks]
         self.idle = idle or GrooveChoreographer()
@@ -165,6 +175,7 @@ class Engine:
         self.leader = "ear"  # the clock the dance's timing follows
         self._handover = Handover()
         self.clock, self.sleep = clock, sleep
+        self.real_time = real_time
         self.silence_seconds, self.blend_seconds = silence_seconds, blend_seconds
         self.stats = EngineStats()
         self.first_slice_seconds = FIRST_SLICE_GUESS_S  # generation time expected before any slice was measured
@@ -175,15 +186,16 @@ class Engine:
         self.quality = 0
         self._row, self._row_time = np.zeros(FEATURE_DIM, np.float32), 0.0
         self._quiet_since, self._peak_rms = 0.0, 1e-4
-        self._offset, self._lags = 0.0, deque()  # output time minus stream time; (stream time, lag) of blocks
+        self._offset = 0.0  # output time minus stream time
+        self._lags: deque[tuple[float, float]] = deque()  # (stream time, lag) of blocks
         self._fed = 0.0  # seconds of audio fed to the ear
         self._last_good = None  # (root, rotations) of the last finite frame generated
         self._active, self._need_jump = None, True
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._t0 = None
-        self._errors = []
-        self._warned = {}  # message kind -> clock time it was last logged
+        self._errors: list[BaseException] = []
+        self._warned: dict[str, float] = {}  # message kind -> clock time it was last logged
         self._fast_slices = 0  # consecutive slices generated well within budget, to restore quality
         self._last, self._blend = None, 1.0  # last emitted (root, rotations); weight of it in the next frame
         self._showing = False  # whether generated frames have reached the output yet
@@ -348,13 +360,12 @@ class Engine:
         key_pose = self._key_pose_for(start, choreographer)
         began = self.clock()
         try:
-            motion = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
-            good = _finite(motion)
-            if good:
-                motion = self.finishing(motion, start, continues=not jump)
+            made = choreographer.next_slice(music, energy=self.controls.energy, key_pose=key_pose)
+            motion = self._finished(made, start, jump)
         except Exception as e:  # noqa: BLE001 - a model failure must not stop the show; it is counted and logged
-            motion, good = None, False
+            made = motion = None
             self._warn(f"choreographer failed: {type(e).__name__}: {e}")
+        good = motion is not None
         elapsed = self.clock() - began
         self.stats.generation_ms.append(1000.0 * elapsed)
         self.stats.slices += 1
@@ -367,12 +378,17 @@ class Engine:
             self._need_jump = False
         else:
             self.stats.bad_slices += 1
-            if motion is not None:
+            if made is not None:
                 self._warn("choreographer returned NaN/Inf: holding the last good pose")
             choreographer.reset()  # its state may hold the NaN; start it again from scratch
             motion = self._held_slice(choreographer.slice_frames)
             self._need_jump = True
         self.queue.push(start, motion, jump)
+
+    def _finished(self, motion, start, jump):
+        """The slice, finished (`onbeat.choreographers.finishing`); None when it has NaN/Inf (or is no Motion).
+        A crowd (`onbeat.stream.crowd`) finishes each of its dancers' slices."""
+        return self.finishing(motion, start, continues=not jump) if _finite(motion) else None
 
     def _held_slice(self, frames):
         root, rotations = self._last_good or self._rest_pose()
@@ -436,6 +452,7 @@ class Engine:
     # --- output (caller's thread) -------------------------------------------------------------------------
     def run(self, seconds=None):
         """Run until `seconds` of output (None: until the source ends or `stop()`); returns the stats."""
+        self.warm_up()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # the output thread gets the GIL within 0.5 ms, not the default 5 ms
         self._t0 = self.clock()
@@ -445,9 +462,12 @@ class Engine:
                    for fn in (self._analyse, self._generate)]
         for worker in workers:
             worker.start()
+        restore_priority = real_time_priority(OUTPUT_PRIORITY) if self.real_time else None
         try:
             self._output(seconds)
         finally:
+            if restore_priority:
+                restore_priority()
             sys.setswitchinterval(switch_interval)
             self._stop.set()
             self.source.close()
@@ -496,11 +516,26 @@ class Engine:
         return self.stats
 
     def _guarded(self, fn):
+        if self.real_time:
+            real_time_priority(WORKER_PRIORITY, quiet=True)  # the output thread says whether it worked
         try:
             fn()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
             self._errors.append(e)
             self._stop.set()
+
+    def warm_up(self) -> None:
+        """One slice of silence from each choreographer, then `reset()`, before the clock starts. The sessions are
+        warmed at load (`OnnxStep`), but a choreographer's first whole slice (sampler, decoding, finishing: first
+        calls, cold code pages) still costs up to 4 later ones (badm: 7-16 ms, then 4 ms), and would otherwise fall
+        on the first slice the output clock waits for. A choreographer that fails here is left to the generation
+        thread, which counts and replaces its failures."""
+        for choreographer in self.choreographers.values():
+            try:
+                choreographer.next_slice(np.zeros((choreographer.slice_frames, FEATURE_DIM), np.float32))
+            except Exception as e:  # noqa: BLE001 - the show handles a failing model when it runs it
+                logger.debug("warming up %s failed: %s", type(choreographer).__name__, e)
+            choreographer.reset()
 
     def _output(self, seconds):
         index = 0
@@ -556,8 +591,7 @@ class Engine:
         root, rotations = pose
         if self.controls.mirror:
             root, rotations = mirror_pose(root, rotations)
-        positions = forward_kinematics(root, rotations)
-        frame = PoseFrame(t, root, rotations, positions, index)
+        frame = PoseFrame(t, root, rotations, index=index)  # positions: computed if a sink asks
         for sink in self.sinks:
             sink.send(frame)
         self.stats.frames += 1
@@ -598,6 +632,20 @@ class Engine:
         if now - self._warned.get(kind, -math.inf) >= interval:
             self._warned[kind] = now
             logger.warning("%s", message)
+
+
+def real_time_priority(priority: int, quiet: bool = False):
+    """Put the calling thread on SCHED_FIFO at `priority` (threads it starts get the normal policy); returns the
+    function that puts it back, or None where the OS refuses (no CAP_SYS_NICE or RLIMIT_RTPRIO, not Linux)."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except (AttributeError, OSError) as e:
+        if not quiet:
+                logger.info("output clock at normal priority (real-time scheduling: %s): expect more jitter on a "
+                        "busy machine", getattr(e, "strerror", None) or "not available here")
+        return None
+    return lambda: os.sched_setscheduler(0, policy, param)
 
 
 class SimulatedClock:

@@ -69,20 +69,31 @@ import numpy as np
 
 from onbeat.core import rotations as R
 from onbeat.core.errors import OnbeatError
-from onbeat.core.motion import Motion
+from onbeat.core.motion import Motion, forward_kinematics
 from onbeat.core.skeleton import FOOT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS, REST_OFFSETS, rest_positions
+from onbeat.ear.beats import BeatState
 from onbeat.ear.devices import open_output
+from onbeat.ear.sources import AudioBlock
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class PoseFrame:
+    """One output frame. Its world joint positions are computed (forward kinematics) when a sink first asks for
+    them: the output clock does not pay for them when no sink needs them."""
     time: float  # seconds on the output timeline
     root_translation: np.ndarray  # (3,) metres
     rotations: np.ndarray  # (24, 4) local quaternions (w, x, y, z)
-    positions: np.ndarray  # (24, 3) world joint positions, metres
+    known_positions: np.ndarray | None = None  # (24, 3) when already computed
     index: int = 0  # output frame number: time = index / rate
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(24, 3) world joint positions, metres."""
+        if self.known_positions is None:
+            self.known_positions = forward_kinematics(self.root_translation, self.rotations)
+        return self.known_positions
 
 
 class Sink:
@@ -100,11 +111,11 @@ class Sink:
     def send(self, frame: PoseFrame) -> None:
         """One output frame (a sink that only takes the audio ignores it)."""
 
-    def send_beat(self, beat) -> None:
-        """`beat`: an `onbeat.ear.beats.BeatState` with `time` on the output timeline."""
+    def send_beat(self, beat: BeatState) -> None:
+        """`beat`: the predicted beat, with `time` on the output timeline."""
 
-    def send_audio(self, block) -> None:
-        """`block`: an `onbeat.ear.sources.AudioBlock`."""
+    def send_audio(self, block: AudioBlock) -> None:
+        """`block`: the music, as the source gave it."""
 
     @property
     def status(self) -> str:
@@ -136,10 +147,10 @@ class QueuedSink(Sink):
     def send(self, frame: PoseFrame) -> None:
         self._put((self.inner.send, frame))
 
-    def send_beat(self, beat) -> None:
+    def send_beat(self, beat: BeatState) -> None:
         self._put((self.inner.send_beat, beat))
 
-    def send_audio(self, block) -> None:
+    def send_audio(self, block: AudioBlock) -> None:
         self.inner.send_audio(block)
 
     def _run(self):
@@ -219,7 +230,7 @@ def to_unity_quaternion(q):
     return np.stack([q[..., 1], -q[..., 2], -q[..., 3], q[..., 0]], axis=-1)
 
 
-def parse_target(text, default):
+def parse_target(text: object, default: tuple[str, int]) -> tuple[str, int]:
     """'host:port', '[ipv6]:port', ':port', 'host' or a bare IPv6 address → (host, port); OnbeatError naming
     the text otherwise."""
     text = str(text)
@@ -235,12 +246,12 @@ def parse_target(text, default):
     else:
         host, port = text, str(default[1])
     try:
-        port = int(port)
-        if not 0 < port < 65536:
+        number = int(port)
+        if not 0 < number < 65536:
             raise ValueError
     except ValueError:
         raise OnbeatError(f"{text!r}: not a host:port target (port must be 1..65535)") from None
-    return host or default[0], port
+    return host or default[0], number
 
 
 def osc_string(text):
@@ -267,7 +278,9 @@ _BUNDLE_HEADER = b"#bundle\0" + struct.pack(">Q", 1)  # time tag 1 = immediately
 
 def pack_bundles(messages, limit=MAX_BUNDLE_BYTES):
     """Encoded messages → bundle datagrams of at most `limit` bytes each, in order."""
-    datagrams, current, size = [], [], len(_BUNDLE_HEADER)
+    datagrams: list[bytes] = []
+    current: list[bytes] = []
+    size = len(_BUNDLE_HEADER)
     for msg in messages:
         need = 4 + len(msg)
         if len(_BUNDLE_HEADER) + need > limit:
@@ -352,17 +365,24 @@ class _OscSink(Sink):
 
 
 class OnbeatOscSink(_OscSink):
-    """The plain onbeat OSC schema (see the module docstring)."""
+    """The plain onbeat OSC schema (see the module docstring). `dancer`: the index of a crowd's dancer
+    (`onbeat.stream.crowd`), sent as one more int argument of its frame and joint messages."""
 
-    FRAME = MessageTemplate("/onbeat/frame", "fi")
     BEAT = MessageTemplate("/onbeat/beat", "ffiif")
-    POSITIONS = [MessageTemplate("/onbeat/joint/pos", "sfff", name) for name in JOINT_NAMES]
-    ROTATIONS = [MessageTemplate("/onbeat/joint/rot", "sffff", name) for name in JOINT_NAMES]
+
+    def __init__(self, host: str, port: int, dancer: int | None = None):
+        super().__init__(host, port)
+        extra = "" if dancer is None else "i"
+        self.dancer = () if dancer is None else (dancer,)
+        self.frame_message = MessageTemplate("/onbeat/frame", "fi" + extra)
+        self.positions = [MessageTemplate("/onbeat/joint/pos", "sfff" + extra, name) for name in JOINT_NAMES]
+        self.rotations = [MessageTemplate("/onbeat/joint/rot", "sffff" + extra, name) for name in JOINT_NAMES]
 
     def send(self, frame):
-        messages = [self.FRAME.encode(frame.time, frame.index)]
-        messages += [t.encode(*p) for t, p in zip(self.POSITIONS, frame.positions.tolist(), strict=True)]
-        messages += [t.encode(*q) for t, q in zip(self.ROTATIONS, frame.rotations.tolist(), strict=True)]
+        messages = [self.frame_message.encode(frame.time, frame.index, *self.dancer)]
+        positions, rotations = frame.positions.tolist(), frame.rotations.tolist()
+        messages += [t.encode(*p, *self.dancer) for t, p in zip(self.positions, positions, strict=True)]
+        messages += [t.encode(*q, *self.dancer) for t, q in zip(self.rotations, rotations, strict=True)]
         self.target.send(pack_bundles(messages))
 
     def send_beat(self, state):
@@ -439,7 +459,8 @@ class Recorder(Sink):
         self.segment_frames = max(1, int(round(segment_seconds * self.rate)))
         self.parts = []
         self.failed = None  # the message, once recording has stopped
-        self.frames_recorded = 0
+        self.frames_received = 0  # what the status shows: the dance so far, whatever part is on disk yet
+        self.frames_recorded = 0  # in parts on disk
         self._roots, self._rotations = [], []
         self._audio = None
         self._lock = threading.Lock()
@@ -453,6 +474,7 @@ class Recorder(Sink):
             if self._roots:
                 self._write_segment(last=True)  # best effort: what was in memory when the disk filled up
             return
+        self.frames_received += 1
         self._roots.append(frame.root_translation)
         self._rotations.append(frame.rotations)
         if len(self._roots) >= self.segment_frames:
@@ -504,7 +526,7 @@ class Recorder(Sink):
 
     @property
     def status(self):
-        return f"recorder {self.path.name} " + (self.failed or f"{self.frames_recorded / self.rate:.0f} s")
+        return f"recorder {self.path.name} " + (self.failed or f"{self.frames_received / self.rate:.0f} s")
 
     def close(self):
         if self._lock_file is None:

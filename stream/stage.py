@@ -107,6 +107,8 @@ class Stage(Sink):
     Live: `Stage(controls=...)` then `attach(engine)` for the HUD's numbers.
     Replay: `Stage(recording=motion, audio=path)`. `url` is the address to open (with the token, if any)."""
 
+    shows_crowd = True  # a crowd's engine sends it every dancer in one frame (`onbeat.stream.crowd`)
+
     def __init__(self, controls: Controls | None = None, host: str = "127.0.0.1", port: int | None = None,
                  avatar: str | None = None, recording: Motion | None = None, audio: str | Path | None = None,
                  key_poses: tuple = (), styles: tuple = (), rate: float = 60.0, queue_frames: int = 8):

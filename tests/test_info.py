@@ -47,23 +47,34 @@ def test_info_explains_missing_portaudio(capsys, monkeypatch):
     assert "PortAudio library not found: install libportaudio2" in capsys.readouterr().out
 
 
-WITHOUT_TORCH = """
+WITHOUT_TRAIN_EXTRA = """
 import sys
-class NoTorch:
+class NoTrainExtra:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
+        if name.split(".")[0] in ("torch", "onnx", "onnxscript", "pandas", "mir_eval"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoTorch())
+sys.meta_path.insert(0, NoTrainExtra())
 from onbeat.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("argv", [["train", "badm"], ["export", "badm", "-o", "x.onnx"], ["bench", "model"],
-                                  ["eval", "dance"]])
-def test_a_command_whose_extra_is_missing_names_the_extra_in_one_line(argv, tmp_path):
-    """As a user with only the `cpu` extra sees it: torch cannot be imported."""
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *argv], capture_output=True, text=True, cwd=tmp_path)
-    words = " ".join(argv[:2] if argv[0] in ("bench", "eval") else argv[:1])
+@pytest.mark.parametrize("argv, module", [
+    (["train", "badm"], "torch"), (["export", "badm", "-o", "x.onnx"], "torch"), (["bench", "model"], "torch"),
+    (["eval", "dance", "--path", "torch", "--data", "."], "torch"), (["eval", "beats"], "mir_eval"),
+    (["dataset", "build", "-o", "d.npz"], "pandas")])
+def test_a_command_whose_extra_is_missing_names_the_extra_in_one_line(argv, module, tmp_path):
+    """As a user with only the `cpu` extra sees it (the commands .ci/newcomer runs): the train extra's modules
+    cannot be imported, and the command names the first one it needs before doing any work."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TRAIN_EXTRA, *argv], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    words = " ".join(argv[:2] if argv[0] in ("bench", "eval", "dataset") else argv[:1])
     assert done.returncode == 2 and done.stderr.splitlines() == [
-        f"onbeat: error: `onbeat {words}` needs torch: install the train extra (pip install 'onbeat[train]')"]
+        f"onbeat: error: `onbeat {words}` needs {module}: install the train extra (pip install 'onbeat[train]')"]
+
+
+def test_eval_dance_on_the_live_path_needs_no_train_extra(tmp_path):
+    """The live path is onbeat play's pipeline: without the train extra it runs (here: it only asks for data)."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TRAIN_EXTRA, "eval", "dance", "--data", str(tmp_path / "no"),
+                           "--models", "groove"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "train extra" not in done.stderr and "Traceback" not in done.stderr, done.stderr

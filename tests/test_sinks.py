@@ -157,6 +157,17 @@ def test_recorder_writes_readable_motion_and_audio(tmp_path):
     assert rate == 22050 and len(audio) == 100 * 735
 
 
+@pytest.mark.parametrize("name", ["dance.npz", "dance.bvh"])
+def test_recorder_status_counts_the_dance_received_before_any_part_is_written(tmp_path, name):
+    """4 s into a recording with 5 s parts nothing is on disk yet; the status still says 4 s, and after close."""
+    recorder = Recorder(tmp_path / name, rate=60, segment_seconds=5.0)
+    for i in range(4 * 60):
+        recorder.send(random_frame(i))
+    assert not list(tmp_path.glob("*.part*")) and recorder.status == f"recorder {name} 4 s"
+    recorder.close()
+    assert recorder.status == f"recorder {name} 4 s" and (tmp_path / name).is_file()
+
+
 def test_recorder_rejects_unknown_formats(tmp_path):
     with pytest.raises(OnbeatError, match="npz or .bvh"):
         Recorder(tmp_path / "x.mp4", 60)

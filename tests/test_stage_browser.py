@@ -310,3 +310,35 @@ def test_open_to_a_network_the_page_steers_only_with_the_token(browser):
         assert eventually(lambda: controls.mirror)
         assert steerer.errors == []
         steerer.close()
+
+
+def test_the_stage_shows_a_crowd_each_at_its_place(browser):
+    """A crowd's engine sends the stage every dancer; the page dresses each in its own avatar at its place."""
+    from onbeat.choreographers.crowd import Crowd, Dancer, formation
+    from onbeat.stream.crowd import CrowdEngine, CrowdMaker
+    places, facings = formation("line", 3, 2.0)
+    dancers = [Dancer(seed=i, place=tuple(p), facing=f) for i, (p, f) in enumerate(zip(places, facings, strict=True))]
+    crowd = Crowd(lambda seed, style: GrooveChoreographer(), dancers, "canon")
+    controls = Controls(model="groove")
+    stage = Stage(controls, port=0, avatar="mannequin")
+    engine = CrowdEngine(SyntheticSource(bpm=120), CrowdMaker({"groove": crowd}), [[], [], []], [stage],
+                         controls=controls)
+    stage.attach(engine)
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        page = Page(browser, stage.url)
+        page.page.wait_for_function("onbeatStage.status.dancers === 3", timeout=60_000)
+        time.sleep(0.5)
+        hips = np.array(page.js("onbeatStage.hips()"))
+        print(f"hips of the 3 dancers (m): {np.round(hips, 2).tolist()}")
+        assert hips.shape == (3, 3)
+        # Left to right as placed (x -2, 0, 2 m; the avatar's proportions scale the floor a little).
+        assert np.all(np.diff(hips[:, 0]) > 1.0)
+        assert np.all(hips[:, 1] > 0.5)  # standing
+        assert page.errors == []
+        page.close()
+    finally:
+        engine.stop()
+        thread.join(timeout=10)
+        stage.close()

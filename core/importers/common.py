@@ -21,8 +21,8 @@ class Sequence:
     source: str  # "ballroom", "motorica", "bvh", "aist"
     style: str  # e.g. "waltz", "krump"; "" when unknown
     motion: Motion  # 30 fps
-    audio_path: Path = None  # music aligned with frame 0, or None
-    take: str = None  # sequences of one take (Motorica's _00/_01 phases) share it; the split keeps them together
+    audio_path: Path | None = None  # music aligned with frame 0, or None
+    take: str | None = None  # sequences of one take (Motorica's _00/_01 phases) share it; the split keeps them together
     suspect: bool = False  # the data set flags it (ballroom: frame count does not match the song)
     corpus: str = ""  # the collection within the source ("perfume", "dancedb", "bandai-namco" for BVH); "" = source
     beats: object = None  # a `BeatGrid` of the music when the data set annotates one (Motorica), else None

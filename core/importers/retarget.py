@@ -124,7 +124,8 @@ def _spine_map(found, parents):
     top = found.get("Neck", found.get("Head"))
     if top is None or "Pelvis" not in found:
         return {}
-    chain, j = [], parents[top]
+    chain: list[int] = []
+    j = parents[top]
     while j >= 0 and j != found["Pelvis"]:
         chain.insert(0, j)
         j = parents[j]
@@ -163,7 +164,7 @@ def _unit_scale(length):
 
 def _smpl_path(ancestor, joint):
     """SMPL joints from below `ancestor` down to `joint` (inclusive), parents first."""
-    path = []
+    path: list[int] = []
     while joint != ancestor:
         path.insert(0, joint)
         joint = PARENTS[joint]
@@ -217,6 +218,7 @@ def retarget_bvh(bvh, path="BVH"):
         start = next((a for a in _ancestors(j) if JOINT_NAMES[a] in found), None)  # nearest mapped ancestor
         aim = next((_J[a] for a in _AIM.get(name, ()) if a in found), None)
         if aim is None:  # a leaf: its bone continues the incoming one
+            assert start is not None  # a leaf is never the pelvis, which is always mapped
             smpl_dir, src_dir = smpl_rest[j] - smpl_rest[start], rest[found[name]] - rest[found[JOINT_NAMES[start]]]
         else:
             smpl_dir, src_dir = smpl_rest[aim] - smpl_rest[j], rest[found[JOINT_NAMES[aim]]] - rest[found[name]]

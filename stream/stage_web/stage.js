@@ -76,8 +76,10 @@ window.addEventListener('resize', () => {
 });
 
 // --- avatar ---------------------------------------------------------------------------------------------------
-let rig = null, retarget = null, avatarSize = 1;
-const status = { avatar: null, avatarError: null, loading: true };
+let rig = null, retarget = null, avatarSize = 1, avatarSource = null;
+const crowd = []; // a crowd's dancers 1..N-1: {rig, retarget, pose}
+let crowdLoading = false;
+const status = { avatar: null, avatarError: null, loading: true, dancers: 1 };
 
 function say(text, seconds = 6) {
   const m = $('message');
@@ -104,6 +106,8 @@ async function setAvatar(source, name) {
     if (rig) { scene.remove(rig.root); rig.dispose(); }
     rig = next;
     retarget = nextRetarget;
+    avatarSource = source;
+    for (const other of crowd.splice(0)) { scene.remove(other.rig.root); other.rig.dispose(); } // remade as it is
     avatarSize = retarget.scale;
     status.avatar = name;
     status.avatarError = null;
@@ -138,9 +142,40 @@ $('load-avatar').onclick = () => $('avatar-file').click();
 $('avatar-file').onchange = (e) => { if (e.target.files.length) loadFile(e.target.files[0]); };
 $('mannequin').onclick = () => setAvatar('mannequin', 'mannequin');
 
+// --- a crowd (onbeat play --dancers N): dancers 1.. wear the same avatar ----------------------------------------
+async function ensureCrowd(dancers) {
+  if (crowdLoading || crowd.length >= dancers - 1 || status.loading) return;
+  crowdLoading = true;
+  try {
+    while (crowd.length < dancers - 1) {
+      const other = avatarSource === 'mannequin' ? buildMannequin(config.skeleton) : await loadVRM(avatarSource, status.avatar);
+      scene.add(other.root);
+      other.root.position.y -= lowestPoint(other.root);
+      crowd.push({ rig: other, retarget: new Retargeter(other, config.skeleton), pose: new Float32Array(FLOATS_PER_DANCER) });
+    }
+    if (status.dancers === 1) { // the first time: step back (and push the fog back) to see the whole crowd
+      const latest = buffer[buffer.length - 1].floats;
+      let reach = 0;
+      for (let d = 0; d < dancers; d++) {
+        reach = Math.max(reach, Math.hypot(latest[d * FLOATS_PER_DANCER], latest[d * FLOATS_PER_DANCER + 2]));
+      }
+      const direction = camera.position.clone().sub(orbit.target).normalize();
+      const back = 2.6 * reach;
+      orbit.target.set(0, orbit.target.y, 0);
+      camera.position.addScaledVector(direction, back);
+      if (scene.fog) { scene.fog.near += back; scene.fog.far += back; }
+    }
+    status.dancers = dancers;
+  } catch (e) {
+    say(`could not show the crowd: ${e.message || e}`, 10);
+  } finally {
+    crowdLoading = false;
+  }
+}
+
 // --- poses in -------------------------------------------------------------------------------------------------
 const pose = new Float32Array(FLOATS_PER_DANCER);
-const buffer = []; // recent frames {time, arrival, floats} (dancer 0)
+const buffer = []; // recent frames {time, dancers, floats} (every dancer's block)
 const stats = { received: 0, missed: 0, lastIndex: -1, latencies: [], offsets: [] };
 let beatPulse = 0, lastStatus = null, canControl = false, net = null;
 
@@ -155,8 +190,9 @@ function onFrame(data, arrival) { // arrival: Unix seconds, timed by the worker 
   // (a jitter buffer): frames arriving a little late still land before they are shown.
   stats.offsets.push(arrival - performance.timeOrigin / 1000 - frame.time);
   if (stats.offsets.length > 120) stats.offsets.shift();
-  buffer.push({ time: frame.time, floats: frame.floats.slice(0, FLOATS_PER_DANCER) });
+  buffer.push({ time: frame.time, dancers: frame.dancers, floats: frame.floats.slice() });
   if (buffer.length > 240) buffer.shift();
+  if (frame.dancers > 1) ensureCrowd(frame.dancers);
 }
 
 function livePose() {
@@ -167,6 +203,11 @@ function livePose() {
   const a = buffer[Math.max(i - 1, 0)], b = buffer[i];
   const alpha = b.time > a.time ? THREE.MathUtils.clamp((t - a.time) / (b.time - a.time), 0, 1) : 1;
   interpolate(a.floats, b.floats, alpha, pose);
+  crowd.forEach((other, k) => {
+    if (k + 1 >= Math.min(a.dancers, b.dancers)) return;
+    const at = (k + 1) * FLOATS_PER_DANCER;
+    interpolate(a.floats.subarray(at, at + FLOATS_PER_DANCER), b.floats.subarray(at, at + FLOATS_PER_DANCER), alpha, other.pose);
+  });
   return true;
 }
 
@@ -313,10 +354,14 @@ function render() {
     const hips = rig.bone('hips').getWorldPosition(follow);
     shadow.position.set(hips.x, 0.002, hips.z);
     shadow.scale.setScalar(0.9 * avatarSize);
-    orbit.target.x += 0.05 * (hips.x - orbit.target.x); // follow the dancer's travel, gently
-    orbit.target.z += 0.05 * (hips.z - orbit.target.z);
+    if (!crowd.length) { // follow the dancer's travel, gently (a crowd keeps to its places: the camera stays)
+      orbit.target.x += 0.05 * (hips.x - orbit.target.x);
+      orbit.target.z += 0.05 * (hips.z - orbit.target.z);
+    }
+    for (const other of crowd) other.retarget.apply(other.pose);
   }
   if (rig) rig.update(dt);
+  for (const other of crowd) other.rig.update(dt);
   beatPulse = Math.max(0, beatPulse - dt * 4);
   $('pulse').style.opacity = String(0.15 + 0.85 * beatPulse);
   if (autoCamera && performance.now() - lastTouch > 8000) { // a slow swing around the front
@@ -337,6 +382,8 @@ window.onbeatStage = {
   config, status, stats,
   ready: () => Boolean(rig && !status.loading && (recording || stats.received > 0)),
   bones: () => (retarget ? retarget.boneRotations() : {}),
+  hips: () => [rig, ...crowd.map((other) => other.rig)].filter(Boolean)
+    .map((r) => r.bone('hips').getWorldPosition(new THREE.Vector3()).toArray()), // [x, y, z] of every dancer
   lowestPoint: () => (rig ? lowestPoint(rig.root) : NaN),
   footLift: () => (retarget ? retarget.footLift() : NaN),
   resetStats: () => { stats.received = 0; stats.missed = 0; stats.lastIndex = -1; stats.latencies = []; },
