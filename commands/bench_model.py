@@ -4,8 +4,8 @@ from pathlib import Path
 
 from onbeat.choreographers.kinds import KINDS, installed_models
 from onbeat.core.errors import OnbeatError
+from onbeat.core.paths import shipped_checkpoint
 from onbeat.evaluation.bench_model import bench_data, bench_model, format_table
-from onbeat.exporters.onnx_export import default_checkpoint
 
 
 def add_arguments(parser):
@@ -21,7 +21,7 @@ def add_arguments(parser):
 
 def run(args):
     installed = installed_models()
-    kinds = [kind for kind in sorted(KINDS) if default_checkpoint(kind).is_file() or (
+    kinds = [kind for kind in sorted(KINDS) if shipped_checkpoint(kind).is_file() or (
         KINDS[kind].model is None and kind in installed)] if args.model == "all" else [args.model]
     if args.checkpoint and len(kinds) > 1:
         raise OnbeatError("--checkpoint needs one --model")
@@ -37,7 +37,7 @@ def run(args):
             rows += bench_data(kind, Path(args.checkpoint) if args.checkpoint else installed[kind], args.seconds,
                                args.rounds)
             continue
-        checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_checkpoint(kind)
         rows += bench_model(kind, checkpoint, args.seconds, args.rounds, threads, args.quiet)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} CPU cores, load average {load} (the real-time factors assume these cores are free)")

@@ -41,7 +41,7 @@ def add_arguments(parser):
 def parse_models(text, path):
     """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
     from onbeat.choreographers.library import Library
-    from onbeat.core.paths import CHECKPOINTS
+    from onbeat.core.paths import shipped_checkpoint
     names = Library().names()
     items = [s.strip() for s in (text or ("default,codes,groove" if path == "live" else "badm,codes")).split(",")
              if s.strip()]
@@ -58,7 +58,7 @@ def parse_models(text, path):
         kind, _, checkpoint = item.partition("=")
         if kind not in KINDS:
             raise OnbeatError(f"--models: unknown model {kind!r} (choose {', '.join(sorted(KINDS))})")
-        checkpoint = Path(checkpoint) if checkpoint else CHECKPOINTS / f"{kind}_small.pt"
+        checkpoint = Path(checkpoint) if checkpoint else shipped_checkpoint(kind)
         if not checkpoint.is_file():
             raise OnbeatError(f"{checkpoint}: no such checkpoint for {kind}")
         models.append((kind, (kind, checkpoint)))

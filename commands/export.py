@@ -2,7 +2,8 @@
 from pathlib import Path
 
 from onbeat.choreographers.kinds import trainable_kinds
-from onbeat.exporters.onnx_export import default_checkpoint, export
+from onbeat.core.paths import shipped_checkpoint
+from onbeat.exporters.onnx_export import export
 
 
 def add_arguments(parser):
@@ -14,7 +15,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.model)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_checkpoint(args.model)
     paths = export(args.model, checkpoint, args.output)
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

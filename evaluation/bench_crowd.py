@@ -144,12 +144,12 @@ def _torch_step():
     try:
         import torch
 
-        from onbeat.exporters.onnx_export import default_checkpoint
+        from onbeat.core.paths import shipped_checkpoint
         from onbeat.models.checkpoint import load_model
     except ImportError:
         return None
     torch.set_num_threads(1)
-    return load_model(default_checkpoint("badm"), "badm").step_callables()["step"]
+    return load_model(shipped_checkpoint("badm"), "badm").step_callables()["step"]
 
 
 def _cuda_step(path):

@@ -20,15 +20,10 @@ from pathlib import Path
 from onbeat.choreographers.kinds import kind_named
 from onbeat.choreographers.onnx import metadata_props
 from onbeat.core.errors import OnbeatError
-from onbeat.core.paths import CHECKPOINTS
 from onbeat.models.checkpoint import load_model
 
 OPSET = 18  # the torch.export-based exporter's native opset; onnxruntime ≥ 1.14 runs it
 MAX_BATCH = 4096  # the dynamic batch dimension's upper bound
-
-
-def default_checkpoint(kind):
-    return CHECKPOINTS / f"{kind}_small.pt"
 
 
 def export(kind, checkpoint, output):
