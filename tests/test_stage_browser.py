@@ -107,6 +107,8 @@ def test_the_avatar_dances_on_the_floor(browser, avatar):
         status = page.js("onbeatStage.status")
         assert status["avatarError"] is None
         assert status["avatar"] == {None: "cryptovoxels.vrm", "mannequin": "mannequin"}.get(avatar, "avatar.vrm")
+        # the HUD says which clock leads: the ear here (no Link, MIDI or OSC clock)
+        page.page.wait_for_function("document.getElementById('clock-source').textContent === 'ear'", timeout=5000)
         before, pixels_before = page.js("onbeatStage.bones()"), page.pixels()
         time.sleep(0.5)
         after, pixels_after = page.js("onbeatStage.bones()"), page.pixels()

@@ -244,6 +244,7 @@ function showStatus(s) {
   $('bpm').title = s.listening ? 'listening (locking onto the beat)' : '';
   $('confidence').style.width = `${Math.round(100 * s.confidence)}%`;
   $('confidence-text').textContent = s.confidence.toFixed(2);
+  $('clock-source').textContent = s.clock;
   $('mode').textContent = s.mode === 'idle' ? 'idle (no music)' : s.mode;
   $('style').textContent = s.style || '–';
   $('generation').textContent = `${s.generation_ms.toFixed(1)} ms per slice${s.quality < 1 ? ` (quality ${s.quality.toFixed(2)})` : ''}`;
