@@ -42,7 +42,7 @@ def parse_models(text, path):
     """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
     from onbeat.choreographers.library import Library
     from onbeat.core.paths import shipped_checkpoint
-    names = Library().names()
+    names = Library().names() if path == "live" else []  # what the live path can load by name
     items = [s.strip() for s in (text or ("default,codes,groove" if path == "live" else "badm,codes")).split(",")
              if s.strip()]
     models = []

@@ -24,7 +24,6 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from onbeat.core.errors import OnbeatError
+from onbeat.core.logs import errors_only
 from onbeat.evaluation import fuzz_grammar as grammar
 
 FIXED_NOW = 1_700_000_000.0  # the wall clock the control target runs at (its time tags are drawn around it)
@@ -42,18 +42,6 @@ MAX_BLOCKS = 64  # audio blocks read per case: a header may claim hours, the cas
 
 class Finding(AssertionError):
     """A property a target checks was broken."""
-
-
-@contextmanager
-def _quiet():
-    """Each case is a fresh start, so every case would log its refusal once: only errors are shown."""
-    logger = logging.getLogger("onbeat")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 # --- control ------------------------------------------------------------------------------------------------------
@@ -205,7 +193,7 @@ def run_random(target: str, seconds: float, artifacts: Path, seed: int = 0) -> F
     spec, report = TARGETS[target], FuzzReport(target, "random, not coverage-guided")
     choices = grammar.RandomChoices(seed)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="onbeat-fuzz-") as folder, _quiet():
+    with tempfile.TemporaryDirectory(prefix="onbeat-fuzz-") as folder, errors_only("onbeat"):
         while time.monotonic() - started < seconds:
             case = spec.generate(choices)
             report.cases += 1
@@ -278,7 +266,7 @@ def atheris_child(target: str, seconds: str, artifacts: str) -> None:
     atheris.Setup([sys.argv[0], f"-max_total_time={max(1, math.ceil(float(seconds)))}", "-print_final_stats=1",
                    f"-artifact_prefix={artifacts}/", "-timeout=20", "-rss_limit_mb=4096", "-max_len=8192"],
                   test_one_input)
-    logging.getLogger("onbeat").setLevel(logging.ERROR)  # see `_quiet`
+    logging.getLogger("onbeat").setLevel(logging.ERROR)  # each case is a fresh start: only errors are shown
     atheris.Fuzz()
 
 

@@ -9,17 +9,16 @@ onnxscript), at fixed slice length, opset 18; the deprecated TorchScript exporte
 has `BATCH_AXES` ({input: its batch axis, or None for an input shared by the batch}; inputs not named: axis 0) gets
 a dynamic batch dimension, so one call steps many dancers (`onbeat.choreographers.crowd`); others stay at batch 1.
 """
-import contextlib
 import hashlib
 import importlib.util
 import inspect
-import logging
 import warnings
 from pathlib import Path
 
 from onbeat.choreographers.kinds import kind_named
 from onbeat.choreographers.onnx import metadata_props
 from onbeat.core.errors import OnbeatError
+from onbeat.core.logs import errors_only
 from onbeat.models.checkpoint import load_model
 
 OPSET = 18  # the torch.export-based exporter's native opset; onnxruntime ≥ 1.14 runs it
@@ -56,7 +55,7 @@ def export_graph(module, example_inputs, output_names, path, props, batch_axes=N
     dynamic_shapes = None
     if batch_axes is not None:
         example_inputs, dynamic_shapes = _batched(example_inputs, batch_axes)
-    with warnings.catch_warnings(), _quiet_logger("torch.onnx"), torch.no_grad():
+    with warnings.catch_warnings(), errors_only("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and registry chatter is not the user's business
         program = torch.onnx.export(module.eval(), tuple(example_inputs.values()), input_names=names,
                                     output_names=output_names, opset_version=OPSET, dynamo=True, verbose=False,
@@ -85,17 +84,6 @@ def _batched(example_inputs, batch_axes):
         examples[name] = tensor if axis is None else torch.cat([tensor, tensor], dim=axis)
         shapes[name] = None if axis is None else {axis: batch}
     return examples, shapes
-
-
-@contextlib.contextmanager
-def _quiet_logger(name):
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def file_sha256(path):
