@@ -12,14 +12,17 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    change detector watching only the last ~1.5 s resets it when the music is strongly periodic at a new
    tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
    (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts.
-3. Downbeat guess: low-frequency (kick, bass) onset strength on each beat, accumulated per beat position
-   mod 4; the most accented position is the downbeat.
+3. `BarCounter`, which beat of the bar: each beat's downbeat evidence, a logistic regression over beat-synchronous
+   log-mel features (the spectrum's change from the beat before and from two beats before, in 8 band groups and as
+   distances: chords and bass notes change on downbeats; the attack at the beat per band group; the low-band (kick,
+   bass) and total onset strength), is known one beat later and accumulated, slowly forgetting, per beat position mod 4;
+   the position with the most evidence is the downbeat.
 
 4. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
-   8 s, relative to how far apart they usually are); a new track restarts the clock's tempo and the accents.
+   8 s, relative to how far apart they usually are); a new track restarts the clock's tempo and the bar.
 
 Parameters were chosen on the 30 GTZAN dev clips; `onbeat eval beats` cross-validates them (tuned on two folds,
-scored on the third), one set for all music.
+scored on the third), one set for all music; the downbeat weights are refitted there on the tuning folds.
 
 `BeatTracker` ties them together behind one call: `.process(hop) -> BeatState`. The offline analysis
 (`features.extract_file`, training features and `render --beats`) runs this same causal tracker over the file,
@@ -37,6 +40,17 @@ SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 m
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
 MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
+BAND_GROUPS = 8         # the downbeat features' resolution over the mel bands
+BASS_BANDS = 12         # the mel bands below ~400 Hz: bass notes, whose change marks a bar
+# downbeat evidence per feature (see `BarCounter.features`), a logistic regression fitted by
+# `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30 gtzan-dev clips (in-sample there)
+DOWNBEAT_WEIGHTS = np.array([
+    0.4510, 0.7336, -0.0948, -0.3837, -0.2919, -0.2102, -0.5924, 0.3541,        # change from the beat before
+    -0.0218, 0.2466, -0.1926, -0.0473, 0.2545, -0.1754, -0.1025, 0.7561,        # change from two beats before
+    -0.0177, 0.0401, -0.0158, -0.0120, -0.1454, 0.0919, -0.3048, 0.4669,        # attack at the beat
+    0.5622, 0.1709,                                                              # low-band, total onset strength
+    0.4740, 0.3028, 0.1412, -0.1519,         # distances (all bands, bass) from the beat before, two beats before
+    -2.9550])                                                                    # offset
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
@@ -209,6 +223,67 @@ class BeatClock:
         return 60.0 * self.fps / self.period
 
 
+class BarCounter:
+    """Which beat of the bar each beat is. Feed every novelty frame (`frame`) and tell it when the clock's beat frame
+    passes (`beat`); the evidence that a beat is a downbeat needs the beat after it (the spectrum between them), so
+    it is added one beat late to that beat's position mod 4, where evidence slowly fades (`memory` per beat)."""
+
+    def __init__(self, fps, weights=DOWNBEAT_WEIGHTS, memory=0.95, evidence_log=None):
+        self.weights, self.memory = np.asarray(weights, dtype=float), memory
+        self.size = int(5 * fps)                                  # four beats at 60 BPM, and a margin
+        self.spectra = np.zeros((self.size, MEL_BANDS))           # ring buffers, indexed by frame % size
+        self.onsets = np.zeros((self.size, 2))                    # (low-band, total) novelty
+        self.frames = 0
+        self.beat_frames: list[int] = []                          # the last four beats' frames
+        self.evidence = np.zeros(BEATS_PER_BAR)
+        self.evidence_log = evidence_log   # a list gets (beat frame, features) per beat: for fitting the weights
+
+    def frame(self, novelty, low, log_mel):
+        row = self.frames % self.size
+        self.spectra[row] = log_mel
+        self.onsets[row] = low, novelty
+        self.frames += 1
+
+    def beat(self, number):
+        """The latest frame is the clock's beat, the `number`-th: score the beat before it, now that the interval
+        after that one is heard."""
+        self.beat_frames = (self.beat_frames + [self.frames - 1])[-4:]
+        if len(self.beat_frames) < 4 or self.frames - self.beat_frames[0] > self.size:
+            return
+        features = self.features(*self.beat_frames)
+        if self.evidence_log is not None:
+            self.evidence_log.append((self.beat_frames[2], features))
+        self.evidence *= self.memory
+        self.evidence[(number - 2) % BEATS_PER_BAR] += float(self.weights @ features)
+
+    def features(self, earlier, before, beat, after):
+        """Downbeat features of the beat at frame `beat` (the frames of the beats around it given): the mean log-mel
+        (band groups) of the beat interval after it minus that of the interval before it and minus that of the one
+        before that; the attack (3 frames after the beat against 3 before); log low-band and total onset strength at
+        the beat; how far the spectrum moved from those intervals (mean absolute change, all bands and bass bands: a
+        new chord or bass note); a constant (the weights' offset)."""
+        def mean(start, stop):
+            return self.spectra[np.arange(start, stop) % self.size].mean(axis=0)
+
+        def groups(spectrum):
+            return spectrum.reshape(BAND_GROUPS, -1).mean(axis=1)
+        following = mean(beat, after)
+        changes = (following - mean(before, beat), following - mean(earlier, before))
+        onsets = self.onsets[np.arange(beat - 3, beat + 2) % self.size].max(axis=0)
+        distances = [part.mean() for change in changes for part in (np.abs(change), np.abs(change[:BASS_BANDS]))]
+        attack = mean(beat, beat + 3) - mean(beat - 4, beat - 1)
+        return np.concatenate([groups(changes[0]), groups(changes[1]), groups(attack), np.log1p(onsets), distances,
+                               [1.0]])
+
+    def restart(self):
+        self.evidence[:] = 0.0
+        self.beat_frames = []
+
+    def position(self, beat_count):
+        """Bar position (0 = downbeat) of the `beat_count`-th beat."""
+        return (beat_count - 1 - int(np.argmax(self.evidence))) % BEATS_PER_BAR
+
+
 class TrackChangeDetector:
     """A new track: the mean log-mel spectrum of the last `short_s` far from that of the last `long_s`, compared
     with how far apart they have been since this track began (a running mean and spread of that distance, kept
@@ -259,7 +334,8 @@ class BeatTracker:
     and counted in `.bad_samples` (a glitching sound card must not stop the show).
     """
 
-    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, **clock_options):
+    def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, downbeat_weights=DOWNBEAT_WEIGHTS,
+                 downbeat_log=None, **clock_options):
         if hop % SUB_HOPS:
             raise OnbeatError(f"beat tracker: hop {hop} is not a multiple of {SUB_HOPS}")
         self.sample_rate, self.hop = sample_rate, hop
@@ -276,8 +352,7 @@ class BeatTracker:
         self.bad_samples = 0
         self.last_beat = None
         self.beat_count = 0
-        self.accents = np.zeros(BEATS_PER_BAR)
-        self.low_novelty = []               # the last frames' low-band novelty: the accent of a beat
+        self.bar = BarCounter(self.fps, downbeat_weights, evidence_log=downbeat_log)
         self.level = 0.0                    # slow signal level, for the confidence's presence factor
 
     def process(self, mono_hop) -> "BeatState":
@@ -296,46 +371,37 @@ class BeatTracker:
         log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply."""
         if self.changes is not None and self.changes.update([log_mel for _, _, log_mel in onsets]):
             self.clock.restart()        # a new track: its tempo and bar owe nothing to the last one's
-            self.accents[:] = 0.0
+            self.bar.restart()
             self.track_changes += 1
         is_beat = False
-        for novelty, low, _ in onsets:
+        for novelty, low, log_mel in onsets:
             self.samples_seen += self.sub_hop
             # the beat sounds (window delay) before the clock reaches its frame: emit it once its time is in
-            beat = self._frame_time(self.clock.next_beat_frame)
+            beat = self.frame_time(self.clock.next_beat_frame)
             if beat <= self.samples_seen / self.sample_rate and (self.last_beat is None or beat > self.last_beat):
                 is_beat, self.last_beat = True, beat
                 self.beat_count += 1
-            self.low_novelty = (self.low_novelty + [low])[-4:]
+            self.bar.frame(novelty, low, log_mel)
             if self.clock.update(novelty):   # the clock's beat frame: the onsets of the beat just emitted are in
-                self._learn_accent(max(self.low_novelty))
+                self.bar.beat(self.beat_count)
         self.level = 0.97 * self.level + 0.03 * rms
         return self._state(self.samples_seen / self.sample_rate, is_beat)
 
-    def _frame_time(self, frame):
+    def frame_time(self, frame):
         """Audio time of a novelty frame's onsets: its end minus the window delay."""
         return frame * self.sub_hop / self.sample_rate - self.onsets.delay_s
-
-    def _learn_accent(self, strength):
-        """Add the low-band onset strength of the latest beat to its position's accent (slowly forgetting)."""
-        self.accents *= 0.95
-        self.accents[(self.beat_count - 1) % BEATS_PER_BAR] += strength
-
-    def _bar_position(self):
-        """Position of the most recent beat within the bar (0 = downbeat, the most accented position)."""
-        return (self.beat_count - 1 - int(np.argmax(self.accents))) % BEATS_PER_BAR
 
     def _state(self, now, is_beat):
         clock = self.clock
         period_s = clock.period / self.fps
-        next_beat = self._frame_time(clock.next_beat_frame)
+        next_beat = self.frame_time(clock.next_beat_frame)
         if next_beat <= now:   # already emitted; the clock steps past it within two frames
             next_beat += period_s
         next_beats = next_beat + period_s * np.arange(4)
         last = self.last_beat if self.last_beat is not None else next_beat - period_s
         phase = float(np.clip((now - last) / max(next_beat - last, 1e-6), 0.0, 1.0 - 1e-6))
         presence = float(np.clip(self.level / 1e-3, 0.0, 1.0))  # fades out below -60 dBFS
-        bar_position = self._bar_position() if self.beat_count else 0
+        bar_position = self.bar.position(self.beat_count) if self.beat_count else 0
         return BeatState(time=now, bpm=float(clock.bpm), phase=phase, bar_position=bar_position,
                          is_beat=is_beat, is_downbeat=is_beat and bar_position == 0,
                          confidence=float(clock.periodicity * presence), next_beats=next_beats,

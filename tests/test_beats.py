@@ -110,13 +110,52 @@ def test_silence_gives_low_confidence_and_no_crash():
     assert all(np.isfinite(s.bpm) and 0 <= s.phase < 1 and 0 <= s.bar_position < 4 for s in states)
 
 
-def test_downbeat_follows_the_accented_beat():
-    clicks = grid(120, 0.3, 24.0)
-    states = run_tracker(drum_track(clicks, 24.0, accent_every=4))
+CHORDS = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6), (146.8, 185.0, 220.0)]
+
+
+def chords(bar_starts, seconds):
+    """A sustained chord per bar, a new one at each of `bar_starts` (I, VII, VI, V in A minor, in turn)."""
+    t = np.arange(int(seconds * ANALYSIS_RATE)) / ANALYSIS_RATE
+    audio = np.zeros_like(t)
+    for k, start in enumerate(bar_starts):
+        inside = (t >= start) & (t < start + bar_starts[1] - bar_starts[0])
+        audio[inside] = 0.05 * sum(np.sin(2 * np.pi * f * t[inside]) for f in CHORDS[k % len(CHORDS)])
+    return audio.astype(np.float32)
+
+
+def downbeat_error_ms(audio, bar_starts):
+    states = run_tracker(audio)
     downbeats = np.array([s.last_beat for s in states if s.is_downbeat and s.time > 12.0])
-    kicks = clicks[::4]
     assert len(downbeats) >= 5
-    assert grid_error_ms(downbeats, kicks).max() <= 50
+    return grid_error_ms(downbeats, bar_starts).max()
+
+
+@pytest.mark.parametrize("first", [0, 1, 2, 3])
+def test_downbeat_follows_the_chord_changes(first):
+    """Even clicks, nothing accented: the bar starts where the harmony changes, whichever beat that is."""
+    clicks = grid(120, 0.3, 24.0)
+    audio = drum_track(clicks, 24.0) + chords(clicks[first::4], 24.0)
+    assert downbeat_error_ms(audio, clicks[first::4]) <= 50
+
+
+@pytest.mark.parametrize("first", [0, 2])
+def test_downbeat_is_the_kick_where_the_chord_changes(first):
+    """A rock bar, kick on 1 and 3, snare-like clicks on 2 and 4: of the two kicks, the one the chord changes on."""
+    clicks = grid(120, 0.3, 24.0)
+    audio = drum_track(clicks, 24.0, accent_every=2) + chords(clicks[first::4], 24.0)
+    assert downbeat_error_ms(audio, clicks[first::4]) <= 50
+
+
+def test_downbeat_weights_fit_the_evidence():
+    """The logistic regression behind the downbeat weights puts its weight on the feature that tells downbeats."""
+    rng = np.random.default_rng(1)
+    labels = (np.arange(400) % 4 == 0).astype(float)
+    features = np.column_stack([rng.normal(size=400), labels * 2.0 + rng.normal(size=400), np.ones(400)])
+    weights = beat_eval.fit_downbeat_weights(features, labels)
+    assert weights[1] > 5 * abs(weights[0])
+    scores = features @ weights
+    assert scores[labels == 1].mean() > scores[labels == 0].mean() + 1.0
+    assert np.mean((scores > np.percentile(scores, 75)) == (labels == 1)) > 0.8   # the top quarter
 
 
 def test_bad_input():
@@ -148,6 +187,7 @@ def test_gtzan_cross_validated(data_dir):
     assert result["mean"]["F"] >= 0.75
     assert result["lock_s"]["median"] <= 8.0
     assert result["octave"]["right"] >= 20
+    assert result["mean"]["downbeat_F"] >= 0.33   # the bar counter, its weights fitted on the other folds
 
 
 @pytest.mark.slow
