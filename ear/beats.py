@@ -45,12 +45,12 @@ BASS_BANDS = 12         # the mel bands below ~400 Hz: bass notes, whose change 
 # downbeat evidence per feature (see `BarCounter.features`), a logistic regression fitted by
 # `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30 gtzan-dev clips (in-sample there)
 DOWNBEAT_WEIGHTS = np.array([
-    0.4510, 0.7336, -0.0948, -0.3837, -0.2919, -0.2102, -0.5924, 0.3541,        # change from the beat before
-    -0.0218, 0.2466, -0.1926, -0.0473, 0.2545, -0.1754, -0.1025, 0.7561,        # change from two beats before
-    -0.0177, 0.0401, -0.0158, -0.0120, -0.1454, 0.0919, -0.3048, 0.4669,        # attack at the beat
-    0.5622, 0.1709,                                                              # low-band, total onset strength
-    0.4740, 0.3028, 0.1412, -0.1519,         # distances (all bands, bass) from the beat before, two beats before
-    -2.9550])                                                                    # offset
+    0.4638, 0.7735, -0.1043, -0.3966, -0.3037, -0.1999, -0.5425, 0.3226,        # change from the beat before
+    -0.0587, 0.1999, -0.1973, -0.0054, 0.2379, -0.1726, -0.0747, 0.7073,        # change from two beats before
+    -0.0006, 0.0336, -0.0245, -0.0008, -0.1427, 0.0737, -0.3064, 0.4906,        # attack at the beat
+    0.5601, 0.1347,                                                              # low-band, total onset strength
+    0.4446, 0.3343, 0.1572, -0.1573,         # distances (all bands, bass) from the beat before, two beats before
+    -2.8198])                                                                    # offset
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
@@ -239,15 +239,14 @@ class BarCounter:
         self.evidence_log = evidence_log   # a list gets (beat frame, features) per beat: for fitting the weights
 
     def frame(self, novelty, low, log_mel):
-        row = self.frames % self.size
-        self.spectra[row] = log_mel
-        self.onsets[row] = low, novelty
-        self.frames += 1
+        self.frames += 1   # counted as the clock counts them: the beat's frame is the latest one
+        self.spectra[self.frames % self.size] = log_mel
+        self.onsets[self.frames % self.size] = low, novelty
 
     def beat(self, number):
         """The latest frame is the clock's beat, the `number`-th: score the beat before it, now that the interval
         after that one is heard."""
-        self.beat_frames = (self.beat_frames + [self.frames - 1])[-4:]
+        self.beat_frames = (self.beat_frames + [self.frames])[-4:]
         if len(self.beat_frames) < 4 or self.frames - self.beat_frames[0] > self.size:
             return
         features = self.features(*self.beat_frames)
