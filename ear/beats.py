@@ -41,16 +41,20 @@ WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
 MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
 BAND_GROUPS = 8         # the downbeat features' resolution over the mel bands
+BEAT_FEATURES = 3 * BAND_GROUPS + 6                  # per beat, see `BarCounter.features`
+ONSET_FEATURES = slice(3 * BAND_GROUPS, BEAT_FEATURES)  # its onset strengths and spectral distances
 BASS_BANDS = 12         # the mel bands below ~400 Hz: bass notes, whose change marks a bar
-# downbeat evidence per feature (see `BarCounter.features`), a logistic regression fitted by
-# `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30 gtzan-dev clips (in-sample there)
+# downbeat evidence per feature (a beat's `BarCounter.features`, the onset features of the beat before it, a constant),
+# a logistic regression fitted by `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30
+# gtzan-dev clips (in-sample there)
 DOWNBEAT_WEIGHTS = np.array([
-    0.4638, 0.7735, -0.1043, -0.3966, -0.3037, -0.1999, -0.5425, 0.3226,        # change from the beat before
-    -0.0587, 0.1999, -0.1973, -0.0054, 0.2379, -0.1726, -0.0747, 0.7073,        # change from two beats before
-    -0.0006, 0.0336, -0.0245, -0.0008, -0.1427, 0.0737, -0.3064, 0.4906,        # attack at the beat
-    0.5601, 0.1347,                                                              # low-band, total onset strength
-    0.4446, 0.3343, 0.1572, -0.1573,         # distances (all bands, bass) from the beat before, two beats before
-    -2.8198])                                                                    # offset
+    0.3733, 1.0087, -0.1519, -0.6083, -0.3617, -0.0424, -0.5836, 0.4269,        # change from the beat before
+    0.0208, 0.1266, -0.2033, 0.0797, 0.3406, -0.3250, -0.1697, 0.8044,          # change from two beats before
+    0.0256, 0.0151, -0.0062, 0.0406, -0.1822, 0.2117, -0.4995, 0.6326,          # attack at the beat
+    0.6530, 0.0777,                                                              # low-band, total onset strength
+    0.4882, 0.3098, 0.6177, -0.0087,         # distances (all bands, bass) from the beat before, two beats before
+    -0.3263, 0.2132, -1.0883, -0.2332, -0.4401, 0.1678,                         # the beat before's onsets, distances
+    -2.8419])                                                                    # offset
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
@@ -236,6 +240,7 @@ class BarCounter:
         self.frames = 0
         self.beat_frames: list[int] = []                          # the last four beats' frames
         self.evidence = np.zeros(BEATS_PER_BAR)
+        self.previous = np.zeros(BEAT_FEATURES)                   # the last scored beat's features
         self.evidence_log = evidence_log   # a list gets (beat frame, features) per beat: for fitting the weights
 
     def frame(self, novelty, low, log_mel):
@@ -249,7 +254,10 @@ class BarCounter:
         self.beat_frames = (self.beat_frames + [self.frames])[-4:]
         if len(self.beat_frames) < 4 or self.frames - self.beat_frames[0] > self.size:
             return
-        features = self.features(*self.beat_frames)
+        own = self.features(*self.beat_frames)
+        # the beat before's onsets and distances too: a downbeat's neighbours are weak beats
+        features = np.concatenate([own, self.previous[ONSET_FEATURES], [1.0]])
+        self.previous = own
         if self.evidence_log is not None:
             self.evidence_log.append((self.beat_frames[2], features))
         self.evidence *= self.memory
@@ -260,7 +268,7 @@ class BarCounter:
         (band groups) of the beat interval after it minus that of the interval before it and minus that of the one
         before that; the attack (3 frames after the beat against 3 before); log low-band and total onset strength at
         the beat; how far the spectrum moved from those intervals (mean absolute change, all bands and bass bands: a
-        new chord or bass note); a constant (the weights' offset)."""
+        new chord or bass note)."""
         def mean(start, stop):
             return self.spectra[np.arange(start, stop) % self.size].mean(axis=0)
 
@@ -271,12 +279,12 @@ class BarCounter:
         onsets = self.onsets[np.arange(beat - 3, beat + 2) % self.size].max(axis=0)
         distances = [part.mean() for change in changes for part in (np.abs(change), np.abs(change[:BASS_BANDS]))]
         attack = mean(beat, beat + 3) - mean(beat - 4, beat - 1)
-        return np.concatenate([groups(changes[0]), groups(changes[1]), groups(attack), np.log1p(onsets), distances,
-                               [1.0]])
+        return np.concatenate([groups(changes[0]), groups(changes[1]), groups(attack), np.log1p(onsets), distances])
 
     def restart(self):
         self.evidence[:] = 0.0
         self.beat_frames = []
+        self.previous[:] = 0.0
 
     def position(self, beat_count):
         """Bar position (0 = downbeat) of the `beat_count`-th beat."""

@@ -170,7 +170,7 @@ def downbeat_examples(clip, evidence):
     return np.array([features for _, features in evidence]), labels.astype(float)
 
 
-def fit_downbeat_weights(features, labels, l2=30.0, steps=300, rate=0.5):
+def fit_downbeat_weights(features, labels, l2=10.0, steps=300, rate=0.5):
     """Logistic regression of is-downbeat on the beat features (gradient descent on standardised features, an L2
     penalty) -> weights on the raw features, the last one (on the constant feature) the log-odds' offset. (The
     offset matters: the bar position scored last weighs most in the slowly forgetting sum.)"""
