@@ -7,7 +7,7 @@ import soundfile
 from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.beats import BeatTracker
+from onbeat.ear.beats import DOWNBEAT_WEIGHTS, BeatTracker
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
 from onbeat.evaluation import beats as beat_eval
@@ -156,6 +156,22 @@ def test_downbeat_weights_fit_the_evidence():
     scores = features @ weights
     assert scores[labels == 1].mean() > scores[labels == 0].mean() + 1.0
     assert np.mean((scores > np.percentile(scores, 75)) == (labels == 1)) > 0.8   # the top quarter
+
+
+def test_downbeat_evidence_is_logged_at_the_emitted_beats_and_labelled():
+    """eval beats fits the downbeat weights on each tracked beat's logged features: they carry the emitted beat's
+    time, and a beat within ±70 ms of an annotated bar start is a downbeat example."""
+    clicks = grid(120, 0.3, 12.0)
+    audio = drum_track(clicks, 12.0, accent_every=2) + chords(clicks[::4], 12.0)
+    replay, _ = beat_eval.record(audio)
+    evidence: list = []
+    beats, _, _ = beat_eval.follow(replay, evidence=evidence)
+    times = np.array([time for time, _ in evidence])
+    assert len(times) >= len(beats) - 4 and np.isin(times, beats).all()
+    clip = beat_eval.Clip("clicks", "all", audio, clicks, clicks[::4])
+    features, labels = beat_eval.downbeat_examples(clip, evidence)
+    assert features.shape == (len(times), len(DOWNBEAT_WEIGHTS)) and np.all(features[:, -1] == 1.0)
+    assert labels.sum() == np.sum(grid_error_ms(times, clicks[::4]) <= 70) > 0
 
 
 def test_bad_input():
