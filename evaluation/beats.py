@@ -293,8 +293,9 @@ def evaluate(data, clips=None, cross_validate=True, quiet=False):
         options = dict(defaults[best])
         if cross_validate and others.any():   # the downbeat weights, refitted on the tuning folds' tracked beats
             examples = [downbeat_examples(loaded[i], evidence[best][i]) for i in np.flatnonzero(others)]
-            options["downbeat_weights"] = fit_downbeat_weights(np.concatenate([x for x, _ in examples]),
-                                                               np.concatenate([y for _, y in examples]))
+            features, labels = np.concatenate([x for x, _ in examples]), np.concatenate([y for _, y in examples])
+            if 0 < labels.sum() < len(labels):   # (a set without annotated bars keeps the shipped weights)
+                options["downbeat_weights"] = fit_downbeat_weights(features, labels)
         for i in np.flatnonzero(folds == fold):
             refitted = "downbeat_weights" in options
             beats, downbeats, predictions = follow(replays[i], options) if refitted else runs[best][i]

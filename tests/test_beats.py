@@ -1,5 +1,7 @@
 """The online beat tracker on synthetic drum tracks (tempo, phase, tempo jumps, breaks, silence, downbeats,
 track changes, bad input), the evaluation's metrics and commands, and the annotated GTZAN clips."""
+import warnings
+
 import numpy as np
 import pytest
 import soundfile
@@ -233,6 +235,16 @@ def test_eval_scores_any_annotated_folder_and_names_it(tmp_path, capsys):
     assert "beat tracking on my-clicks (3 clips" in printed
     mean = [line for line in printed.splitlines() if line.startswith("mean")][0].split()
     assert float(mean[2]) >= 0.9   # F on steady click tracks
+
+
+def test_eval_without_annotated_bars_keeps_the_shipped_downbeat_weights(tmp_path):
+    folder = write_clip_set(tmp_path / "beats-only", [100, 125, 140])
+    for annotation in folder.glob("*.beats"):   # beat times only, no position in the bar
+        np.savetxt(annotation, np.loadtxt(annotation)[:, :1], fmt="%.4f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)   # no regression fitted on no examples (NaN weights)
+        result = beat_eval.evaluate(folder, quiet=True)
+    assert result["mean"]["F"] >= 0.9 and np.isnan(result["mean"]["downbeat_F"])
 
 
 def test_eval_command_reports_a_missing_folder(tmp_path, capsys):
