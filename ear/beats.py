@@ -8,7 +8,8 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    (Ellis' dynamic programming run forwards) gives the phase; half a beat before each beat the score is
    projected one period into the future to commit the next beat time, so beats are known before they sound.
    Tempo, re-estimated twice per beat: a comb filter bank over the autocorrelation of the last 6 s of
-   novelty, times a log-Gaussian prior around 100 BPM, drives a drift-smoothed tempo belief (stable); a
+   novelty, times a log-Gaussian prior around 100 BPM, drives a drift-smoothed tempo belief (stable; in a track's
+   first 3 s it rules no tempo out, so the too-fast tempo a short history favours does not outlast it); a
    change detector watching only the last ~1.5 s resets it when the music is strongly periodic at a new
    tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
    (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts.
@@ -103,7 +104,8 @@ class BeatClock:
     def __init__(self, fps, min_lead_frames=1, history_s=6.0, min_bpm=60.0, max_bpm=180.0, prior_bpm=100.0,
                  prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
-                 change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2):
+                 change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2,
+                 early_s=3.0, early_floor=0.01):
         self.fps = fps
         self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
@@ -116,6 +118,11 @@ class BeatClock:
         self.prior = np.exp(-0.5 * (np.log2(self.tempi / prior_bpm) / prior_octaves) ** 2)
         self.drift = np.exp(-0.5 * (np.log2(self.tempi[:, None] / self.tempi[None, :]) / tempo_drift_octaves) ** 2)
         self.tempo_belief = self.prior / self.prior.sum()
+        # for the first `early_s` of a track the belief keeps every tempo within 1/`early_floor` of the best: the
+        # first seconds' comb responses favour fast tempi (their harmonics fit a short history), and a product of
+        # them otherwise buries the right tempo so deep that it surfaces seconds after the music has shown it
+        self.early_frames, self.early_floor = early_s * fps, early_floor
+        self.heard = 0                                      # frames since the start or the last restart
         # tempo change detector: the last ~1.5 s alone, strongly periodic at a new tempo for a few updates
         age = np.arange(self.size)[::-1] / fps
         self.recent = np.exp(-age / change_memory_s)
@@ -132,6 +139,7 @@ class BeatClock:
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
         self.frame += 1
+        self.heard += 1
         self.novelty = np.roll(self.novelty, -1)
         self.novelty[-1] = novelty
         self.score = np.roll(self.score, -1)
@@ -153,6 +161,7 @@ class BeatClock:
         self.score[:] = 0.0
         self.tempo_belief = self.prior / self.prior.sum()
         self.votes = 0
+        self.heard = 0
 
     def _best_predecessor(self, score):
         """max over the frames 2 periods .. half a period back of score x transition weight (a Gaussian in
@@ -204,6 +213,8 @@ class BeatClock:
             self.periodicity = 0.0
             return  # nothing to learn from silence: keep the tempo, the clock coasts
         belief = (self.drift @ self.tempo_belief) * (comb * self.prior + 1e-6)
+        if self.heard < self.early_frames:   # the first seconds: no tempo may be ruled out yet
+            belief = np.maximum(belief, self.early_floor * belief.max())
         self.tempo_belief = belief / belief.sum()
         recent_acf, recent_comb = self._periodicity(self.recent)
         candidate = int(np.argmax(recent_comb * self.prior))

@@ -95,6 +95,26 @@ def test_follows_a_tempo_jump_within_a_few_beats():
     assert grid_error_ms(beats[beats < clicks[-1] + new_beat / 2], clicks).max() <= 50
 
 
+def settled_at(states, bpm):
+    """The time from which the reported tempo stays within 2% of `bpm`."""
+    wrong = [s.time for s in states if abs(s.bpm - bpm) > 0.02 * bpm]
+    return wrong[-1] if wrong else 0.0
+
+
+def test_a_swung_beat_is_not_buried_by_the_first_seconds():
+    """Issue 17: on swung music (blues.00016) the first seconds' periodicity favours a too-fast tempo (here 150 BPM:
+    the swung eighths at 2/3 of the beat), and the clock used to keep it for seconds after the music had shown the
+    beat. For its first seconds the tempo belief rules no tempo out, so it follows the beat well before 5 s; the
+    same clock without that (`early_s=0`) stays at the fast tempo past 6 s."""
+    beats = grid(100, 0.3, 12.0)
+    audio = drum_track(beats, 12.0) + 0.6 * drum_track(beats + 0.4, 12.0)   # swung: a weaker hit 2/3 into the beat
+    assert settled_at(run_tracker(audio), 100) < 5.0
+    tracker = BeatTracker(early_s=0.0)
+    states = [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
+    assert settled_at(states, 100) > 6.0
+    assert max(s.bpm for s in states if s.time < 5.0) == pytest.approx(150, rel=0.02)
+
+
 def test_clock_coasts_through_a_break():
     clicks = grid(120, 0.3, 20.0)
     played = clicks[(clicks < 10.0) | (clicks >= 12.0)]   # 2 s of silence in the middle
