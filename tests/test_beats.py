@@ -222,7 +222,7 @@ def test_gtzan_cross_validated(data_dir):
     """gtzan-dev, cross-validated (clock parameters tuned on the other folds)."""
     result = beat_eval.evaluate(data_dir)
     assert len(result["clips"]) == 30
-    assert result["mean"]["F"] >= 0.75
+    assert result["mean"]["F"] >= 0.78   # 0.796 measured (0.765 before the early tempo floor)
     assert result["lock_s"]["median"] <= 8.0
     assert result["octave"]["right"] >= 20
     assert result["mean"]["downbeat_F"] >= 0.33   # the bar counter, its weights fitted on the other folds
