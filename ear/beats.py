@@ -12,7 +12,8 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    first 3 s it rules no tempo out, so the too-fast tempo a short history favours does not outlast it); a
    change detector watching only the last ~1.5 s resets it when the music is strongly periodic at a new
    tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
-   (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts.
+   (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts. When the last 6
+   beats' onsets clearly sit elsewhere in the beat than the clock's beats (the off-beat), the phase jumps there.
 3. `BarCounter`, which beat of the bar: each beat's downbeat evidence, a logistic regression over beat-synchronous
    log-mel features (the spectrum's change from the beat before and from two beats before, in 8 band groups and as
    distances: chords and bass notes change on downbeats; the attack at the beat per band group; the low-band (kick,
@@ -105,7 +106,8 @@ class BeatClock:
                  prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2,
-                 early_s=3.0, early_floor=0.01):
+                 early_s=3.0, early_floor=0.01, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06,
+                 restart_keep_s=1.0):
         self.fps = fps
         self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
@@ -135,6 +137,12 @@ class BeatClock:
         self.prediction_frame = self.next_beat_frame // 2
         self.periodicity = 0.0
         self._weights_period = None   # the period `_transition_weights` were computed for
+        # phase re-anchor (0 beats: off): see `_reanchor`
+        self.reanchor_beats, self.reanchor_margin = reanchor_beats, reanchor_margin
+        self.reanchor_min = reanchor_min_s * fps
+        self.reanchors = 0                                  # how often the phase jumped
+        # a restart keeps this much novelty: the track change is called ~1 s into the new track, so it is the new one's
+        self.restart_keep = int(round(restart_keep_s * fps))
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -147,6 +155,8 @@ class BeatClock:
         if self.frame == self.prediction_frame:
             self._update_tempo()   # tempo is re-estimated twice per beat: here and on the beat
             self._predict_next_beat()
+            if self.reanchor_beats:
+                self._reanchor()
         if self.frame != self.next_beat_frame:
             return False
         self._update_tempo()
@@ -155,9 +165,10 @@ class BeatClock:
         return True
 
     def restart(self):
-        """Forget the music heard so far (a new track): no novelty or score history, the prior tempo belief. The
-        frame count and the committed next beat stay, so the clock keeps its time."""
-        self.novelty[:] = 0.0
+        """Forget the music heard so far (a new track): no score history, no novelty but the last `restart_keep_s`
+        (the new track's), the prior tempo belief. The frame count and the committed next beat stay, so the clock keeps
+        its time."""
+        self.novelty[:self.size - self.restart_keep] = 0.0
         self.score[:] = 0.0
         self.tempo_belief = self.prior / self.prior.sum()
         self.votes = 0
@@ -186,6 +197,41 @@ class BeatClock:
         expectation[:self.min_lead_frames - 1] = 0.0
         # (a tiny floor lets the expectation alone decide when there is no score yet: silence)
         self.next_beat_frame = self.frame + int(offsets[np.argmax((future[self.size:] + 1e-12) * expectation)])
+
+    def _reanchor(self):
+        """Right after a prediction: when over the last `reanchor_beats` beats of the committed grid the onsets sit at
+        another offset within the beat (at least `reanchor_min_s` away), `reanchor_margin` times stronger in sum than
+        at the beats and stronger at all but one of them, move the next beat by that offset and rebuild the score
+        from that recent novelty. (Issue 17: once the tempo was right, the score's long memory could hold the phase on
+        the off-beat, or ~130 ms off, for seconds.)"""
+        period, beats = self.period, self.reanchor_beats
+        if self.heard < (beats + 1) * period:
+            return
+        half = int(period // 2)
+        offsets = np.arange(-half, half + 1)
+        last = self.size - 1 - (self.frame - self.next_beat_frame)   # the next beat's index in the history
+        grid = np.round(last - period * np.arange(1, beats + 1)).astype(int)
+        index = grid[:, None] + offsets[None, :]
+        if index.min() < 1 or index.max() > self.size - 1:
+            return
+        smooth = np.maximum(self.novelty, np.maximum(np.roll(self.novelty, 1), np.roll(self.novelty, -1)))
+        profile = smooth[index]                         # (past beats, offsets)
+        total = profile.sum(axis=0)
+        best = int(np.argmax(total))
+        shift = int(offsets[best])
+        if abs(shift) < self.reanchor_min:
+            return
+        here = profile[:, half]
+        if total[best] < self.reanchor_margin * total[half] or np.sum(profile[:, best] > here) < beats - 1:
+            return
+        self.next_beat_frame = max(self.next_beat_frame + shift, self.frame + self.min_lead_frames)
+        # the score's memory holds the old phase: rebuild it from the recent novelty alone
+        span = int(round((beats + 1) * period))
+        rebuilt = np.zeros(self.size)
+        for i in range(max(self.size - span, int(round(2 * period)) + 1), self.size):
+            rebuilt[i] = (1 - self.alpha) * self.novelty[i] + self.alpha * self._best_predecessor(rebuilt[:i])
+        self.score = rebuilt
+        self.reanchors += 1
 
     def _periodicity(self, weights):
         """Normalised autocorrelation of the weighted, mean-removed novelty history, and its comb filter bank
