@@ -21,8 +21,8 @@ def add_arguments(parser):
                              + (f"; default {default}" if default else ""))
     parser.add_argument("--models", default=None,
                         help="comma-separated: live path: a model name (default, badm, codes, graph, groove) or "
-                             "an exported .onnx/.npz path (default: default,codes,groove); torch path: badm, codes "
-                             "or kind=checkpoint.pt (default: badm,codes)")
+                             "an exported .onnx/.npz path (default: default, the other shipped kind, groove); "
+                             "torch path: badm, codes or kind=checkpoint.pt (default: badm,codes)")
     parser.add_argument("--path", choices=("live", "torch"), default="live",
                         help="live: onbeat play's pipeline on a simulated clock (default); torch: the checkpoint's "
                              "generate on the song's features (training-time checks)")
@@ -40,10 +40,11 @@ def add_arguments(parser):
 
 def parse_models(text, path):
     """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
-    from onbeat.choreographers.library import Library
+    from onbeat.choreographers.library import DEFAULT, Library
     from onbeat.core.paths import shipped_checkpoint
     names = Library().names() if path == "live" else []  # what the live path can load by name
-    items = [s.strip() for s in (text or ("default,codes,groove" if path == "live" else "badm,codes")).split(",")
+    other = "badm" if DEFAULT == "codes" else "codes"  # the default and the other shipped kind, then the groove
+    items = [s.strip() for s in (text or (f"default,{other},groove" if path == "live" else "badm,codes")).split(",")
              if s.strip()]
     models = []
     for item in items:

@@ -68,7 +68,7 @@ def data_location():
 
 
 def default_models():
-    """The models by the names `--model` takes (`default` is badm's): the shipped ones, or the one the user built
+    """The models by the names `--model` takes (`default` is `DEFAULT`'s): the shipped ones, or the one the user built
     (`onbeat graph build`), each with the styles it knows (`--style`, `/onbeat/style`)."""
     from onbeat.choreographers.kinds import installed_models, kind_named
     from onbeat.choreographers.library import DEFAULT

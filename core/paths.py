@@ -6,8 +6,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # onbeat/ when installed;
 ASSETS = PACKAGE_ROOT / "choreographers" / "assets"  # the shipped exported models (package data)
 CHECKPOINTS = PACKAGE_ROOT / "models" / "checkpoints"  # the shipped trained weights they were exported from
 # The checkpoint each shipped export comes from (its model card beside it); other kinds: <kind>_small.pt.
-# badm_v2 replaced badm_small as the default: it scored better on the validation split (see badm_v2.md).
-SHIPPED_CHECKPOINTS = {"badm": "badm_v2.pt", "codes": "codes_small.pt"}
+# codes_v2 is the default (choreographers.library.DEFAULT): the best on the validation split (see codes_v2.md).
+SHIPPED_CHECKPOINTS = {"badm": "badm_v2.pt", "codes": "codes_v2.pt"}
 
 
 def shipped_checkpoint(kind: str) -> Path:

@@ -22,6 +22,7 @@ import numpy as np
 from onbeat.choreographers.kinds import installed_models, open_steps
 from onbeat.choreographers.library import Library
 from onbeat.choreographers.onnx import OnnxStep, available_devices
+from onbeat.core.music import MASK_GROUPS
 from onbeat.ear.sources import SyntheticSource
 from onbeat.evaluation.bench_live import rss_mb
 from onbeat.stream.crowd import CrowdEngine, CrowdMaker, CrowdProcess, crowd_of
@@ -101,11 +102,19 @@ def cost_curve(runs):
     return lines
 
 
-def step_inputs(batch, frames, dim, music_rows, music_dim, rng):
+def step_inputs(batch, metadata, rng):
+    """One batched denoiser call's inputs for an export with this metadata (a styled model also takes the music
+    mask and a style id per dancer)."""
+    frames, dim = metadata["slice_frames"], metadata["pose_dim"]
+    music_rows, music_dim = 2 * frames, len(metadata["feature_names"].split(","))
     pose = lambda: rng.standard_normal((batch, frames, dim)).astype(np.float32)  # noqa: E731
     music = rng.random((batch, music_rows, music_dim)).astype(np.float32)
     key_mask = np.zeros((batch, frames), np.float32)
-    return pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), key_mask
+    inputs = (pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), key_mask)
+    if metadata.get("styles"):
+        inputs += (np.ones((batch, music_rows, len(MASK_GROUPS)), np.float32),
+                   rng.integers(0, len(metadata["styles"]), batch).astype(np.int64))
+    return inputs
 
 
 def median_ms(call, repeats):
@@ -122,14 +131,11 @@ def batched_step_costs(sizes, device="cpu", repeats=20):
     """{size: {runtime: ms per batched denoiser call}} for the shipped badm export and its checkpoint."""
     path = installed_models()["badm"]
     step = cast(OnnxStep, open_steps(path, device="cpu")[1]["step"])
-    meta = step.metadata
-    frames, dim = meta["slice_frames"], meta["pose_dim"]
     torch_step = _torch_step()
     cuda = _cuda_step(path) if device == "cuda" else None
     costs = {}
     for size in sizes:
-        inputs = step_inputs(size, frames, dim, 2 * frames, len(meta["feature_names"].split(",")),
-                             np.random.default_rng(size))
+        inputs = step_inputs(size, step.metadata, np.random.default_rng(size))
         row = {"onnxruntime cpu": median_ms(lambda inputs=inputs: step(*inputs), repeats)}
         if torch_step is not None:
             row["torch eager cpu"] = median_ms(lambda inputs=inputs: torch_step(*inputs), repeats)

@@ -1,18 +1,19 @@
 """`onbeat eval dance --cards DIR`: the metrics and speed sections of the model cards, written by the evaluator.
 
 A card `<kind>_<name>.md` (e.g. `badm_small.md`) belongs to the evaluated export of the same name (live path:
-`runs/badm_v2.onnx` for `badm_v2.md`), else to the evaluated row of that model kind (live path: `default` is badm;
-torch path: the checkpoint's kind). Its generated part sits between two markers and is replaced
-on every run; the first run replaces the hand-written "## Metrics" and "## Speed" sections.
+`runs/badm_v2.onnx` for `badm_v2.md`), else to the evaluated row of that model kind (live path: `default` is
+the kind `DEFAULT` names; torch path: the checkpoint's kind). Its generated part sits between two markers and is
+replaced on every run; the first run replaces the hand-written "## Metrics" and "## Speed" sections.
 """
 import re
 from pathlib import Path
 
+from onbeat.choreographers.library import DEFAULT
 from onbeat.core.errors import OnbeatError
 from onbeat.evaluation.dance import METRICS
 
 BEGIN, END = "<!-- onbeat eval dance: generated, do not edit -->", "<!-- end of generated part -->"
-LIVE_KINDS = {"default": "badm", "badm": "badm", "codes": "codes"}
+LIVE_KINDS = {"default": DEFAULT, "badm": "badm", "codes": "codes"}
 
 
 def row_kind(row, spec, path):

@@ -120,24 +120,25 @@ def test_cards_replace_the_hand_written_metrics_once_and_again(tmp_path):
     from onbeat.evaluation.cards import BEGIN, write_cards
     shutil.copy(CHECKPOINTS / "badm_small.md", tmp_path / "badm_small.md")
     rows = {"real": {"fid_k": (10.0, 8.0, 12.0)},
-            "default": {"fid_k": (30.0, 25.0, 35.0), "rtf": (20.0, 19.0, 21.0), "rtf_model": (50.0, 45.0, 55.0)}}
+            "badm": {"fid_k": (30.0, 25.0, 35.0), "rtf": (20.0, 19.0, 21.0), "rtf_model": (50.0, 45.0, 55.0)}}
     meta = {"songs": ["a", "b"], "styles": ["waltz", "waltz"], "seconds": 60.0, "seeds": [0, 1], "path": "live",
             "kinetic": "onbeat", "beats": "ear", "intervals": "bootstrap", "load_average": [1.0, 1.0, 1.0],
-            "models": {"default": "default"}}
+            "models": {"badm": "badm"}}
     evaluation = evaluate.Evaluation([], rows, {}, {}, meta)
     assert write_cards(evaluation, tmp_path, "onbeat eval dance") == [tmp_path / "badm_small.md"]
     text = (tmp_path / "badm_small.md").read_text()
     assert text.count(BEGIN) == 1 and "| FID_k | 10.0 [8.0, 12.0] | 30.0 [25.0, 35.0] |" in text
     assert "86.4" not in text and "## Training" in text and "\nCode:" in text  # hand numbers gone, the rest kept
-    rows["default"]["fid_k"] = (31.0, 26.0, 36.0)
+    rows["badm"]["fid_k"] = (31.0, 26.0, 36.0)
     write_cards(evaluation, tmp_path, "onbeat eval dance")
     again = (tmp_path / "badm_small.md").read_text()
     assert again.count(BEGIN) == 1 and "31.0 [26.0, 36.0]" in again and "30.0 [25.0, 35.0]" not in again
 
 
 def test_a_card_named_like_an_evaluated_export_gets_that_export_s_row(tmp_path):
+    from onbeat.choreographers.library import DEFAULT
     from onbeat.evaluation.cards import write_cards
-    for card in ("badm_small.md", "badm_v2.md"):
+    for card in (f"{DEFAULT}_small.md", "badm_v2.md"):
         (tmp_path / card).write_text("# a card\n")
     rows = {"real": {"fid_k": (10.0, 8.0, 12.0)}, "default": {"fid_k": (30.0, 25.0, 35.0)},
             "badm_v2": {"fid_k": (20.0, 15.0, 25.0)}}
@@ -145,7 +146,8 @@ def test_a_card_named_like_an_evaluated_export_gets_that_export_s_row(tmp_path):
             "beats": "ear", "intervals": "bootstrap", "load_average": [1.0, 1.0, 1.0],
             "models": {"default": "default", "badm_v2": "runs/v2/badm_v2.onnx"}}
     write_cards(evaluate.Evaluation([], rows, {}, {}, meta), tmp_path, "onbeat eval dance")
-    assert "| metric | real | **default** | badm_v2 |" in (tmp_path / "badm_small.md").read_text()  # the shipped
+    # the default row belongs to a card of the default's kind
+    assert "| metric | real | **default** | badm_v2 |" in (tmp_path / f"{DEFAULT}_small.md").read_text()
     assert "| metric | real | default | **badm_v2** |" in (tmp_path / "badm_v2.md").read_text()  # its own row
 
 

@@ -23,8 +23,10 @@ def test_info_lists_versions_providers_and_locations(capsys, monkeypatch, tmp_pa
     assert "CPUExecutionProvider" in out["onnx providers"]
     assert "no shipped model found" in out["models"] and out["audio devices"]
     assert out["programs"].startswith("ffmpeg: ")
-    (tmp_path / "badm.onnx").write_bytes(b"")
-    assert report(capsys)["models"] == f"badm (default): {tmp_path / 'badm.onnx'} (unreadable)"  # an empty file
+    for graph in ("gpt", "decoder"):
+        (tmp_path / f"codes.{graph}.onnx").write_bytes(b"")  # empty files
+    files = f"{tmp_path / 'codes.gpt.onnx'}, {tmp_path / 'codes.decoder.onnx'}"
+    assert report(capsys)["models"] == f"codes (default): {files} (unreadable)"
 
 
 def test_info_says_where_data_is_missing(capsys, monkeypatch):
