@@ -106,8 +106,7 @@ class BeatClock:
                  prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2,
-                 early_s=3.0, early_floor=0.01, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06,
-                 restart_keep_s=1.0):
+                 early_s=3.0, early_floor=0.01, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06):
         self.fps = fps
         self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
@@ -141,8 +140,6 @@ class BeatClock:
         self.reanchor_beats, self.reanchor_margin = reanchor_beats, reanchor_margin
         self.reanchor_min = reanchor_min_s * fps
         self.reanchors = 0                                  # how often the phase jumped
-        # a restart keeps this much novelty: the track change is called ~1 s into the new track, so it is the new one's
-        self.restart_keep = int(round(restart_keep_s * fps))
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -165,10 +162,9 @@ class BeatClock:
         return True
 
     def restart(self):
-        """Forget the music heard so far (a new track): no score history, no novelty but the last `restart_keep_s`
-        (the new track's), the prior tempo belief. The frame count and the committed next beat stay, so the clock keeps
-        its time."""
-        self.novelty[:self.size - self.restart_keep] = 0.0
+        """Forget the music heard so far (a new track): no novelty or score history, the prior tempo belief. The
+        frame count and the committed next beat stay, so the clock keeps its time."""
+        self.novelty[:] = 0.0
         self.score[:] = 0.0
         self.tempo_belief = self.prior / self.prior.sum()
         self.votes = 0
