@@ -110,7 +110,7 @@ def step_inputs(batch, metadata, rng):
     pose = lambda: rng.standard_normal((batch, frames, dim)).astype(np.float32)  # noqa: E731
     music = rng.random((batch, music_rows, music_dim)).astype(np.float32)
     key_mask = np.zeros((batch, frames), np.float32)
-    inputs = (pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), key_mask)
+    inputs: tuple[np.ndarray, ...] = (pose(), np.full(batch, 0.5, np.float32), pose(), pose(), music, pose(), key_mask)
     if metadata.get("styles"):
         inputs += (np.ones((batch, music_rows, len(MASK_GROUPS)), np.float32),
                    rng.integers(0, len(metadata["styles"]), batch).astype(np.int64))
