@@ -21,7 +21,8 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    the position with the most evidence is the downbeat.
 
 4. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
-   8 s, relative to how far apart they usually are); a new track restarts the clock's tempo and the bar.
+   8 s, relative to how far apart they usually are), called only when it lasts a second (a fill or a break within
+   the song comes back sooner); a new track restarts the clock's tempo and the bar.
 
 Parameters were chosen on the 30 GTZAN dev clips; `onbeat eval beats` cross-validates them (tuned on two folds,
 scored on the third), one set for all music; the downbeat weights are refitted there on the tuning folds.
@@ -349,9 +350,13 @@ class TrackChangeDetector:
     with how far apart they have been since this track began (a running mean and spread of that distance, kept
     from `long_s` into the track on, so the track's own start is not taken for its normal variation)."""
 
-    def __init__(self, fps, short_s=1.0, long_s=8.0, threshold=4.0, settle_s=2.0):
+    def __init__(self, fps, short_s=1.0, long_s=8.0, threshold=3.5, settle_s=2.0, persist_s=1.0, hold=2.5):
         self.short_rate, self.long_rate = 1.0 / (short_s * fps), 1.0 / (long_s * fps)
-        self.threshold = threshold
+        # a change is called once the distance, having passed `threshold` spreads, has stayed above `hold` spreads for
+        # `persist_s` (a fill or a break in the song comes back sooner)
+        self.threshold, self.hold = threshold, hold
+        self.persist = int(persist_s * fps)
+        self.away = 0                              # frames since the distance passed the threshold (0: it has not)
         self.warmup = int(long_s * fps)            # frames before the long-term mean describes this track
         self.settle = int(settle_s * fps)          # frames of distance statistics before a change can be called
         self.short: np.ndarray | None = None
@@ -375,11 +380,16 @@ class TrackChangeDetector:
         assert self.short is not None and self.long is not None  # set by the first spectrum
         distance = float(np.mean(np.abs(self.short - self.long)))
         spread = np.sqrt(max(self.mean_square - self.mean_distance ** 2, 1e-4))
-        if self.measured >= self.settle and distance > self.mean_distance + self.threshold * spread:
-            self.since_change = 0
+        level = self.threshold if not self.away else self.hold
+        if self.measured >= self.settle and distance > self.mean_distance + level * spread:
+            self.away += len(spectra)
+            if self.away < self.persist:
+                return False   # not yet a change; nor this track's normal variation: the statistics wait
+            self.since_change, self.away = 0, 0
             self.long = self.short.copy()   # the new track is the reference from now on
             self._reset_statistics()
             return True
+        self.away = 0
         self.measured += len(spectra)
         rate = max(len(spectra) / self.measured, len(spectra) * self.long_rate)   # a plain mean at first
         self.mean_distance += rate * (distance - self.mean_distance)

@@ -9,7 +9,7 @@ import soundfile
 from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.beats import DOWNBEAT_WEIGHTS, BeatTracker
+from onbeat.ear.beats import DOWNBEAT_WEIGHTS, MEL_BANDS, BeatTracker, TrackChangeDetector
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
 from onbeat.evaluation import beats as beat_eval
@@ -338,6 +338,28 @@ def test_relocks_after_a_track_change():
     lock, tracker = lock_after(audio, 15.13, second)
     assert tracker.track_changes == 1
     assert lock <= 5.0
+
+
+def changes_called(spectra, fps=90.0, frames_per_hop=3, **options):
+    """Seconds at which a TrackChangeDetector fed these log-mel frames (hop by hop) calls a change."""
+    detector = TrackChangeDetector(fps, **options)
+    hops = range(0, len(spectra) - frames_per_hop + 1, frames_per_hop)
+    return [(start + frames_per_hop) / fps for start in hops if detector.update(spectra[start:start + frames_per_hop])]
+
+
+def test_a_passing_change_of_sound_is_no_new_track_but_a_lasting_one_is():
+    """Issue 17: a fill or a break within one song restarted the tempo (rock.00066, disco.00000, pop.00079); a fill,
+    half a second halfway to another spectrum, is no new track; a spectrum that stays away for `persist_s` is, called
+    that long after it began."""
+    fps, rng = 90.0, np.random.default_rng(0)
+    song, other = rng.normal(0.0, 1.0, MEL_BANDS), rng.normal(0.0, 1.0, MEL_BANDS)
+    spectra = song + 0.3 * rng.normal(size=(int(40 * fps), MEL_BANDS))
+    spectra[int(15 * fps):int(15.5 * fps)] += 0.5 * (other - song)
+    assert changes_called(spectra) == []
+    assert changes_called(spectra, persist_s=0.0) != []      # the fill alone is far enough to be called without it
+    spectra[int(30 * fps):] += other - song                  # a new track from 30 s on
+    called = changes_called(spectra)
+    assert len(called) == 1 and 30.8 < called[0] < 32.5
 
 
 @pytest.mark.slow
