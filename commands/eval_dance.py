@@ -41,11 +41,11 @@ def add_arguments(parser):
 def parse_models(text, path):
     """[(row name, spec)]: live specs are names or .onnx paths; torch specs are (kind, checkpoint)."""
     from onbeat.choreographers.library import DEFAULT, Library
-    from onbeat.core.paths import shipped_checkpoint
+    from onbeat.core.paths import SHIPPED_CHECKPOINTS, shipped_checkpoint
     names = Library().names() if path == "live" else []  # what the live path can load by name
-    other = "badm" if DEFAULT == "codes" else "codes"  # the default and the other shipped kind, then the groove
-    items = [s.strip() for s in (text or (f"default,{other},groove" if path == "live" else "badm,codes")).split(",")
-             if s.strip()]
+    # the default, the other shipped kinds, then the groove
+    live = ",".join(["default", *(kind for kind in SHIPPED_CHECKPOINTS if kind != DEFAULT), "groove"])
+    items = [s.strip() for s in (text or (live if path == "live" else "badm,codes")).split(",") if s.strip()]
     models = []
     for item in items:
         if path == "live":

@@ -61,6 +61,11 @@ DOWNBEAT_WEIGHTS = np.array([
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
+def neighbour_max(values):
+    """Each value's max with its two neighbours (circular): superflux's band maximum, the re-anchor's frame slack."""
+    return np.maximum(values, np.maximum(np.roll(values, 1), np.roll(values, -1)))
+
+
 @dataclass(frozen=True)
 class BeatState:
     """The beat clock after one hop. Times are stream seconds (0 = first sample fed)."""
@@ -92,9 +97,7 @@ class OnsetEnvelope:
         """One sub-hop of samples -> (novelty, low-band novelty, log-mel spectrum)."""
         log_mel = np.log1p(self.compression * self.filterbank(self.pvoc(samples)))
         # superflux: compare with the max over neighbouring bands `lag` frames ago
-        reference = self.history[0]
-        reference = np.maximum(reference, np.maximum(np.roll(reference, 1), np.roll(reference, -1)))
-        rise = np.maximum(log_mel - reference, 0.0)
+        rise = np.maximum(log_mel - neighbour_max(self.history[0]), 0.0)
         self.history = np.roll(self.history, -1, axis=0)
         self.history[-1] = log_mel
         return float(rise.sum()), float(rise[:LOW_BANDS].sum()), log_mel
@@ -149,7 +152,7 @@ class BeatClock:
         self.novelty = np.roll(self.novelty, -1)
         self.novelty[-1] = novelty
         self.score = np.roll(self.score, -1)
-        self.score[-1] = (1 - self.alpha) * novelty + self.alpha * self._best_predecessor(self.score[:-1])
+        self.score[-1] = self._score_step(self.score[:-1], novelty)
         if self.frame == self.prediction_frame:
             self._update_tempo()   # tempo is re-estimated twice per beat: here and on the beat
             self._predict_next_beat()
@@ -170,6 +173,10 @@ class BeatClock:
         self.tempo_belief = self.prior / self.prior.sum()
         self.votes = 0
         self.heard = 0
+
+    def _score_step(self, score, novelty):
+        """The cumulative beat score of a frame with this novelty appended to `score`."""
+        return (1 - self.alpha) * novelty + self.alpha * self._best_predecessor(score)
 
     def _best_predecessor(self, score):
         """max over the frames 2 periods .. half a period back of score x transition weight (a Gaussian in
@@ -211,8 +218,7 @@ class BeatClock:
         index = grid[:, None] + offsets[None, :]
         if index.min() < 1 or index.max() > self.size - 1:
             return
-        smooth = np.maximum(self.novelty, np.maximum(np.roll(self.novelty, 1), np.roll(self.novelty, -1)))
-        profile = smooth[index]                         # (past beats, offsets)
+        profile = neighbour_max(self.novelty)[index]                         # (past beats, offsets)
         total = profile.sum(axis=0)
         best = int(np.argmax(total))
         shift = int(offsets[best])
@@ -226,7 +232,7 @@ class BeatClock:
         span = int(round((beats + 1) * period))
         rebuilt = np.zeros(self.size)
         for i in range(max(self.size - span, int(round(2 * period)) + 1), self.size):
-            rebuilt[i] = (1 - self.alpha) * self.novelty[i] + self.alpha * self._best_predecessor(rebuilt[:i])
+            rebuilt[i] = self._score_step(rebuilt[:i], self.novelty[i])
         self.score = rebuilt
         self.reanchors += 1
 
