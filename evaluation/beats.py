@@ -26,7 +26,7 @@ import numpy as np
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.core.progress import tracked
-from onbeat.ear.beats import DOWNBEAT_WEIGHTS, SUB_HOPS, BeatTracker
+from onbeat.ear.beats import BAR_START_FEATURES, DOWNBEAT_WEIGHTS, SUB_HOPS, BeatTracker
 from onbeat.ear.features import Resampler
 from onbeat.ear.sources import read_audio
 
@@ -162,20 +162,36 @@ def follow(replay, options=None, detect_track_changes=True, evidence=None):
 
 
 def downbeat_examples(clip, evidence):
-    """(features, labels) of a clip's tracked beats for fitting the downbeat weights: a beat is a downbeat when it
-    lies within ±70 ms of an annotated one."""
+    """(features, bar positions) of a clip's tracked beats for fitting the downbeat weights: the position in the bar
+    (0 = downbeat) of the annotated beat within ±70 ms, counted from the annotated downbeat at or before it; -1 where
+    there is none (no annotated beat that close, or no downbeat before it)."""
     if not evidence or not len(clip.downbeats):
-        return np.zeros((0, len(DOWNBEAT_WEIGHTS))), np.zeros(0)
+        return np.zeros((0, DOWNBEAT_WEIGHTS.shape[1])), np.zeros(0, dtype=int)
     times = np.array([time for time, _ in evidence])
-    labels = np.abs(times[:, None] - clip.downbeats[None, :]).min(axis=1) <= TOLERANCE_S
-    return np.array([features for _, features in evidence]), labels.astype(float)
+    nearest = np.abs(times[:, None] - clip.beats[None, :]).argmin(axis=1)
+    bar_starts = np.searchsorted(clip.beats, clip.downbeats - TOLERANCE_S)   # the annotated beat of each downbeat
+    bar = np.searchsorted(bar_starts, nearest, side="right") - 1
+    positions = np.where(bar >= 0, nearest - bar_starts[np.maximum(bar, 0)], -1)
+    positions[np.abs(times - clip.beats[nearest]) > TOLERANCE_S] = -1
+    return np.array([features for _, features in evidence]), positions
 
 
-def fit_downbeat_weights(features, labels, l2=10.0, steps=300, rate=0.5):
-    """Logistic regression of is-downbeat on the beat features (gradient descent on standardised features, an L2
-    penalty) -> weights on the raw features, the last one (on the constant feature) the log-odds' offset. (The
-    offset matters: the bar position scored last weighs most in the slowly forgetting sum.)"""
-    features = features[:, :-1]   # the constant
+def fit_downbeat_weights(features, positions, l2=10.0, steps=300, rate=0.5):
+    """The bar counter's weights (`DOWNBEAT_WEIGHTS`) from tracked beats' features and bar positions (-1: unknown):
+    the log-odds of a strong beat (positions 0 and 2 against the rest) and, on the strong beats, of the bar's first
+    against its third from `BAR_START_FEATURES` alone."""
+    strong = np.isin(positions, (0, 2))
+    bar_start = np.zeros(features.shape[1])
+    bar_start[BAR_START_FEATURES] = fit_logistic(features[strong][:, BAR_START_FEATURES], positions[strong] == 0, l2,
+                                                 steps, rate)
+    return np.stack([fit_logistic(features, strong, l2, steps, rate), bar_start])
+
+
+def fit_logistic(features, labels, l2, steps, rate):
+    """Logistic regression of `labels` on the features (gradient descent on standardised features, an L2 penalty) ->
+    weights on the raw features, the last one (on the constant feature) the log-odds' offset. (The offset matters:
+    the bar position scored last weighs most in the slowly forgetting sums.)"""
+    features, labels = features[:, :-1], labels.astype(float)   # the constant
     mean, spread = features.mean(axis=0), features.std(axis=0) + 1e-6
     standard = (features - mean) / spread
     weights, bias = np.zeros(features.shape[1]), 0.0
@@ -294,9 +310,9 @@ def evaluate(data, clips=None, cross_validate=True, quiet=False):
         options = dict(defaults[best])
         if cross_validate and others.any():   # the downbeat weights, refitted on the tuning folds' tracked beats
             examples = [downbeat_examples(loaded[i], evidence[best][i]) for i in np.flatnonzero(others)]
-            features, labels = np.concatenate([x for x, _ in examples]), np.concatenate([y for _, y in examples])
-            if 0 < labels.sum() < len(labels):   # (a set without annotated bars keeps the shipped weights)
-                options["downbeat_weights"] = fit_downbeat_weights(features, labels)
+            features, positions = np.concatenate([x for x, _ in examples]), np.concatenate([y for _, y in examples])
+            if np.isin((0, 2), positions).all():   # (a set without annotated bars keeps the shipped weights)
+                options["downbeat_weights"] = fit_downbeat_weights(features, positions)
         for i in np.flatnonzero(folds == fold):
             refitted = "downbeat_weights" in options
             beats, downbeats, predictions = follow(replays[i], options) if refitted else runs[best][i]

@@ -9,7 +9,7 @@ import soundfile
 from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.beats import DOWNBEAT_WEIGHTS, MEL_BANDS, BeatTracker, TrackChangeDetector
+from onbeat.ear.beats import BAR_START_FEATURES, DOWNBEAT_WEIGHTS, MEL_BANDS, BeatTracker, TrackChangeDetector
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
 from onbeat.evaluation import beats as beat_eval
@@ -192,20 +192,29 @@ def test_downbeat_is_the_kick_where_the_chord_changes(first):
 
 
 def test_downbeat_weights_fit_the_evidence():
-    """The logistic regression behind the downbeat weights puts its weight on the feature that tells downbeats."""
+    """The two logistic regressions behind the downbeat weights put their weight on the features that tell strong beats
+    (1 and 3 of the bar) from weak ones and, among the spectral distances, the bar's first beat from its third."""
     rng = np.random.default_rng(1)
-    labels = (np.arange(400) % 4 == 0).astype(float)
-    features = np.column_stack([rng.normal(size=400), labels * 2.0 + rng.normal(size=400), np.ones(400)])
-    weights = beat_eval.fit_downbeat_weights(features, labels)
-    assert weights[1] > 5 * abs(weights[0])
-    scores = features @ weights
-    assert scores[labels == 1].mean() > scores[labels == 0].mean() + 1.0
-    assert np.mean((scores > np.percentile(scores, 75)) == (labels == 1)) > 0.8   # the top quarter
+    positions = np.arange(400) % 4
+    positions[::7] = -1   # beats near no annotated beat: weak beats for the first regression, not in the second
+    features = rng.normal(size=(400, DOWNBEAT_WEIGHTS.shape[1]))
+    features[:, 0] += 2.0 * np.isin(positions, (0, 2))        # a kick on 1 and 3 (not a bar-start feature)
+    bar_start = BAR_START_FEATURES[0]
+    features[:, bar_start] += 2.0 * (positions == 0)          # a new chord on 1
+    features[:, -1] = 1.0
+    strong_weights, first_weights = beat_eval.fit_downbeat_weights(features, positions)
+    noise = np.setdiff1d(np.arange(1, len(features[0]) - 1), bar_start)
+    assert strong_weights[0] > 5 * np.abs(strong_weights[noise]).max()
+    assert np.all(np.delete(first_weights, BAR_START_FEATURES) == 0.0)
+    assert first_weights[bar_start] > 5 * np.abs(first_weights[noise]).max()
+    strong, first = features @ strong_weights, features @ first_weights
+    assert strong[np.isin(positions, (0, 2))].mean() > strong[np.isin(positions, (1, 3))].mean() + 2.0
+    assert first[positions == 0].mean() > first[positions == 2].mean() + 2.0
 
 
 def test_downbeat_evidence_is_logged_at_the_emitted_beats_and_labelled():
     """eval beats fits the downbeat weights on each tracked beat's logged features: they carry the emitted beat's
-    time, and a beat within ±70 ms of an annotated bar start is a downbeat example."""
+    time, and a beat within ±70 ms of an annotated one is an example of that beat's position in the bar."""
     clicks = grid(120, 0.3, 12.0)
     audio = drum_track(clicks, 12.0, accent_every=2) + chords(clicks[::4], 12.0)
     replay, _ = beat_eval.record(audio)
@@ -214,9 +223,11 @@ def test_downbeat_evidence_is_logged_at_the_emitted_beats_and_labelled():
     times = np.array([time for time, _ in evidence])
     assert len(times) >= len(beats) - 4 and np.isin(times, beats).all()
     clip = beat_eval.Clip("clicks", "all", audio, clicks, clicks[::4])
-    features, labels = beat_eval.downbeat_examples(clip, evidence)
-    assert features.shape == (len(times), len(DOWNBEAT_WEIGHTS)) and np.all(features[:, -1] == 1.0)
-    assert labels.sum() == np.sum(grid_error_ms(times, clicks[::4]) <= 70) > 0
+    features, positions = beat_eval.downbeat_examples(clip, evidence)
+    assert features.shape == (len(times), DOWNBEAT_WEIGHTS.shape[1]) and np.all(features[:, -1] == 1.0)
+    nearest = np.abs(times[:, None] - clicks[None, :]).argmin(axis=1)
+    close = np.abs(times - clicks[nearest]) <= 0.07
+    assert close.sum() > 4 and np.array_equal(positions, np.where(close, nearest % 4, -1))
 
 
 def test_bad_input():
@@ -250,7 +261,9 @@ def test_gtzan_cross_validated(data_dir):
     assert result["lock_s"]["median"] <= 6.5   # 5.7 s measured (6.0 before the phase re-anchor)
     assert result["lock_s"]["median_after_change"] <= 7.2   # 6.7 s measured (7.5 before the phase re-anchor)
     assert result["octave"]["right"] >= 20
-    assert result["mean"]["downbeat_F"] >= 0.33   # the bar counter, its weights fitted on the other folds
+    # the bar counter, its weights fitted on the other folds: 0.540 measured (0.472 with one regression of downbeat
+    # against any other beat)
+    assert result["mean"]["downbeat_F"] >= 0.52
 
 
 @pytest.mark.slow
