@@ -9,10 +9,13 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    projected one period into the future to commit the next beat time, so beats are known before they sound.
    Tempo, re-estimated twice per beat: a comb filter bank over the autocorrelation of the last 6 s of
    novelty, times a log-Gaussian prior around 100 BPM, drives a drift-smoothed tempo belief (stable; in a track's
-   first 3 s it rules no tempo out, so the too-fast tempo a short history favours does not outlast it); a
+   first 12 s each comb response counts in proportion to its strength, so the weak, lopsided responses of a short
+   history, which favour too-fast tempi, do not bury the right tempo once the music shows it); a
    change detector watching only the last ~1.5 s resets it when the music is strongly periodic at a new
    tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
-   (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts. When the last 6
+   (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts. When the tempo jumps
+   (more than 4 %), the score, whose memory holds the phase of a grid at the old tempo, is rebuilt from the last 3
+   beats' novelty, so the phase follows within a beat or two. When the last 6
    beats' onsets clearly sit elsewhere in the beat than the clock's beats (the off-beat), the phase jumps there.
 3. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous log-mel features
    (the spectrum's change from the beat before and from two beats before, in 8 band groups and as distances: chords and
@@ -58,15 +61,15 @@ BAR_START_FEATURES = np.r_[3 * BAND_GROUPS + 2:BEAT_FEATURES, BEAT_FEATURES + 6]
 # only), logistic regressions fitted by `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30
 # gtzan-dev clips (in-sample there)
 DOWNBEAT_WEIGHTS = np.array([[
-    0.5958, 0.2112, 0.3400, -0.2862, -0.1369, 0.1377, -1.1853, 1.7472,          # change from the beat before
-    -0.1824, -0.1453, -0.0343, -0.0638, -0.0746, 0.0235, 0.4079, -0.9124,      # change from two beats before
-    -0.0110, -0.0132, -0.0806, 0.0106, -0.1279, -0.0638, -0.3970, 0.3190,      # attack at the beat
-    0.8939, 0.1459,                                                              # low-band, total onset strength
-    -0.9851, 0.7591, 1.1595, -0.3205,        # distances (all bands, bass) from the beat before, two beats before
-    -0.4739, 0.3801, 0.0262, -0.1458, -1.2801, 0.5817,                          # the beat before's onsets, distances
-    -2.3675,                                                                     # offset
+    0.6234, 0.3403, 0.5353, -0.4393, -0.1921, 0.0512, -1.2617, 1.9496,          # change from the beat before
+    -0.1786, -0.1134, -0.1983, 0.0366, -0.1882, 0.2515, 0.4682, -1.0559,      # change from two beats before
+    -0.0880, -0.0764, -0.2211, 0.0530, 0.0429, -0.1205, -0.2834, 0.2663,      # attack at the beat
+    0.9984, 0.0560,                                                              # low-band, total onset strength
+    -0.8833, 0.6166, 1.4085, -0.3081,        # distances (all bands, bass) from the beat before, two beats before
+    -0.6045, 0.4046, 0.3841, -0.3690, -1.2196, 0.5037,                          # the beat before's onsets, distances
+    -2.1596,                                                                     # offset
 ], np.zeros(BEAT_FEATURES + 7)])
-DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.9948, 0.0369, -0.6483, 0.0408, -0.5585]   # distances, offset
+DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.6438, -0.0146, -0.5342, 0.1783, -0.5064]   # distances, offset
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
 
 
@@ -119,7 +122,8 @@ class BeatClock:
                  prior_octaves=1.0,
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2,
-                 early_s=3.0, early_floor=0.01, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06):
+                 early_s=12.0, early_gain=15.0, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06,
+                 tempo_jump=0.04, jump_rebuild_beats=3):
         self.fps = fps
         self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
@@ -132,10 +136,11 @@ class BeatClock:
         self.prior = np.exp(-0.5 * (np.log2(self.tempi / prior_bpm) / prior_octaves) ** 2)
         self.drift = np.exp(-0.5 * (np.log2(self.tempi[:, None] / self.tempi[None, :]) / tempo_drift_octaves) ** 2)
         self.tempo_belief = self.prior / self.prior.sum()
-        # for the first `early_s` of a track the belief keeps every tempo within 1/`early_floor` of the best: the
-        # first seconds' comb responses favour fast tempi (their harmonics fit a short history), and a product of
-        # them otherwise buries the right tempo so deep that it surfaces seconds after the music has shown it
-        self.early_frames, self.early_floor = early_s * fps, early_floor
+        # for the first `early_s` of a track (0 `early_gain`: never) the belief weighs each comb response by
+        # exp(`early_gain` x response) instead of the response itself: the first seconds' responses are weak and
+        # favour fast tempi (their harmonics fit a short history), and as a product of ratios (0.03 against 0.06
+        # counts as much as 0.3 against 0.6) they buried the right tempo for seconds after the music had shown it
+        self.early_frames, self.early_gain = early_s * fps, early_gain
         self.heard = 0                                      # frames since the start or the last restart
         # tempo change detector: the last ~1.5 s alone, strongly periodic at a new tempo for a few updates
         age = np.arange(self.size)[::-1] / fps
@@ -153,6 +158,10 @@ class BeatClock:
         self.reanchor_beats, self.reanchor_margin = reanchor_beats, reanchor_margin
         self.reanchor_min = reanchor_min_s * fps
         self.reanchors = 0                                  # how often the phase jumped
+        # a tempo jump of more than `tempo_jump` (relative) rebuilds the score (0 `jump_rebuild_beats`: never)
+        self.tempo_jump, self.jump_rebuild_beats = tempo_jump, jump_rebuild_beats
+        self.rebuilds = 0                                   # how often that happened
+        self.rebuilds = 0
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -238,12 +247,16 @@ class BeatClock:
             return
         self.next_beat_frame = max(self.next_beat_frame + shift, self.frame + self.min_lead_frames)
         # the score's memory holds the old phase: rebuild it from the recent novelty alone
-        span = int(round((beats + 1) * period))
+        self._rebuild_score(beats + 1)
+        self.reanchors += 1
+
+    def _rebuild_score(self, beats):
+        """The cumulative beat score as if the clock had started `beats` periods ago at the current tempo."""
+        span = int(round(beats * self.period))
         rebuilt = np.zeros(self.size)
-        for i in range(max(self.size - span, int(round(2 * period)) + 1), self.size):
+        for i in range(max(self.size - span, int(round(2 * self.period)) + 1), self.size):
             rebuilt[i] = self._score_step(rebuilt[:i], self.novelty[i])
         self.score = rebuilt
-        self.reanchors += 1
 
     def _periodicity(self, weights):
         """Normalised autocorrelation of the weighted, mean-removed novelty history, and its comb filter bank
@@ -270,9 +283,11 @@ class BeatClock:
         if acf is None:
             self.periodicity = 0.0
             return  # nothing to learn from silence: keep the tempo, the clock coasts
-        belief = (self.drift @ self.tempo_belief) * (comb * self.prior + 1e-6)
-        if self.heard < self.early_frames:   # the first seconds: no tempo may be ruled out yet
-            belief = np.maximum(belief, self.early_floor * belief.max())
+        if self.early_gain and self.heard < self.early_frames:   # a track's first seconds: evidence by strength
+            likelihood = np.exp(self.early_gain * (comb - comb.max())) * self.prior
+        else:
+            likelihood = comb * self.prior + 1e-6
+        belief = (self.drift @ self.tempo_belief) * likelihood
         self.tempo_belief = belief / belief.sum()
         recent_acf, recent_comb = self._periodicity(self.recent)
         candidate = int(np.argmax(recent_comb * self.prior))
@@ -288,7 +303,14 @@ class BeatClock:
         if self.votes >= self.change_votes:
             self.tempo_belief = self.drift[candidate] / self.drift[candidate].sum()
             self.votes = 0
+        previous = self.period
         self.period = self.periods[int(np.argmax(self.tempo_belief))]
+        if self.jump_rebuild_beats and abs(self.period / previous - 1.0) > self.tempo_jump:
+            # the score remembers the phase of a grid at the old tempo, and held it for seconds (issue 17): rebuild
+            # it from the last beats' novelty alone
+            self._rebuild_score(self.jump_rebuild_beats)
+            self.rebuilds += 1
+            self.rebuilds += 1
         self.periodicity = float(np.clip(np.interp(self.period, np.arange(self.size), acf), 0.0, 1.0))
 
     @property

@@ -33,7 +33,7 @@ from onbeat.ear.sources import read_audio
 TOLERANCE_S = 0.07
 LOCK_RUN = 4
 # the clock parameters tuned by cross-validation (BeatClock arguments)
-TUNABLE = {"prior_bpm": (90.0, 100.0, 115.0), "tightness": (3.0, 5.0, 8.0), "early_floor": (0.0, 0.01, 0.03),
+TUNABLE = {"prior_bpm": (90.0, 100.0, 115.0), "tightness": (3.0, 5.0, 8.0), "early_gain": (0.0, 15.0, 25.0),
            "reanchor_beats": (0, 6)}
 OCTAVES = {"right": 1.0, "double": 2.0, "half": 0.5, "triple": 3.0, "third": 1 / 3, "3:2": 1.5, "2:3": 2 / 3}
 COLUMNS = ("F", "CMLt", "AMLt", "downbeat_F", "lock_s")
