@@ -15,8 +15,8 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
    tempo and no longer at the old one (a 100 -> 130 BPM jump is followed in about 4 beats). With no onsets
    (a break, silence) the tempo is kept and the projection keeps the grid, so the clock coasts. When the tempo jumps
    (more than 4 %), the score, whose memory holds the phase of a grid at the old tempo, is rebuilt from the last 3
-   beats' novelty, so the phase follows within a beat or two. When the last 6
-   beats' onsets clearly sit elsewhere in the beat than the clock's beats (the off-beat), the phase jumps there.
+   beats' novelty, so the phase follows within a beat or two. When the last 6 beats' onsets clearly sit elsewhere in
+   the beat than the clock's beats (the off-beat), the phase jumps there.
 3. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous log-mel features
    (the spectrum's change from the beat before and from two beats before, in 8 band groups and as distances: chords and
    bass notes change on downbeats; the attack at the beat per band group; the low-band (kick, bass) and total onset
@@ -161,7 +161,6 @@ class BeatClock:
         # a tempo jump of more than `tempo_jump` (relative) rebuilds the score (0 `jump_rebuild_beats`: never)
         self.tempo_jump, self.jump_rebuild_beats = tempo_jump, jump_rebuild_beats
         self.rebuilds = 0                                   # how often that happened
-        self.rebuilds = 0
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -309,7 +308,6 @@ class BeatClock:
             # the score remembers the phase of a grid at the old tempo, and held it for seconds (issue 17): rebuild
             # it from the last beats' novelty alone
             self._rebuild_score(self.jump_rebuild_beats)
-            self.rebuilds += 1
             self.rebuilds += 1
         self.periodicity = float(np.clip(np.interp(self.period, np.arange(self.size), acf), 0.0, 1.0))
 
