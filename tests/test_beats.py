@@ -9,7 +9,14 @@ import soundfile
 from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.beats import BAR_START_FEATURES, DOWNBEAT_WEIGHTS, MEL_BANDS, BeatTracker, TrackChangeDetector
+from onbeat.ear.beats import (
+    BAR_START_FEATURES,
+    DOWNBEAT_WEIGHTS,
+    MEL_BANDS,
+    BarCounter,
+    BeatTracker,
+    TrackChangeDetector,
+)
 from onbeat.ear.features import FeatureExtractor, extract_file
 from onbeat.ear.sources import read_audio
 from onbeat.evaluation import beats as beat_eval
@@ -204,6 +211,27 @@ def test_downbeat_is_the_kick_where_the_chord_changes(first):
     assert downbeat_error_ms(audio, clicks[first::4]) <= 50
 
 
+def test_one_big_change_does_not_outvote_the_bars_first_beats():
+    """Beats 1 and 3 tell apart by a small first-beat log-odds on every 1; a single beat 3 with a huge one (a new
+    section starting mid-bar) is one capped vote, not enough to move the bar; changes that keep landing there are."""
+    weights = np.zeros_like(DOWNBEAT_WEIGHTS)
+    weights[0, 0] = weights[1, 1] = 1.0          # feature 0: strong-beat log-odds, feature 1: first-beat log-odds
+    counter = BarCounter(fps=100.0, weights=weights)
+
+    def beats(counts, first_beat_odds, jump_at):
+        for count in counts:
+            position = (count - 1) % 4
+            features = np.zeros(DOWNBEAT_WEIGHTS.shape[1])
+            features[0] = 1.0 if position in (0, 2) else -1.0
+            features[1] = 50.0 if count in jump_at else first_beat_odds * (position == 0)
+            counter.add_evidence(count, features)
+
+    beats(range(1, 41), 0.5, jump_at={35})
+    assert counter.downbeat == 0 and counter.position(41) == 0
+    beats(range(41, 121), 0.0, jump_at=set(range(43, 121, 4)))
+    assert counter.downbeat == 2
+
+
 def test_downbeat_weights_fit_the_evidence():
     """The two logistic regressions behind the downbeat weights put their weight on the features that tell strong beats
     (1 and 3 of the bar) from weak ones and, among the spectral distances, the bar's first beat from its third."""
@@ -276,9 +304,9 @@ def test_gtzan_cross_validated(data_dir):
     assert result["lock_s"]["median"] <= 5.0
     assert result["lock_s"]["median_after_change"] <= 5.0   # 4.4 s measured (5.5 before the score's rebuild)
     assert result["octave"]["right"] >= 20
-    # the bar counter, its weights fitted on the other folds: 0.520 measured (0.472 with one regression of downbeat
-    # against any other beat; 0.540 with the clock before early evidence by strength and the score's rebuild)
-    assert result["mean"]["downbeat_F"] >= 0.50
+    # the bar counter, its weights fitted on the other folds: 0.562 measured (0.520 before the cap on a beat's
+    # first-beat vote; 0.472 with one regression of downbeat against any other beat)
+    assert result["mean"]["downbeat_F"] >= 0.53
 
 
 @pytest.mark.slow
