@@ -72,7 +72,7 @@ DOWNBEAT_WEIGHTS = np.array([[
 DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.6438, -0.0146, -0.5342, 0.1783, -0.5064]   # distances, offset
 # the most log-odds one beat adds to its position's first-against-third evidence: a new section or a break (a big
 # spectral jump, wherever in the bar it falls) would otherwise outweigh dozens of bars of small chord changes; capped,
-# each beat is close to one vote. (gtzan-dev, `onbeat eval beats` cross-validated: downbeat F 0.519 -> 0.559; with the
+# each beat is close to one vote. (gtzan-dev, `onbeat eval beats` cross-validated: downbeat F 0.520 -> 0.562; with the
 # shipped clock and the cap chosen on the training folds among 0.05-2, 0.504 -> 0.539; 120 synthesized songs, weights
 # fitted on gtzan-dev: 0.487 -> 0.494)
 FIRST_VOTE_CAP = 0.2

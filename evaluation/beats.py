@@ -7,11 +7,11 @@ tempo octave (tracked against annotated median beat interval), and, with all cli
 (genres interleaved, abrupt cuts), the lock time after a track change.
 
 Cross-validation: the tracker's clock parameters (`TUNABLE`) are chosen on the other folds' clips (by
-`tuning_score`: F, and lock time at a small cost per second), the bar
-counter's downbeat weights fitted on their tracked beats (`fit_downbeat_weights`), and each fold is scored with
-the parameters and weights chosen without it. The onset envelope does not depend on them, so it is
-computed once per clip and replayed through the clock. (The shipped defaults and `DOWNBEAT_WEIGHTS` were
-themselves chosen on all the gtzan-dev clips, so `--no-cv` numbers there are in-sample.)
+`tuning_score`: F, and lock time at a small cost per second), the bar counter's downbeat weights fitted on their
+tracked beats (`fit_downbeat_weights`), and each fold is scored with the parameters and weights chosen without it.
+The onset envelope does not depend on them, so it is computed once per clip and replayed through the clock. (The
+shipped defaults and `DOWNBEAT_WEIGHTS` were themselves chosen on all the gtzan-dev clips, so `--no-cv` numbers
+there are in-sample.)
 """
 from __future__ import annotations
 
