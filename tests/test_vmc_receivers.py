@@ -172,13 +172,19 @@ def vmcp_receiver():
         for kind in (RelativeTimeEvent, RootTransformEvent, BoneTransformEvent):
             on_receive(receiver, kind, events.append)
 
-        def frames(expected, timeout=10.0):
+        def frames(expected, timeout=10.0, quiet_s=0.2):
             deadline = time.monotonic() + timeout
             while sum(isinstance(e, RelativeTimeEvent) for e in events) < expected and time.monotonic() < deadline:
                 osc.run()
                 time.sleep(0.005)
-            for _ in range(20):
+            # a frame's time comes before the rest of its bundles: wait until nothing more arrives (on a loaded
+            # machine the last frame's bones came after its time had been counted)
+            count, last_change = len(events), time.monotonic()
+            while time.monotonic() - last_change < quiet_s and time.monotonic() < deadline:
                 osc.run()
+                time.sleep(0.005)
+                if len(events) != count:
+                    count, last_change = len(events), time.monotonic()
             grouped = []
             for event in events:
                 if isinstance(event, RelativeTimeEvent):
