@@ -129,7 +129,7 @@ class BeatClock:
                  alpha=0.9, tightness=5.0, tempo_drift_octaves=0.08, harmonics=4,
                  change_memory_s=1.5, change_strength=0.6, change_ratio=0.3, change_votes=2,
                  early_s=12.0, early_gain=15.0, reanchor_beats=6, reanchor_margin=2.0, reanchor_min_s=0.06,
-                 tempo_jump=0.04, jump_rebuild_beats=3):
+                 tempo_jump=0.04, jump_rebuild_beats=3, restart_hold_s=1.5):
         self.fps = fps
         self.min_lead_frames = min_lead_frames   # a beat is never committed closer than this to the present
         self.size = int(round(history_s * fps))
@@ -167,6 +167,8 @@ class BeatClock:
         # a tempo jump of more than `tempo_jump` (relative) rebuilds the score (0 `jump_rebuild_beats`: never)
         self.tempo_jump, self.jump_rebuild_beats = tempo_jump, jump_rebuild_beats
         self.rebuilds = 0                                   # how often that happened
+        self.restart_hold = restart_hold_s * fps
+        self.hold = 0.0                                     # frames after a restart with the tempo held
 
     def update(self, novelty):
         """Feed one novelty frame; returns True when this frame is the committed beat."""
@@ -189,13 +191,16 @@ class BeatClock:
         return True
 
     def restart(self):
-        """Forget the music heard so far (a new track): no novelty or score history, the prior tempo belief. The
-        frame count and the committed next beat stay, so the clock keeps its time."""
+        """Forget the tempo heard so far (a new track): no novelty history, the prior tempo belief. The frame count,
+        the committed next beat and the beat score (the phase) stay, and the tempo is held for `restart_hold_s`,
+        until the new track has given evidence: in a DJ's beatmatched mix the beat goes on (the tempo estimated from
+        the first half second after a change swung 110 -> 100 -> 129 BPM and put a beat 120 ms off), and a new
+        track's other tempo rebuilds the score when the belief jumps to it."""
         self.novelty[:] = 0.0
-        self.score[:] = 0.0
         self.tempo_belief = self.prior / self.prior.sum()
         self.votes = 0
         self.heard = 0
+        self.hold = self.restart_hold
 
     def _score_step(self, score, novelty):
         """The cumulative beat score of a frame with this novelty appended to `score`."""
@@ -284,6 +289,8 @@ class BeatClock:
     def _update_tempo(self):
         """Tempo belief: drift-smoothed product of comb responses over the whole history (stable), reset when
         the recent past alone is strongly periodic at another tempo (a tempo change, followed in a few beats)."""
+        if self.heard < self.hold:
+            return   # just restarted: too little of the new track to estimate from, the clock coasts
         acf, comb = self._periodicity(1.0)
         if acf is None:
             self.periodicity = 0.0

@@ -297,14 +297,15 @@ def test_gtzan_cross_validated(data_dir):
     """gtzan-dev, cross-validated (clock parameters tuned on the other folds)."""
     result = beat_eval.evaluate(data_dir)
     assert len(result["clips"]) == 30
-    # 0.825 measured (0.765 before the early tempo floor, 0.796 before the phase re-anchor, 0.818 tuned by F alone)
+    # 0.827 measured (0.765 before the early tempo floor, 0.796 before the phase re-anchor, 0.818 tuned by F alone)
     assert result["mean"]["F"] >= 0.81
     # 4.8 s measured, issue 17's target 5 s (6.0 before the phase re-anchor, 5.7 before early evidence by strength
     # and the score's rebuild, 5.3 tuned by F alone)
     assert result["lock_s"]["median"] <= 5.0
-    assert result["lock_s"]["median_after_change"] <= 5.0   # 4.4 s measured (5.5 before the score's rebuild)
+    # 4.3 s measured (5.5 before the score's rebuild, 4.4 when a restart also forgot the phase)
+    assert result["lock_s"]["median_after_change"] <= 5.0
     assert result["octave"]["right"] >= 20
-    # the bar counter, its weights fitted on the other folds: 0.562 measured (0.520 before the cap on a beat's
+    # the bar counter, its weights fitted on the other folds: 0.567 measured (0.520 before the cap on a beat's
     # first-beat vote; 0.472 with one regression of downbeat against any other beat)
     assert result["mean"]["downbeat_F"] >= 0.53
 
@@ -403,6 +404,24 @@ def test_relocks_after_a_track_change():
     lock, tracker = lock_after(audio, 15.13, second)
     assert tracker.track_changes == 1
     assert lock <= 5.0
+
+
+def test_a_beatmatched_crossfade_keeps_the_beat():
+    """A DJ's quick mix: the next track (another sound: a chord, kicks every other beat) fades in on the same beat
+    grid over 2 s while the first fades out. The change of sound is taken for a new track, and the restarted clock
+    keeps its phase and holds its tempo until the new track has shown its own: every beat from the first lock on
+    stays on the grid. (Restarted from nothing, the tempo swung 110 -> 100 -> 129 BPM and one beat was 120 ms off.)"""
+    beats_at = grid(110, 0.3, 36.0)
+    t = np.arange(int(36.0 * ANALYSIS_RATE)) / ANALYSIS_RATE
+    fade_in = np.clip((t - 16.0) / 2.0, 0.0, 1.0)
+    chord = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in (196.0, 246.9, 293.7))
+    audio = (drum_track(beats_at, 36.0, accent_every=4) * np.cos(0.5 * np.pi * fade_in)
+             + (drum_track(beats_at, 36.0, accent_every=2) + chord) * np.sin(0.5 * np.pi * fade_in))
+    tracker = BeatTracker()
+    states = [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
+    assert tracker.track_changes == 1
+    assert grid_error_ms(tracked_beats(states, after=8.0), beats_at).max() <= 30
+    assert all(abs(s.bpm - 110) <= 2.2 for s in states if s.time > 8.0)
 
 
 def changes_called(spectra, fps=90.0, frames_per_hop=3, **options):
