@@ -502,7 +502,7 @@ class BeatTracker:
         """Everything after the onset envelope, for one hop: its RMS and its sub-hops' (novelty, low-band novelty,
         log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply."""
         if self.changes is not None and self.changes.update([log_mel for _, _, log_mel in onsets]):
-            self.clock.restart()        # a new track: its tempo and bar owe nothing to the last one's
+            self.clock.restart()        # a new track: its tempo and bar are learnt afresh (the phase carries on)
             self.bar.restart()
             self.track_changes += 1
         is_beat = False
