@@ -1,6 +1,6 @@
 """Online, causal beat tracking with a phase-locked beat clock and predicted next beats.
 
-Three small stages, each fed one 735-sample hop (one motion frame) at a time:
+Four small stages, each fed one 735-sample hop (one motion frame) at a time:
 
 1. `OnsetEnvelope`: aubio phase vocoder + mel filterbank -> log-mel "superflux" novelty, computed at
    `SUB_HOPS` sub-hops per hop (90 novelty frames/s) for a finer beat grid than the 30 fps motion rate.
@@ -28,7 +28,8 @@ Three small stages, each fed one 735-sample hop (one motion frame) at a time:
 
 4. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
    8 s, relative to how far apart they usually are), called only when it lasts a second (a fill or a break within
-   the song comes back sooner); a new track restarts the clock's tempo and the bar.
+   the song comes back sooner); a new track restarts the clock's tempo (held for 1.5 s first) and the bar, while
+   the beat's phase carries on (a DJ's beatmatched mix keeps its beat).
 
 Parameters were chosen on the 30 GTZAN dev clips; `onbeat eval beats` cross-validates them (tuned on two folds,
 scored on the third), one set for all music; the downbeat weights are refitted there on the tuning folds.

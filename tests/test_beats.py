@@ -47,8 +47,9 @@ def grid(bpm, start, stop):
     return np.arange(start, stop, 60.0 / bpm)
 
 
-def run_tracker(audio):
-    tracker = BeatTracker()
+def run_tracker(audio, tracker=None):
+    """The states of `tracker` (default: a new BeatTracker) fed `audio` hop by hop."""
+    tracker = tracker or BeatTracker()
     return [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
 
 
@@ -116,8 +117,7 @@ def test_a_swung_beat_is_not_buried_by_the_first_seconds():
     beats = grid(100, 0.3, 12.0)
     audio = drum_track(beats, 12.0) + 0.6 * drum_track(beats + 0.4, 12.0)   # swung: a weaker hit 2/3 into the beat
     assert settled_at(run_tracker(audio), 100) < 5.0
-    tracker = BeatTracker(early_s=0.0)
-    states = [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
+    states = run_tracker(audio, BeatTracker(early_s=0.0))
     assert settled_at(states, 100) > 6.0
     assert max(s.bpm for s in states if s.time < 5.0) == pytest.approx(150, rel=0.02)
 
@@ -125,7 +125,7 @@ def test_a_swung_beat_is_not_buried_by_the_first_seconds():
 def lock_after(audio, start, reference, **options):
     """Seconds from `start` to the tracker's first 4 correct beats of `reference`, and the tracker."""
     tracker = BeatTracker(**options)
-    beats = tracked_beats([tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)])
+    beats = tracked_beats(run_tracker(audio, tracker))
     return beat_eval.lock_time(reference, beats[beats >= start - 0.07], start=start), tracker
 
 
@@ -418,7 +418,7 @@ def test_a_beatmatched_crossfade_keeps_the_beat():
     audio = (drum_track(beats_at, 36.0, accent_every=4) * np.cos(0.5 * np.pi * fade_in)
              + (drum_track(beats_at, 36.0, accent_every=2) + chord) * np.sin(0.5 * np.pi * fade_in))
     tracker = BeatTracker()
-    states = [tracker.process(audio[i:i + HOP]) for i in range(0, len(audio) - HOP + 1, HOP)]
+    states = run_tracker(audio, tracker)
     assert tracker.track_changes == 1
     assert grid_error_ms(tracked_beats(states, after=8.0), beats_at).max() <= 30
     assert all(abs(s.bpm - 110) <= 2.2 for s in states if s.time > 8.0)
