@@ -36,11 +36,11 @@ from onbeat.evaluation.generate import (
     load_torch,
     torch_dance,
 )
+from onbeat.evaluation.intervals import BOOTSTRAP, interval, ratio_interval
 from onbeat.evaluation.songs import Song
 
 logger = logging.getLogger(__name__)
 
-BOOTSTRAP = 1000
 DRAWS = 200
 KEY_POSE_FIRST, KEY_POSE_EVERY, KEY_POSE_SECONDS = 6.0, 4.0, 24.0  # requests from 6 s, every 4 s, in 24 s dances
 
@@ -137,23 +137,6 @@ def dance_scores(dance: Dance, rotation_fps: float, beats: np.ndarray, other_bea
     scores["bas_gain"] = scores["bas"] - scores["bas_chance"]
     scores["beat_gain"] = scores["beat_align"] - scores["beat_align_chance"]
     return scores
-
-
-def interval(values, rng, resamples=BOOTSTRAP):
-    """(mean, low, high): the 95% bootstrap interval of the mean of per-song `values` (NaN ones left out)."""
-    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if not len(values):
-        return (math.nan, math.nan, math.nan)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    return (float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
-
-
-def ratio_interval(numerators, denominators, rng, resamples=BOOTSTRAP):
-    """(sum ratio, low, high): 95% bootstrap over songs of sum(numerators) / sum(denominators)."""
-    n, d = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
-    picks = rng.integers(0, len(n), (resamples, len(n)))
-    ratios = n[picks].sum(1) / np.maximum(d[picks].sum(1), 1e-12)
-    return (float(n.sum() / max(d.sum(), 1e-12)), float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
 # --- set metrics ----------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The online beat tracker on synthetic drum tracks (tempo, phase, tempo jumps, breaks, silence, downbeats,
 track changes, bad input), the evaluation's metrics and commands, and the annotated GTZAN clips."""
+import json
+import sys
 import warnings
 
 import numpy as np
@@ -346,6 +348,7 @@ def test_eval_scores_any_annotated_folder_and_names_it(tmp_path, capsys):
     assert "beat tracking on my-clicks (3 clips" in printed
     mean = [line for line in printed.splitlines() if line.startswith("mean")][0].split()
     assert float(mean[2]) >= 0.9   # F on steady click tracks
+    assert "95% bootstrap intervals over the clips: F " in printed and "median lock " in printed
 
 
 def test_eval_without_annotated_bars_keeps_the_shipped_downbeat_weights(tmp_path):
@@ -356,6 +359,8 @@ def test_eval_without_annotated_bars_keeps_the_shipped_downbeat_weights(tmp_path
         warnings.simplefilter("error", RuntimeWarning)   # no regression fitted on no examples (NaN weights)
         result = beat_eval.evaluate(folder, quiet=True)
     assert result["mean"]["F"] >= 0.9 and np.isnan(result["mean"]["downbeat_F"])
+    f, low, high = result["intervals"]["F"]
+    assert f == result["mean"]["F"] and low <= f <= high and np.isnan(result["intervals"]["downbeat_F"]).all()
 
 
 def test_eval_command_reports_a_missing_folder(tmp_path, capsys):
@@ -368,6 +373,30 @@ def test_bench_without_madmom_says_so_and_prints_onbeat(tmp_path, capsys):
     assert main(["bench", "beats", "--data", str(folder), "--madmom", str(tmp_path / "no-python")]) == 0
     printed = capsys.readouterr().out
     assert "madmom not run" in printed and "onbeat" in printed and "%" in printed
+
+
+def test_bench_pairs_the_two_trackers_clip_by_clip(tmp_path, capsys):
+    """A stand-in for the madmom environment (an executable that 'imports madmom' and answers the runner's JSON with
+    each clip's annotated beats, a perfect peer): the gap is onbeat's F less 1, clip by clip, with its interval."""
+    folder = write_clip_set(tmp_path / "clicks", [100, 125, 140])
+    peer = tmp_path / "peer-python"
+    peer.write_text(f"""#!{sys.executable}
+import json, sys
+import numpy as np
+if sys.argv[1:] == ["-c", "import madmom"]:
+    sys.exit(0)
+print(json.dumps({{path: {{"beats": np.loadtxt(path[:-4] + ".beats")[:, 0].tolist(), "cpu_s": 0.1, "seconds": 14.0}}
+                  for path in sys.argv[2:]}}))
+""")
+    peer.chmod(0o755)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "beats", "--data", str(folder), "--madmom", str(peer), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "onbeat - madmom, paired over the same clips" in printed
+    result = json.loads(out.read_text())
+    assert result["trackers"]["madmom"]["F"] == 1.0
+    gap, low, high = result["difference"]["F"]
+    assert gap == pytest.approx(result["trackers"]["onbeat"]["F"] - 1.0) and low <= gap <= high <= 0.0
 
 
 def test_lock_time_needs_four_consecutive_correct_beats():
