@@ -41,6 +41,8 @@ COMMANDS = {
     ("graph", "build"): ("onbeat.commands.graph", "build the graph choreographer's motion database (research data or "
                                                   "the shipped models' dances)"),
     ("train",): ("onbeat.commands.train", "train a choreographer (badm or codes)"),
+    ("train-beats",): ("onbeat.commands.train_beats",
+                       "train the ear's beat activation networks on annotated clips (gtzan-dev)"),
     ("eval", "beats"): ("onbeat.commands.eval_beats",
                         "beat-tracking scores on annotated clips (mir_eval), cross-validated"),
     ("eval", "dance"): ("onbeat.commands.eval_dance",

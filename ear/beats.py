@@ -1,10 +1,12 @@
 """Online, causal beat tracking with a phase-locked beat clock and predicted next beats.
 
-Four small stages, each fed one 735-sample hop (one motion frame) at a time:
+Five small stages, each fed one 735-sample hop (one motion frame) at a time:
 
 1. `OnsetEnvelope`: aubio phase vocoder + mel filterbank -> log-mel "superflux" novelty, computed at
    `SUB_HOPS` sub-hops per hop (90 novelty frames/s) for a finer beat grid than the 30 fps motion rate.
-2. `BeatClock`, in the style of Stark et al.'s real-time tracker (BTrack): a causal cumulative beat score
+2. `onbeat.ear.activation.BeatActivation`: small causal networks over the same log-mel frames that fire on beats
+   rather than on every onset; the clock hears superflux and this activation mixed (`ACTIVATION_MIX`).
+3. `BeatClock`, in the style of Stark et al.'s real-time tracker (BTrack): a causal cumulative beat score
    (Ellis' dynamic programming run forwards) gives the phase; half a beat before each beat the score is
    projected one period into the future to commit the next beat time, so beats are known before they sound.
    Tempo, re-estimated twice per beat: a comb filter bank over the autocorrelation of the last 6 s of
@@ -17,7 +19,7 @@ Four small stages, each fed one 735-sample hop (one motion frame) at a time:
    (more than 4 %), the score, whose memory holds the phase of a grid at the old tempo, is rebuilt from the last 3
    beats' novelty, so the phase follows within a beat or two. When the last 6 beats' onsets clearly sit elsewhere in
    the beat than the clock's beats (the off-beat), the phase jumps there.
-3. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous log-mel features
+4. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous log-mel features
    (the spectrum's change from the beat before and from two beats before, in 8 band groups and as distances: chords and
    bass notes change on downbeats; the attack at the beat per band group; the low-band (kick, bass) and total onset
    strength) give the log-odds that it is a strong beat (1 or 3 of the bar, against 2 or 4: kick against snare) and,
@@ -26,7 +28,7 @@ Four small stages, each fed one 735-sample hop (one motion frame) at a time:
    bar (it and the position two later strong, it the first of them) is most likely. (Issue 17: one regression of
    downbeat against any other beat mostly confused the first beat with the third.)
 
-4. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
+5. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
    8 s, relative to how far apart they usually are), called only when it lasts a second (a fill or a break within
    the song comes back sooner); a new track restarts the clock's tempo (held for 1.5 s first) and the bar, while
    the beat's phase carries on (a DJ's beatmatched mix keeps its beat).
@@ -45,6 +47,7 @@ import numpy as np
 
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, BEATS_PER_BAR, HOP
+from onbeat.ear.activation import SHIPPED, BeatActivation
 
 SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 ms
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
@@ -78,6 +81,11 @@ DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.6438, -0.0146, -0.5342, 0.1783, -0.
 # fitted on gtzan-dev: 0.487 -> 0.494)
 FIRST_VOTE_CAP = 0.2
 OCTAVES = (2.0, 0.5)    # period ratios that are the same music at another metrical level
+# the clock hears (1 - ACTIVATION_MIX) x superflux + ACTIVATION_MIX x ACTIVATION_SCALE x the learned beat activation
+# (`onbeat.ear.activation`); the scale is about the ratio of the two's means over the gtzan-dev clips (median 93:1:
+# superflux keeps its level, which the tempo estimate weighs by, and the activation counts about as much). Chosen on
+# held-out activations of gtzan-dev (mix 0.4-0.5, scale 60-120 tried): in-sample
+ACTIVATION_MIX, ACTIVATION_SCALE = 0.5, 93.0
 
 
 def neighbour_max(values):
@@ -468,7 +476,7 @@ class BeatTracker:
     """
 
     def __init__(self, sample_rate=ANALYSIS_RATE, hop=HOP, detect_track_changes=True, downbeat_weights=DOWNBEAT_WEIGHTS,
-                 downbeat_log=None, **clock_options):
+                 downbeat_log=None, activation=SHIPPED, **clock_options):
         if hop % SUB_HOPS:
             raise OnbeatError(f"beat tracker: hop {hop} is not a multiple of {SUB_HOPS}")
         self.sample_rate, self.hop = sample_rate, hop
@@ -486,6 +494,8 @@ class BeatTracker:
         self.last_beat = None
         self.beat_count = 0
         self.bar = BarCounter(self.fps, downbeat_weights, evidence_log=downbeat_log)
+        # the learned beat activation's networks (a set in its weights file; None: the clock hears superflux alone)
+        self.activation = BeatActivation(activation) if activation else None
         self.level = 0.0                    # slow signal level, for the confidence's presence factor
 
     def process(self, mono_hop) -> "BeatState":
@@ -499,15 +509,16 @@ class BeatTracker:
         onsets = [self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop]) for k in range(SUB_HOPS)]
         return self.follow(float(np.sqrt(np.mean(samples ** 2))), onsets)
 
-    def follow(self, rms, onsets) -> "BeatState":
+    def follow(self, rms, onsets, activations=None) -> "BeatState":
         """Everything after the onset envelope, for one hop: its RMS and its sub-hops' (novelty, low-band novelty,
-        log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply."""
+        log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply, with the
+        sub-hops' beat `activations` computed beforehand for a whole clip (else the tracker's own networks run)."""
         if self.changes is not None and self.changes.update([log_mel for _, _, log_mel in onsets]):
             self.clock.restart()        # a new track: its tempo and bar are learnt afresh (the phase carries on)
             self.bar.restart()
             self.track_changes += 1
         is_beat = False
-        for novelty, low, log_mel in onsets:
+        for k, (novelty, low, log_mel) in enumerate(onsets):
             self.samples_seen += self.sub_hop
             # the beat sounds (window delay) before the clock reaches its frame: emit it once its time is in
             beat = self.frame_time(self.clock.next_beat_frame)
@@ -515,6 +526,10 @@ class BeatTracker:
                 is_beat, self.last_beat = True, beat
                 self.beat_count += 1
             self.bar.frame(novelty, low, log_mel)
+            activation = (activations[k] if activations is not None
+                          else self.activation.process(log_mel) if self.activation is not None else None)
+            if activation is not None:
+                novelty = (1.0 - ACTIVATION_MIX) * novelty + ACTIVATION_MIX * ACTIVATION_SCALE * activation
             if self.clock.update(novelty):   # the clock's beat frame: the onsets of the beat just emitted are in
                 self.bar.beat(self.beat_count)
         self.level = 0.97 * self.level + 0.03 * rms

@@ -28,6 +28,7 @@ import numpy as np
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.core.progress import tracked
+from onbeat.ear.activation import SHIPPED, BeatActivation, held_out_set
 from onbeat.ear.beats import BAR_START_FEATURES, DOWNBEAT_WEIGHTS, SUB_HOPS, BeatTracker
 from onbeat.ear.features import Resampler
 from onbeat.ear.sources import read_audio
@@ -127,14 +128,31 @@ def fold_of(clips):
 
 @dataclass
 class Replay:
-    """One clip's tracker input after the onset envelope, per hop: RMS and the sub-hops' envelope values."""
+    """One clip's tracker input after the onset envelope, per hop: RMS, the sub-hops' envelope values and their beat
+    activations (none: the clock hears superflux alone)."""
     rms: list = field(default_factory=list)
     onsets: list = field(default_factory=list)
+    activations: np.ndarray | None = None   # (hops, SUB_HOPS)
+
+    def log_mels(self):
+        return np.array([log_mel for hop in self.onsets for _, _, log_mel in hop])
 
 
-def record(audio):
-    """Run the tracker over `audio` hop by hop -> its Replay and the CPU seconds (thread time) per hop."""
-    tracker = BeatTracker()
+def attach_activations(names, replays):
+    """Give each replay (of the clip named alike) the beat activations of a network set that never heard that clip
+    (`held_out_set`; the shipped set for any clip outside gtzan-dev). The networks run over each clip from a fresh
+    start, as live after a track change; the tracker itself would run them hop by hop to the same numbers."""
+    networks: dict[str, BeatActivation] = {}
+    for name, replay in zip(names, replays, strict=True):
+        held_out = held_out_set(name)
+        network = networks.setdefault(held_out, BeatActivation(held_out))
+        replay.activations = network.run(replay.log_mels()).reshape(len(replay.rms), SUB_HOPS)
+
+
+def record(audio, activation=SHIPPED):
+    """Run the tracker over `audio` hop by hop -> its Replay and the CPU seconds (thread time) per hop. `activation`:
+    the beat activation's network set (None: superflux alone, as before a set is trained)."""
+    tracker = BeatTracker(activation=activation)
     replay, costs = Replay(), []
     sub_hop = HOP // SUB_HOPS
     for start in range(0, len(audio) - HOP + 1, HOP):
@@ -146,6 +164,8 @@ def record(audio):
         costs.append(time.thread_time() - began)
         replay.rms.append(rms)
         replay.onsets.append(onsets)
+    if tracker.activation is not None:   # the networks' activations, as the tracker computed them hop by hop
+        replay.activations = tracker.activation.run(replay.log_mels()).reshape(len(replay.rms), SUB_HOPS)
     return replay, np.array(costs)
 
 
@@ -153,10 +173,11 @@ def follow(replay, options=None, detect_track_changes=True, evidence=None):
     """Beats, downbeats and (hop time, predicted next beat) of a replayed clip under tracker `options` (clock
     parameters, `downbeat_weights`). A list `evidence` gets each beat's (time, downbeat features)."""
     log: list | None = [] if evidence is not None else None
-    tracker = BeatTracker(detect_track_changes=detect_track_changes, downbeat_log=log, **(options or {}))
+    tracker = BeatTracker(detect_track_changes=detect_track_changes, downbeat_log=log, activation=None,
+                          **(options or {}))
     beats, downbeats, predictions = [], [], []
-    for rms, onsets in zip(replay.rms, replay.onsets, strict=True):
-        state = tracker.follow(rms, onsets)
+    for i, (rms, onsets) in enumerate(zip(replay.rms, replay.onsets, strict=True)):
+        state = tracker.follow(rms, onsets, None if replay.activations is None else replay.activations[i])
         if state.is_beat:
             beats.append(state.last_beat)
             if state.is_downbeat:
@@ -279,6 +300,12 @@ def track_change_locks(clips, replays, options):
         starts.append(len(chain.rms) * HOP / ANALYSIS_RATE)
         for part in ("rms", "onsets"):
             getattr(chain, part).extend(getattr(replays[i], part))
+    if replays[0].activations is not None:   # each clip's held-out networks, run over the chain across the cuts
+        sets = [held_out_set(clips[i].name) for i in order]
+        runs = {name: BeatActivation(name).run(chain.log_mels()).reshape(len(chain.rms), SUB_HOPS)
+                for name in set(sets)}
+        hops = np.cumsum([0] + [len(replays[i].rms) for i in order])
+        chain.activations = np.concatenate([runs[name][hops[k]:hops[k + 1]] for k, name in enumerate(sets)])
     beats, _, _ = follow(chain, options)
     locks = {}
     for k, i in enumerate(order[1:], start=1):
@@ -295,6 +322,7 @@ def evaluate(data, clips=None, cross_validate=True, quiet=False):
     folds = fold_of(loaded)
     recorded = [record(clip.audio) for clip in tracked(loaded, what="eval beats: listening", quiet=quiet)]
     replays, costs = [r for r, _ in recorded], np.concatenate([c for _, c in recorded]) * 1e6
+    attach_activations([clip.name for clip in loaded], replays)
     grid = [dict(zip(TUNABLE, values, strict=True)) for values in itertools.product(*TUNABLE.values())]
     defaults = [{}] if not cross_validate else grid
     evidence: list[list[list]] = [[[] for _ in replays] for _ in defaults]   # per clock setting and clip

@@ -11,6 +11,7 @@ import soundfile
 from onbeat.commands.cli import main
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.ear.activation import BeatActivation
 from onbeat.ear.beats import (
     BAR_START_FEATURES,
     DOWNBEAT_WEIGHTS,
@@ -397,6 +398,20 @@ print(json.dumps({{path: {{"beats": np.loadtxt(path[:-4] + ".beats")[:, 0].tolis
     assert result["trackers"]["madmom"]["F"] == 1.0
     gap, low, high = result["difference"]["F"]
     assert gap == pytest.approx(result["trackers"]["onbeat"]["F"] - 1.0) and low <= gap <= high <= 0.0
+
+
+def test_train_beats_writes_the_shipped_set_and_one_per_fold(tmp_path, capsys):
+    folder = write_clip_set(tmp_path / "clicks", [100, 110, 125, 140])
+    out = tmp_path / "weights.npz"
+    assert main(["train-beats", "--data", str(folder), "--steps", "2", "--members", "1", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with np.load(out) as stored:
+        clips = {key.split("/")[1]: set(stored[key]) for key in stored.files if key.startswith("clips/")}
+    assert clips["all"] == {"clip0", "clip1", "clip2", "clip3"}
+    assert sorted(clips) == ["all", "fold0", "fold1", "fold2"]
+    assert 0.0 <= BeatActivation("fold0", out).process(np.zeros(80)) <= 1.0
+    assert main(["train-beats", "--data", str(folder), "--steps", "0"]) == 2
+    assert "--steps and --members must be at least 1" in capsys.readouterr().err
 
 
 def test_lock_time_needs_four_consecutive_correct_beats():

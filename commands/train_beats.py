@@ -1,0 +1,62 @@
+"""`onbeat train-beats`: train the ear's beat activation networks on annotated clips (gtzan-dev by default): the set
+shipped (`all`, every clip) and one set per cross-validation fold (its clips left out), written to one weights file."""
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from onbeat.core.errors import OnbeatError
+from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.core.paths import data_root
+from onbeat.ear.activation import ASSET, SHIPPED
+from onbeat.ear.beats import SUB_HOPS, WINDOW
+from onbeat.evaluation.beats import FOLDS, fold_of, load_set, record
+from onbeat.models.beat_activation import MEMBERS, TRAIN, train_network
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", type=Path, help="folder of audio + <name>.beats annotations, or the shared data "
+                        "folder (its gtzan-dev/; the default)")
+    parser.add_argument("--out", type=Path, default=ASSET, help="weights file to write")
+    parser.add_argument("--steps", type=int, default=TRAIN["steps"], help="optimisation steps per network")
+    parser.add_argument("--members", type=int, default=MEMBERS, help="networks per set (seeds 0, 1, ...)")
+
+
+def run(args):
+    data_dir = args.data or data_root()
+    if data_dir is None:
+        raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
+    if args.steps < 1 or args.members < 1:
+        raise OnbeatError("--steps and --members must be at least 1")
+    torch.set_num_threads(1)
+    _, clips = load_set(data_dir)
+    names = [clip.name for clip in clips]
+    log_mels, beat_frames = [], []
+    for clip in clips:
+        replay, _ = record(clip.audio, activation=None)
+        log_mels.append(replay.log_mels())
+        beat_frames.append(frames_of(clip.beats))
+    folds = fold_of(clips)
+    sets = {SHIPPED: np.ones(len(clips), dtype=bool), **{f"fold{k}": folds != k for k in range(FOLDS)}}
+    arrays: dict[str, Any] = {}   # (typed loosely: savez_compressed takes its arrays as keywords)
+    config = {**TRAIN, "steps": args.steps}
+    for name, chosen in sets.items():
+        picked = np.flatnonzero(chosen)
+        arrays[f"clips/{name}"] = np.array([names[i] for i in picked])
+        for member in range(args.members):
+            print(f"set {name}, network {member + 1} of {args.members}: {len(picked)} clips", flush=True)
+            weights = train_network([log_mels[i] for i in picked], [beat_frames[i] for i in picked], seed=member,
+                                    config=config, log=lambda line: print("  " + line, flush=True))
+            arrays.update({f"{name}/{member}/{key}": value for key, value in weights.items()})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def frames_of(beats):
+    """The novelty frame index (0 = the first sub-hop) at which the onset of a beat at each time (s) peaks: the
+    inverse of `BeatTracker.frame_time`."""
+    fps = ANALYSIS_RATE / (HOP // SUB_HOPS)
+    return (np.asarray(beats) + 0.5 * WINDOW / ANALYSIS_RATE) * fps - 1
