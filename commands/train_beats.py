@@ -21,6 +21,8 @@ def add_arguments(parser):
     parser.add_argument("--out", type=Path, default=ASSET, help="weights file to write")
     parser.add_argument("--steps", type=int, default=TRAIN["steps"], help="optimisation steps per network")
     parser.add_argument("--members", type=int, default=MEMBERS, help="networks per set (seeds 0, 1, ...)")
+    parser.add_argument("--extra", type=Path, action="append", default=[], help="another folder of annotated clips "
+                        "(e.g. synthesized songs) added to every set's training, never held out; repeatable")
 
 
 def run(args):
@@ -37,6 +39,11 @@ def run(args):
         replay, _ = record(clip.audio, activation=None)
         log_mels.append(replay.log_mels())
         beat_frames.append(frames_of(clip.beats))
+    extra_mels, extra_beats = [], []
+    for folder in args.extra:
+        for clip in load_set(folder)[1]:
+            extra_mels.append(record(clip.audio, activation=None)[0].log_mels())
+            extra_beats.append(frames_of(clip.beats))
     folds = fold_of(clips)
     sets = {SHIPPED: np.ones(len(clips), dtype=bool), **{f"fold{k}": folds != k for k in range(FOLDS)}}
     arrays: dict[str, Any] = {}   # (typed loosely: savez_compressed takes its arrays as keywords)
@@ -46,7 +53,10 @@ def run(args):
         arrays[f"clips/{name}"] = np.array([names[i] for i in picked])
         for member in range(args.members):
             print(f"set {name}, network {member + 1} of {args.members}: {len(picked)} clips", flush=True)
-            weights = train_network([log_mels[i] for i in picked], [beat_frames[i] for i in picked], seed=member,
+            # the set's clips drawn as often as the extra ones together
+            repeat = max(1, len(extra_mels) // len(picked))
+            weights = train_network([log_mels[i] for i in picked] * repeat + extra_mels,
+                                    [beat_frames[i] for i in picked] * repeat + extra_beats, seed=member,
                                     config=config, log=lambda line: print("  " + line, flush=True))
             arrays.update({f"{name}/{member}/{key}": value for key, value in weights.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
