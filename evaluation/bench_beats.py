@@ -19,6 +19,7 @@ from onbeat.evaluation.beats import column_mean, find_clips, follow, load_set, r
 from onbeat.evaluation.intervals import interval
 
 RUNNER = Path(__file__).with_name("madmom_online.py")
+PAIRED = ("F", "CMLt", "AMLt")   # the scores compared clip by clip
 # where a benchmark environment is looked for when neither --madmom nor $ONBEAT_MADMOM_PYTHON names one
 DEFAULT_ENVIRONMENTS = (PACKAGE_ROOT.parent / "madmom-env" / "venv" / "bin" / "python",
                         Path.home() / "madmom-env" / "venv" / "bin" / "python")
@@ -46,9 +47,6 @@ def run_madmom(python, paths, timeout_s=3600):
     if done.returncode != 0:
         return None, f"madmom failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
     return json.loads(done.stdout), None
-
-
-PAIRED = ("F", "CMLt", "AMLt")   # the scores compared clip by clip
 
 
 def summarise(rows, cpu_fraction):
@@ -89,7 +87,7 @@ def bench(data, clips=None, madmom_python=None):
         madmom_rows.append(row)
         cpu, seconds = cpu + found["cpu_s"], seconds + found["seconds"]
     result["trackers"]["madmom"] = summarise(madmom_rows, cpu / seconds)
-    # paired, clip by clip: the two trackers' gap varies far less than either score does across clips
+    # paired clip by clip: a clip hard for both trackers moves both scores, not the gap's interval
     rng = np.random.default_rng(0)
     result["difference"] = {key: interval([a[key] - b[key] for a, b in zip(onbeat_rows, madmom_rows, strict=True)], rng)
                             for key in PAIRED}

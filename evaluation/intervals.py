@@ -12,8 +12,9 @@ def interval(values, rng, resamples=BOOTSTRAP, statistic=np.mean):
     if not len(values):
         return (np.nan, np.nan, np.nan)
     draws = statistic(values[rng.integers(0, len(values), (resamples, len(values)))], axis=1)
-    # "nearest" picks resampled values rather than interpolating between them, so inf never turns into NaN
-    low, high = np.percentile(draws, (2.5, 97.5), method="nearest")
+    # interpolated as numpy does by default; with a lock never reached among the draws, the nearest draw instead,
+    # as interpolating between inf and inf gives NaN
+    low, high = np.percentile(draws, (2.5, 97.5), method="linear" if np.isfinite(draws).all() else "nearest")
     return (float(statistic(values)), float(low), float(high))
 
 
