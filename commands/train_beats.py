@@ -1,5 +1,8 @@
 """`onbeat train-beats`: train the ear's beat activation networks on annotated clips (gtzan-dev by default): the set
-shipped (`all`, every clip) and one set per cross-validation fold (its clips left out), written to one weights file."""
+shipped (`all`, every clip) and one set per cross-validation fold (its clips left out), written to one weights file.
+More music can be added to every set: annotated clips (`--extra`) and dance songs labelled offline from their
+style's tempo (`--styled`, `onbeat.models.beat_labels`)."""
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +12,12 @@ import torch
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, HOP
 from onbeat.core.paths import data_root
+from onbeat.core.styles import known_style
 from onbeat.ear.activation import ASSET, SHIPPED
 from onbeat.ear.beats import SUB_HOPS, WINDOW
-from onbeat.evaluation.beats import FOLDS, fold_of, load_set, record
+from onbeat.evaluation.beats import FOLDS, fold_of, load_clip, load_set, record
 from onbeat.models.beat_activation import MEMBERS, TRAIN, train_network
+from onbeat.models.beat_labels import STYLE_BPM, style_beats
 
 
 def add_arguments(parser):
@@ -23,6 +28,9 @@ def add_arguments(parser):
     parser.add_argument("--members", type=int, default=MEMBERS, help="networks per set (seeds 0, 1, ...)")
     parser.add_argument("--extra", type=Path, action="append", default=[], help="another folder of annotated clips "
                         "(e.g. synthesized songs) added to every set's training, never held out; repeatable")
+    parser.add_argument("--styled", type=Path, action="append", default=[], help="a folder in the ballroom layout "
+                        "(motion.json with each song's dance style, audio/): its songs, beats labelled offline within "
+                        "their style's tempo range, added to every set's training; repeatable")
 
 
 def run(args):
@@ -44,6 +52,10 @@ def run(args):
         for clip in load_set(folder)[1]:
             extra_mels.append(record(clip.audio, activation=None)[0].log_mels())
             extra_beats.append(frames_of(clip.beats))
+    for folder in args.styled:
+        for _, mels, frames in styled_songs(folder):
+            extra_mels.append(mels)
+            extra_beats.append(frames)
     folds = fold_of(clips)
     sets = {SHIPPED: np.ones(len(clips), dtype=bool), **{f"fold{k}": folds != k for k in range(FOLDS)}}
     arrays: dict[str, Any] = {}   # (typed loosely: savez_compressed takes its arrays as keywords)
@@ -54,7 +66,7 @@ def run(args):
         for member in range(args.members):
             print(f"set {name}, network {member + 1} of {args.members}: {len(picked)} clips", flush=True)
             # the set's clips drawn as often as the extra ones together
-            repeat = max(1, len(extra_mels) // len(picked))
+            repeat = max(1, round(len(extra_mels) / len(picked)))
             weights = train_network([log_mels[i] for i in picked] * repeat + extra_mels,
                                     [beat_frames[i] for i in picked] * repeat + extra_beats, seed=member,
                                     config=config, log=lambda line: print("  " + line, flush=True))
@@ -63,6 +75,30 @@ def run(args):
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {args.out}")
     return 0
+
+
+def styled_songs(folder):
+    """[(name, log-mel frames, beat frames)] of a ballroom-layout folder's songs in a style of `STYLE_BPM`, their
+    beats labelled by `style_beats`; a song it cannot label is left out, and said so."""
+    try:
+        info = json.loads((folder / "motion.json").read_text())
+    except (OSError, ValueError) as e:
+        raise OnbeatError(f"{folder}: not a folder in the ballroom layout (motion.json, audio/): {e}") from None
+    songs = []
+    for name, meta in sorted(info.items()):
+        style, audio = known_style(meta.get("style")), folder / "audio" / f"{name}.ogg"
+        if style not in STYLE_BPM or meta.get("suspect") or not audio.is_file():
+            continue
+        replay, _ = record(load_clip(audio), activation=None)
+        frames = style_beats(np.array([novelty for hop in replay.onsets for novelty, _, _ in hop]), style)
+        if frames is None:
+            print(f"{name}: left out (its own tempo is not in the {style} range, nor an octave of it)")
+            continue
+        songs.append((name, replay.log_mels(), frames))
+    if not songs:
+        raise OnbeatError(f"{folder}: no song with a recording in a style of {', '.join(STYLE_BPM)}")
+    print(f"{folder}: {len(songs)} songs labelled from their dance style's tempo", flush=True)
+    return songs
 
 
 def frames_of(beats):

@@ -15,7 +15,10 @@ from onbeat.ear.activation import CHANNELS, INPUTS, KERNEL, LAYERS, frame_inputs
 
 TRAIN = {"steps": 1500, "batch": 16, "frames": 720, "warmup_frames": 300, "rate": 1e-3, "positive_weight": 4.0,
          "dropout": 0.15, "stretch": (0.75, 1.33)}
-MEMBERS = 2   # networks per set, trained with seeds 0, 1, ...
+# networks per set (seeds 0, 1, ...). One: averaged activations are flatter at the beats, and the clock hears that.
+# In the experiment harness (gtzan-dev + ballroom, held-out folds) 4 networks averaged scored F 0.832, each alone
+# 0.835-0.877
+MEMBERS = 1
 
 
 class Network(torch.nn.Module):
