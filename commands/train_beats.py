@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 from onbeat.core.errors import OnbeatError
-from onbeat.core.music import ANALYSIS_RATE, HOP
+from onbeat.core.music import ANALYSIS_RATE
 from onbeat.core.paths import data_root
 from onbeat.core.styles import known_style
 from onbeat.ear.activation import ASSET, SHIPPED
-from onbeat.ear.beats import SUB_HOPS, WINDOW
+from onbeat.ear.beats import WINDOW
 from onbeat.evaluation.beats import FOLDS, fold_of, load_clip, load_set, record
 from onbeat.models.beat_activation import MEMBERS, TRAIN, train_network
-from onbeat.models.beat_labels import STYLE_BPM, style_beats
+from onbeat.models.beat_labels import FPS, STYLE_BPM, style_beats
 
 
 def add_arguments(parser):
@@ -63,10 +63,9 @@ def run(args):
     for name, chosen in sets.items():
         picked = np.flatnonzero(chosen)
         arrays[f"clips/{name}"] = np.array([names[i] for i in picked])
+        repeat = max(1, round(len(extra_mels) / len(picked)))   # the set's clips drawn as often as the extra ones
         for member in range(args.members):
             print(f"set {name}, network {member + 1} of {args.members}: {len(picked)} clips", flush=True)
-            # the set's clips drawn as often as the extra ones together
-            repeat = max(1, round(len(extra_mels) / len(picked)))
             weights = train_network([log_mels[i] for i in picked] * repeat + extra_mels,
                                     [beat_frames[i] for i in picked] * repeat + extra_beats, seed=member,
                                     config=config, log=lambda line: print("  " + line, flush=True))
@@ -90,7 +89,7 @@ def styled_songs(folder):
         if style not in STYLE_BPM or meta.get("suspect") or not audio.is_file():
             continue
         replay, _ = record(load_clip(audio), activation=None)
-        frames = style_beats(np.array([novelty for hop in replay.onsets for novelty, _, _ in hop]), style)
+        frames = style_beats(replay.novelties(), style)
         if frames is None:
             print(f"{name}: left out (its own tempo is not in the {style} range, nor an octave of it)")
             continue
@@ -104,5 +103,4 @@ def styled_songs(folder):
 def frames_of(beats):
     """The novelty frame index (0 = the first sub-hop) at which the onset of a beat at each time (s) peaks: the
     inverse of `BeatTracker.frame_time`."""
-    fps = ANALYSIS_RATE / (HOP // SUB_HOPS)
-    return (np.asarray(beats) + 0.5 * WINDOW / ANALYSIS_RATE) * fps - 1
+    return (np.asarray(beats) + 0.5 * WINDOW / ANALYSIS_RATE) * FPS - 1

@@ -137,6 +137,9 @@ class Replay:
     def log_mels(self):
         return np.array([log_mel for hop in self.onsets for _, _, log_mel in hop])
 
+    def novelties(self):
+        return np.array([novelty for hop in self.onsets for novelty, _, _ in hop])
+
 
 def attach_activations(names, replays):
     """Give each replay (of the clip named alike) the beat activations of a network set that never heard that clip

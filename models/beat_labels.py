@@ -5,8 +5,8 @@ offline, with the tempo searched only in the range the song's dance style is pla
 Offline it sees the whole song, which the live tracker cannot, and the style settles the tempo octave, its hardest
 call: on gtzan-dev, given a range of +-12 % around each clip's annotated tempo, its beats score F 0.91 against the
 annotations (the live tracker: 0.83 cross-validated). A song whose strongest periodicity over `FREE_BPM` is neither
-in its style's range nor an octave of it is left out, as the style's range may not fit it (5 of the 35 ballroom
-songs with a usable recording, all rumbas, whose tracks are slower or syncopated).
+in its style's range nor an octave of it is left out, as the style's range may not fit it (3 of the 38 ballroom
+songs with a recording not flagged suspect, all rumbas, whose tracks are slower or syncopated).
 """
 import numpy as np
 
