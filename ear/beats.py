@@ -24,8 +24,9 @@ Five small stages, each fed one 735-sample hop (one motion frame) at a time:
    bass notes change on downbeats; the attack at the beat per band group; the low-band (kick, bass) and total onset
    strength) give the log-odds that it is a strong beat (1 or 3 of the bar, against 2 or 4: kick against snare) and,
    from the spectral distances alone, that a strong beat starts the bar (against the third beat: a new chord). Known
-   one beat later, both are accumulated, slowly forgetting, per beat position mod 4; the downbeat is the position whose
-   bar (it and the position two later strong, it the first of them) is most likely. (Issue 17: one regression of
+   one beat later, both are accumulated, slowly forgetting, per beat position mod 4 (the bar start as one capped vote
+   per beat between it and the beat two before it); the downbeat is the position whose bar (it and the position two
+   later strong, it the first of them) is most likely. (Issue 17: one regression of
    downbeat against any other beat mostly confused the first beat with the third.)
 
 5. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
@@ -74,7 +75,7 @@ DOWNBEAT_WEIGHTS = np.array([[
     -2.1596,                                                                     # offset
 ], np.zeros(BEAT_FEATURES + 7)])
 DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.6438, -0.0146, -0.5342, 0.1783, -0.5064]   # distances, offset
-# the most log-odds one beat adds to its position's first-against-third evidence: a new section or a break (a big
+# the most log-odds one beat's bar-start vote moves (`BarCounter.add_evidence`): a new section or a break (a big
 # spectral jump, wherever in the bar it falls) would otherwise outweigh dozens of bars of small chord changes; capped,
 # each beat is close to one vote. (gtzan-dev, `onbeat eval beats` cross-validated: downbeat F 0.520 -> 0.562; with the
 # shipped clock and the cap chosen on the training folds among 0.05-2, 0.504 -> 0.539; 120 synthesized songs, weights
@@ -350,9 +351,10 @@ class BarCounter:
         self.onsets = np.zeros((self.size, 2))                    # (low-band, total) novelty
         self.frames = 0
         self.beat_frames: list[int] = []                          # the last four beats' frames
-        # per position: strong-beat, bar-start log-odds (the latter capped per beat). (A memory of 0.98 to 1 scores
-        # alike on 30 s clips; 0.99 still forgets a bar slipped by the clock within about 70 beats.)
+        # per position: strong-beat log-odds, bar-start votes. (A memory of 0.98 to 1 scores alike on 30 s clips;
+        # 0.99 still forgets a bar slipped by the clock within about 70 beats.)
         self.evidence = np.zeros((2, BEATS_PER_BAR))
+        self.first_odds: dict[int, float] = {}                    # the last two beats' bar-start log-odds, by count
         self.downbeat = 0                                         # the most likely downbeat's position mod 4
         self.previous = np.zeros(BEAT_FEATURES)                   # the last scored beat's features
         self.evidence_log = evidence_log   # a list gets (beat frame, features) per beat: for fitting the weights
@@ -380,8 +382,18 @@ class BarCounter:
         """Weigh the downbeat features of the `beat_count`-th beat and pick the most likely bar."""
         self.evidence *= self.memory
         strong_odds, first_odds = self.weights @ features
-        self.evidence[:, (beat_count - 1) % BEATS_PER_BAR] += (
-            strong_odds, FIRST_VOTE_CAP * np.tanh(first_odds / FIRST_VOTE_CAP))
+        position = (beat_count - 1) % BEATS_PER_BAR
+        self.evidence[0, position] += strong_odds
+        # bar start: this beat against the beat two before it (the bar's other strong beat, if this one is strong), one
+        # capped vote for the likelier, taken from the other. (Voting each beat's own odds, two strong beats that both
+        # saturate the cap tie, and the one scored last won: on a clean drum loop the bar flipped every two beats.)
+        earlier = self.first_odds.get(beat_count - 2)
+        if earlier is not None:
+            vote = FIRST_VOTE_CAP * np.tanh((first_odds - earlier) / FIRST_VOTE_CAP)
+            self.evidence[1, position] += vote
+            self.evidence[1, (position + 2) % BEATS_PER_BAR] -= vote
+        self.first_odds = {count: odds for count, odds in self.first_odds.items() if count == beat_count - 1}
+        self.first_odds[beat_count] = float(first_odds)
         strong, first = self.evidence
         # each position's bar, log-likelihood up to a constant: it and the position two later strong, it the first
         likelihood = strong + np.roll(strong, 2) + 0.5 * (first - np.roll(first, 2))
@@ -407,6 +419,7 @@ class BarCounter:
 
     def restart(self):
         self.evidence[:] = 0.0
+        self.first_odds = {}
         self.downbeat = 0
         self.beat_frames = []
         self.previous[:] = 0.0
