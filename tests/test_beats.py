@@ -325,8 +325,8 @@ def test_gtzan_cross_validated(data_dir):
     # the bar counter, its weights fitted on the other folds: 0.484 measured (0.567 on superflux alone, the beats its
     # features were designed on; at the shipped clock setting those beats read 1-2 frames early or late give
     # 0.46-0.53, and five activation networks' beats 0.42-0.54). 0.520 before the cap on a beat's first-beat vote;
-    # 0.472 with one regression of downbeat against any other beat
-    assert result["mean"]["downbeat_F"] >= 0.45
+    # 0.472 with one regression of downbeat against any other beat. (One clip's bar turning over costs about 0.037.)
+    assert result["mean"]["downbeat_F"] >= 0.44
 
 
 @pytest.mark.slow
