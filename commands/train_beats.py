@@ -10,14 +10,12 @@ import numpy as np
 import torch
 
 from onbeat.core.errors import OnbeatError
-from onbeat.core.music import ANALYSIS_RATE
 from onbeat.core.paths import data_root
 from onbeat.core.styles import known_style
 from onbeat.ear.activation import ASSET, SHIPPED
-from onbeat.ear.beats import WINDOW
 from onbeat.evaluation.beats import FOLDS, fold_of, load_clip, load_set, record
 from onbeat.models.beat_activation import MEMBERS, TRAIN, train_network
-from onbeat.models.beat_labels import FPS, STYLE_BPM, style_beats
+from onbeat.models.beat_labels import STYLE_BPM, frames_of, style_beats
 
 
 def add_arguments(parser):
@@ -99,8 +97,3 @@ def styled_songs(folder):
     print(f"{folder}: {len(songs)} songs labelled from their dance style's tempo", flush=True)
     return songs
 
-
-def frames_of(beats):
-    """The novelty frame index (0 = the first sub-hop) at which the onset of a beat at each time (s) peaks: the
-    inverse of `BeatTracker.frame_time`."""
-    return (np.asarray(beats) + 0.5 * WINDOW / ANALYSIS_RATE) * FPS - 1

@@ -148,8 +148,9 @@ def attach_activations(names, replays):
     networks: dict[str, BeatActivation] = {}
     for name, replay in zip(names, replays, strict=True):
         held_out = held_out_set(name)
-        network = networks.setdefault(held_out, BeatActivation(held_out))
-        replay.activations = network.run(replay.log_mels()).reshape(len(replay.rms), SUB_HOPS)
+        if held_out not in networks:   # one load per set, not per clip
+            networks[held_out] = BeatActivation(held_out)
+        replay.activations = networks[held_out].run(replay.log_mels()).reshape(len(replay.rms), SUB_HOPS)
 
 
 def record(audio, activation=SHIPPED):

@@ -11,7 +11,7 @@ songs with a recording not flagged suspect, all rumbas, whose tracks are slower 
 import numpy as np
 
 from onbeat.core.music import ANALYSIS_RATE, HOP
-from onbeat.ear.beats import SUB_HOPS
+from onbeat.ear.beats import SUB_HOPS, WINDOW
 
 FPS = ANALYSIS_RATE / (HOP // SUB_HOPS)   # novelty frames per second
 # BPM each ballroom style is danced at: DanceSport's bars per minute (waltz 28-30, tango 31-33, rumba 25-27, cha-cha
@@ -63,3 +63,9 @@ def style_beats(novelty, style):
     if not any(abs(np.log(free * octave / period)) < OCTAVE_TOLERANCE for octave in (0.5, 1.0, 2.0)):
         return None
     return beat_frames(novelty, period)
+
+
+def frames_of(beats):
+    """The novelty frame index (0 = the first sub-hop) at which the onset of a beat at each time (s) peaks: the
+    inverse of `BeatTracker.frame_time`."""
+    return (np.asarray(beats) + 0.5 * WINDOW / ANALYSIS_RATE) * FPS - 1

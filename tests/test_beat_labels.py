@@ -2,9 +2,8 @@ import mir_eval
 import numpy as np
 import pytest
 
-from onbeat.commands.train_beats import frames_of
 from onbeat.evaluation.beats import load_set, record
-from onbeat.models.beat_labels import FPS, beat_frames, beat_period, style_beats
+from onbeat.models.beat_labels import FPS, beat_frames, beat_period, frames_of, style_beats
 
 
 def pulse_novelty(bpm, seconds=40.0, off_beat=0.0, jitter=0.0, seed=0):
