@@ -19,15 +19,16 @@ Five small stages, each fed one 735-sample hop (one motion frame) at a time:
    coasts. When the tempo jumps (more than 4 %), the score, whose memory holds the phase of a grid at the old tempo,
    is rebuilt from the last 3 beats' novelty, so the phase follows within a beat or two. When the last 6 beats'
    onsets clearly sit elsewhere in the beat than the clock's beats (the off-beat), the phase jumps there.
-4. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous log-mel features
-   (the spectrum's change from the beat before and from two beats before, in 8 band groups and as distances: chords and
-   bass notes change on downbeats; the attack at the beat per band group; the low-band (kick, bass) and total onset
-   strength) give the log-odds that it is a strong beat (1 or 3 of the bar, against 2 or 4: kick against snare) and,
-   from the spectral distances alone, that a strong beat starts the bar (against the third beat: a new chord). Known
-   one beat later, both are accumulated, slowly forgetting, per beat position mod 4 (the bar start as one capped vote
-   per beat between it and the beat two before it); the downbeat is the position whose bar (it and the position two
-   later strong, it the first of them) is most likely. (Issue 17: one regression of
-   downbeat against any other beat mostly confused the first beat with the third.)
+4. `BarCounter`, which beat of the bar: two logistic regressions over each beat's beat-synchronous features (the
+   log-mel spectrum's change from the beat before and from two beats before, in 8 band groups and as distances: bass
+   notes change on downbeats; the chroma's change from them, from `onbeat.ear.harmony.Chroma`: chords do too; the
+   attack at the beat per band group; the low-band (kick, bass) and total onset strength), each standardised against
+   the track's beats so far, give the log-odds that it is a strong beat (1 or 3 of the bar, against 2 or 4: kick
+   against snare) and, from the spectral and chord distances alone, that a strong beat starts the bar (against the
+   third beat). Known one beat later, both are accumulated, slowly forgetting, per beat position mod 4 (the bar start
+   as one capped vote per beat between it and the beat two before it); the downbeat is the position whose bar (it and
+   the position two later strong, it the first of them) is most likely. (Issue 17: one regression of downbeat against
+   any other beat mostly confused the first beat with the third.)
 
 5. `TrackChangeDetector`: timbre and harmony novelty (the last second's mean log-mel spectrum against the last
    8 s, relative to how far apart they usually are), called only when it lasts a second (a fill or a break within
@@ -49,32 +50,46 @@ import numpy as np
 from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, BEATS_PER_BAR, HOP
 from onbeat.ear.activation import SHIPPED, BeatActivation
+from onbeat.ear.harmony import Chroma
 
 SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 ms
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
 MEL_BANDS = 80
 LOW_BANDS = 3           # the mel bands below ~200 Hz: kick and bass, the downbeat accent
 BAND_GROUPS = 8         # the downbeat features' resolution over the mel bands
-BEAT_FEATURES = 3 * BAND_GROUPS + 6                  # per beat, see `BarCounter.features`
-ONSET_FEATURES = slice(3 * BAND_GROUPS, BEAT_FEATURES)  # its onset strengths and spectral distances
+BEAT_FEATURES = 3 * BAND_GROUPS + 8                  # per beat, see `BarCounter.features`
+ONSET_FEATURES = slice(3 * BAND_GROUPS, 3 * BAND_GROUPS + 6)  # its onset strengths and spectral distances
 BASS_BANDS = 12         # the mel bands below ~400 Hz: bass notes, whose change marks a bar
-# the features that tell a bar's first beat from its third: a beat's spectral distances and the constant (given all the
-# features that regression overfits: cross-validated downbeat F 0.44 instead of 0.54 on gtzan-dev)
+# the bar counter's chroma window (186 ms): chords are told apart by their notes, which a longer window resolves
+# (issue 17, gtzan-dev, shipped clock, downbeat weights refitted per fold: downbeat F 0.45 without chroma; with it from
+# 1024, 2048, 4096 samples: 0.50, 0.56, 0.58)
+HARMONY_WINDOW = 4096
+# each beat's downbeat features are standardised by their running mean and spread over this track's beats, the last
+# ~STANDARD_BEATS once it has that many: the bar is told by how a beat differs from the track's other beats, and
+# across songs the raw features' scales differ more than the beats within one song do
+STANDARD_BEATS = 100
+# the least spread a feature is standardised by: within a gtzan-dev song every feature spreads more (at least 0.025,
+# median 0.15-0.65), while on a clean synthetic loop the near-equal spectra of its clicks, blown up to unit spread,
+# outvoted the chord changes now and then (cross-validated downbeat F on gtzan-dev alike with 0.001 and 0.05)
+SPREAD_FLOOR = 0.05
+# the features that tell a bar's first beat from its third: a beat's spectral and chord distances and the constant
+# (given all the features that regression overfits: cross-validated downbeat F 0.44 instead of 0.54 on gtzan-dev)
 BAR_START_FEATURES = np.r_[3 * BAND_GROUPS + 2:BEAT_FEATURES, BEAT_FEATURES + 6]
-# downbeat evidence per feature (a beat's `BarCounter.features`, the onset features of the beat before it, a constant):
-# the log-odds of a strong beat (row 0) and of the bar's first beat against its third (row 1, `BAR_START_FEATURES`
-# only), logistic regressions fitted by `onbeat.evaluation.beats.fit_downbeat_weights` on the tracked beats of all 30
-# gtzan-dev clips (in-sample there)
+# downbeat evidence per feature (a beat's `BarCounter.features`, standardised within the track, the onset features of
+# the beat before it, a constant): the log-odds of a strong beat (row 0) and of the bar's first beat against its third
+# (row 1, `BAR_START_FEATURES` only), logistic regressions fitted by `onbeat.evaluation.beats.fit_downbeat_weights`
+# on the tracked beats of all 30 gtzan-dev clips (in-sample there)
 DOWNBEAT_WEIGHTS = np.array([[
-    0.6234, 0.3403, 0.5353, -0.4393, -0.1921, 0.0512, -1.2617, 1.9496,          # change from the beat before
-    -0.1786, -0.1134, -0.1983, 0.0366, -0.1882, 0.2515, 0.4682, -1.0559,      # change from two beats before
-    -0.0880, -0.0764, -0.2211, 0.0530, 0.0429, -0.1205, -0.2834, 0.2663,      # attack at the beat
-    0.9984, 0.0560,                                                              # low-band, total onset strength
-    -0.8833, 0.6166, 1.4085, -0.3081,        # distances (all bands, bass) from the beat before, two beats before
-    -0.6045, 0.4046, 0.3841, -0.3690, -1.2196, 0.5037,                          # the beat before's onsets, distances
-    -2.1596,                                                                     # offset
+    0.4109, 0.1074, 0.2728, -0.1569, 0.0109, 0.0237, -0.2124, 0.1048,         # change from the beat before
+    -0.0789, -0.0529, -0.1803, 0.1479, -0.1171, -0.0051, -0.0196, -0.0846,    # change from two beats before
+    -0.0585, -0.0959, 0.0978, -0.0650, 0.0528, 0.0934, -0.0148, 0.0130,       # attack at the beat
+    0.5046, -0.4545,                                                             # low-band, total onset strength
+    -0.1446, 0.2359, 0.4594, -0.0836,        # distances (all bands, bass) from the beat before, two beats before
+    0.5345, -0.1708,                                             # chord changes from the beat before, two beats before
+    -0.3795, 0.3454, -0.0302, -0.1703, -0.4425, 0.1002,                        # the beat before's onsets, distances
+    -0.4576,                                                                     # offset
 ], np.zeros(BEAT_FEATURES + 7)])
-DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [1.6438, -0.0146, -0.5342, 0.1783, -0.5064]   # distances, offset
+DOWNBEAT_WEIGHTS[1, BAR_START_FEATURES] = [0.3419, 0.1079, -0.0882, -0.0780, -0.0817, 0.3636, -0.0410]  # + offset
 # the most log-odds one beat's bar-start vote moves (`BarCounter.add_evidence`): a new section or a break (a big
 # spectral jump, wherever in the bar it falls) would otherwise outweigh dozens of bars of small chord changes; capped,
 # each beat is close to one vote. (gtzan-dev, `onbeat eval beats` cross-validated: downbeat F 0.520 -> 0.562; with the
@@ -98,7 +113,8 @@ ACTIVATION_COMB_POWER = 0.5
 
 def neighbour_max(values):
     """Each value's max with its two neighbours (circular): superflux's band maximum, the re-anchor's frame slack."""
-    return np.maximum(values, np.maximum(np.roll(values, 1), np.roll(values, -1)))
+    wrapped = np.concatenate([values[-1:], values, values[:1]])   # (np.roll costs several times more, per frame)
+    return np.maximum(values, np.maximum(wrapped[:-2], wrapped[2:]))
 
 
 @dataclass(frozen=True)
@@ -133,7 +149,7 @@ class OnsetEnvelope:
         log_mel = np.log1p(self.compression * self.filterbank(self.pvoc(samples)))
         # superflux: compare with the max over neighbouring bands `lag` frames ago
         rise = np.maximum(log_mel - neighbour_max(self.history[0]), 0.0)
-        self.history = np.roll(self.history, -1, axis=0)
+        self.history[:-1] = self.history[1:]
         self.history[-1] = log_mel
         return float(rise.sum()), float(rise[:LOW_BANDS].sum()), log_mel
 
@@ -194,13 +210,14 @@ class BeatClock:
         tempo estimate); returns True when this frame is the committed beat."""
         self.frame += 1
         self.heard += 1
-        self.novelty = np.roll(self.novelty, -1)
+        # the histories shift in place, oldest out (np.roll's new arrays per frame were an eighth of the tracker's time)
+        self.novelty[:-1] = self.novelty[1:]
         self.novelty[-1] = novelty
         if activation is not None:
             self.hears_activation = True
-            self.activation = np.roll(self.activation, -1)
+            self.activation[:-1] = self.activation[1:]
             self.activation[-1] = activation
-        self.score = np.roll(self.score, -1)
+        self.score[:-1] = self.score[1:]
         self.score[-1] = self._score_step(self.score[:-1], novelty)
         if self.frame == self.prediction_frame:
             self._update_tempo()   # tempo is re-estimated twice per beat: here and on the beat
@@ -368,6 +385,7 @@ class BarCounter:
         self.size = int(5 * fps)                                  # four beats at 60 BPM, and a margin
         self.spectra = np.zeros((self.size, MEL_BANDS))           # ring buffers, indexed by frame % size
         self.onsets = np.zeros((self.size, 2))                    # (low-band, total) novelty
+        self.chroma = np.zeros((self.size, 12))
         self.frames = 0
         self.beat_frames: list[int] = []                          # the last four beats' frames
         # per position: strong-beat log-odds, bar-start votes. (A memory of 0.98 to 1 scores alike on 30 s clips;
@@ -376,12 +394,16 @@ class BarCounter:
         self.first_odds: dict[int, float] = {}                    # the last two beats' bar-start log-odds, by count
         self.downbeat = 0                                         # the most likely downbeat's position mod 4
         self.previous = np.zeros(BEAT_FEATURES)                   # the last scored beat's features
+        self.scored = 0                                           # beats scored since the track began
+        self.feature_mean = np.zeros(BEAT_FEATURES)               # their running mean and mean square
+        self.feature_square = np.zeros(BEAT_FEATURES)
         self.evidence_log = evidence_log   # a list gets (beat frame, features) per beat: for fitting the weights
 
-    def frame(self, novelty, low, log_mel):
+    def frame(self, novelty, low, log_mel, chroma):
         self.frames += 1   # counted as the clock counts them: the beat's frame is the latest one
         self.spectra[self.frames % self.size] = log_mel
         self.onsets[self.frames % self.size] = low, novelty
+        self.chroma[self.frames % self.size] = chroma
 
     def beat(self, number):
         """The latest frame is the clock's beat, the `number`-th: score the beat before it, now that the interval
@@ -389,7 +411,7 @@ class BarCounter:
         self.beat_frames = (self.beat_frames + [self.frames])[-4:]
         if len(self.beat_frames) < 4 or self.frames - self.beat_frames[0] > self.size:
             return
-        own = self.features(*self.beat_frames)
+        own = self.standardised(self.features(*self.beat_frames))
         # the beat before's onsets and distances too: a downbeat's neighbours are weak beats
         features = np.concatenate([own, self.previous[ONSET_FEATURES], [1.0]])
         self.previous = own
@@ -423,9 +445,13 @@ class BarCounter:
         (band groups) of the beat interval after it minus that of the interval before it and minus that of the one
         before that; the attack (3 frames after the beat against 3 before); log low-band and total onset strength at
         the beat; how far the spectrum moved from those intervals (mean absolute change, all bands and bass bands: a
-        new chord or bass note)."""
-        def mean(start, stop):
-            return self.spectra[np.arange(start, stop) % self.size].mean(axis=0)
+        new chord or bass note); how far the harmony moved from them (cosine distance of the mean chroma)."""
+        def mean(start, stop, ring=None):
+            return (self.spectra if ring is None else ring)[np.arange(start, stop) % self.size].mean(axis=0)
+
+        def harmony(start, stop):
+            chroma = mean(start, stop, self.chroma)
+            return chroma / (np.linalg.norm(chroma) + 1e-9)
 
         def groups(spectrum):
             return spectrum.reshape(BAND_GROUPS, -1).mean(axis=1)
@@ -434,7 +460,24 @@ class BarCounter:
         onsets = self.onsets[np.arange(beat - 3, beat + 2) % self.size].max(axis=0)
         distances = [part.mean() for change in changes for part in (np.abs(change), np.abs(change[:BASS_BANDS]))]
         attack = mean(beat, beat + 3) - mean(beat - 4, beat - 1)
-        return np.concatenate([groups(changes[0]), groups(changes[1]), groups(attack), np.log1p(onsets), distances])
+        chord = harmony(beat, after)
+        chord_changes = [1.0 - chord @ harmony(before, beat), 1.0 - chord @ harmony(earlier, before)]
+        return np.concatenate([groups(changes[0]), groups(changes[1]), groups(attack), np.log1p(onsets), distances,
+                               chord_changes])
+
+    def standardised(self, features):
+        """A beat's features against this track's beats so far: their running mean and spread (0 for the first two
+        beats, whose spread is not known yet)."""
+        self.scored += 1
+        if self.scored == 1:
+            self.feature_mean, self.feature_square = features.copy(), features ** 2
+        rate = max(1.0 / self.scored, 1.0 / STANDARD_BEATS)
+        self.feature_mean += rate * (features - self.feature_mean)
+        self.feature_square += rate * (features ** 2 - self.feature_square)
+        if self.scored <= 2:
+            return np.zeros_like(features)
+        spread = np.sqrt(np.maximum(self.feature_square - self.feature_mean ** 2, 0.0)) + SPREAD_FLOOR
+        return (features - self.feature_mean) / spread
 
     def restart(self):
         self.evidence[:] = 0.0
@@ -442,6 +485,7 @@ class BarCounter:
         self.downbeat = 0
         self.beat_frames = []
         self.previous[:] = 0.0
+        self.scored = 0
 
     def position(self, beat_count):
         """Bar position (0 = downbeat) of the `beat_count`-th beat."""
@@ -515,6 +559,7 @@ class BeatTracker:
         self.sub_hop = hop // SUB_HOPS
         self.fps = sample_rate / self.sub_hop
         self.onsets = OnsetEnvelope(sample_rate, self.sub_hop)
+        self.harmony = Chroma(HARMONY_WINDOW, sample_rate)
         # beats sound `delay_s` before their novelty frame: commit them at least that early, so they are
         # never flagged after their time
         self.clock_options = {"min_lead_frames": int(np.ceil(self.onsets.delay_s * self.fps)) + 1, **clock_options}
@@ -539,12 +584,13 @@ class BeatTracker:
             self.bad_samples += int(bad.sum())
             samples = np.where(bad, 0.0, samples).astype(np.float32)
         onsets = [self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop]) for k in range(SUB_HOPS)]
-        return self.follow(float(np.sqrt(np.mean(samples ** 2))), onsets)
+        return self.follow(float(np.sqrt(np.mean(samples ** 2))), onsets, self.harmony.process(samples))
 
-    def follow(self, rms, onsets, activations=None) -> "BeatState":
-        """Everything after the onset envelope, for one hop: its RMS and its sub-hops' (novelty, low-band novelty,
-        log-mel). The evaluation replays recorded envelopes through this to tune the clock cheaply, with the
-        sub-hops' beat `activations` computed beforehand for a whole clip (else the tracker's own networks run)."""
+    def follow(self, rms, onsets, chroma, activations=None) -> "BeatState":
+        """Everything after the onset envelope, for one hop: its RMS, its sub-hops' (novelty, low-band novelty,
+        log-mel) and its chroma. The evaluation replays recorded envelopes through this to tune the clock cheaply,
+        with the sub-hops' beat `activations` computed beforehand for a whole clip (else the tracker's own networks
+        run)."""
         if self.changes is not None and self.changes.update([log_mel for _, _, log_mel in onsets]):
             self.clock.restart()        # a new track: its tempo and bar are learnt afresh (the phase carries on)
             self.bar.restart()
@@ -557,7 +603,7 @@ class BeatTracker:
             if beat <= self.samples_seen / self.sample_rate and (self.last_beat is None or beat > self.last_beat):
                 is_beat, self.last_beat = True, beat
                 self.beat_count += 1
-            self.bar.frame(novelty, low, log_mel)
+            self.bar.frame(novelty, low, log_mel, chroma)
             activation = (activations[k] if activations is not None
                           else self.activation.process(log_mel) if self.activation is not None else None)
             if activation is not None:

@@ -22,6 +22,7 @@ from scipy.signal import firwin
 from onbeat.core.beat_grid import beat_columns_at
 from onbeat.core.music import ANALYSIS_RATE, BEAT_COLUMNS, FEATURE_DIM, FEATURE_FPS, HOP
 from onbeat.ear.beats import BeatTracker
+from onbeat.ear.harmony import chroma_filterbank
 from onbeat.ear.sources import check_format, read_audio
 
 N_FFT = 2048
@@ -108,15 +109,6 @@ def mel_filterbank(bands, n_fft=N_FFT, sample_rate=ANALYSIS_RATE, fmin=30.0, fma
     return np.maximum(0.0, np.minimum(rising, falling))
 
 
-def chroma_filterbank(n_fft=N_FFT, sample_rate=ANALYSIS_RATE, fmin=55.0, fmax=5000.0):
-    """(12, n_fft//2 + 1): each bin's weight per pitch class (0 = C), a Gaussian of its distance in semitones."""
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    in_range = (freqs >= fmin) & (freqs <= fmax)
-    midi = 69 + 12 * np.log2(np.where(in_range, freqs, 440.0) / 440.0)
-    distance = (midi[None, :] - np.arange(12)[:, None] + 6) % 12 - 6
-    return np.exp(-0.5 * (distance / 0.5) ** 2) * in_range
-
-
 # --- beat columns --------------------------------------------------------------------------------------------
 
 def beat_columns(state, times):
@@ -170,7 +162,7 @@ class FeatureExtractor:
         self.power_scale = 2.0 / (N_FFT * np.sum(self.window ** 2))   # sum of the spectrum ~ mean square
         self.mel8 = mel_filterbank(8)
         self.mel40 = mel_filterbank(40)
-        self.chroma = chroma_filterbank()
+        self.chroma = chroma_filterbank(N_FFT)
         self.release_db = LEVEL_RELEASE_DB_PER_S / FEATURE_FPS
         self.frame = np.zeros(N_FFT)          # the last N_FFT analysis samples
         self.pending = np.zeros(0)            # resampled samples not yet a whole hop

@@ -128,10 +128,11 @@ def fold_of(clips):
 
 @dataclass
 class Replay:
-    """One clip's tracker input after the onset envelope, per hop: RMS, the sub-hops' envelope values and their beat
-    activations (none: the clock hears superflux alone)."""
+    """One clip's tracker input after the onset envelope, per hop: RMS, the sub-hops' envelope values, the chroma and
+    the sub-hops' beat activations (none: the clock hears superflux alone)."""
     rms: list = field(default_factory=list)
     onsets: list = field(default_factory=list)
+    chromas: list = field(default_factory=list)
     activations: np.ndarray | None = None   # (hops, SUB_HOPS)
 
     def log_mels(self):
@@ -164,10 +165,12 @@ def record(audio, activation=SHIPPED):
         samples = audio[start:start + HOP]
         onsets = [tracker.onsets.process(samples[k * sub_hop:(k + 1) * sub_hop]) for k in range(SUB_HOPS)]
         rms = float(np.sqrt(np.mean(samples ** 2)))
-        tracker.follow(rms, onsets)
+        chroma = tracker.harmony.process(samples)
+        tracker.follow(rms, onsets, chroma)
         costs.append(time.thread_time() - began)
         replay.rms.append(rms)
         replay.onsets.append(onsets)
+        replay.chromas.append(chroma)
     if tracker.activation is not None:   # the networks' activations, as the tracker computed them hop by hop
         replay.activations = tracker.activation.run(replay.log_mels()).reshape(len(replay.rms), SUB_HOPS)
     return replay, np.array(costs)
@@ -180,8 +183,8 @@ def follow(replay, options=None, detect_track_changes=True, evidence=None):
     tracker = BeatTracker(detect_track_changes=detect_track_changes, downbeat_log=log, activation=None,
                           **(options or {}))
     beats, downbeats, predictions = [], [], []
-    for i, (rms, onsets) in enumerate(zip(replay.rms, replay.onsets, strict=True)):
-        state = tracker.follow(rms, onsets, None if replay.activations is None else replay.activations[i])
+    for i, (rms, onsets, chroma) in enumerate(zip(replay.rms, replay.onsets, replay.chromas, strict=True)):
+        state = tracker.follow(rms, onsets, chroma, None if replay.activations is None else replay.activations[i])
         if state.is_beat:
             beats.append(state.last_beat)
             if state.is_downbeat:
@@ -302,7 +305,7 @@ def track_change_locks(clips, replays, options):
     starts = []
     for i in order:
         starts.append(len(chain.rms) * HOP / ANALYSIS_RATE)
-        for part in ("rms", "onsets"):
+        for part in ("rms", "onsets", "chromas"):
             getattr(chain, part).extend(getattr(replays[i], part))
     if replays[0].activations is not None:   # each clip's held-out networks, run over the chain across the cuts
         sets = [held_out_set(clips[i].name) for i in order]
