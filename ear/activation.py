@@ -1,5 +1,5 @@
 """A learned beat activation: small causal temporal convolutional networks (TCNs) over the onset envelope's log-mel
-frames, run one frame at a time, that fire on beats rather than on every onset.
+frames, streamed hop by hop, that fire on beats rather than on every onset.
 
 Superflux novelty peaks on every onset, so off-beat eighths compete with the beats; a network that hears ~6 s of
 context learns which onsets are beats (issue 17: on held-out gtzan-dev folds, its values at the annotated beats
@@ -82,8 +82,8 @@ def _elu(x):
 
 
 class Network:
-    """One member network: `step` streams a frame at a time, `run` computes a whole sequence at once (the same
-    numbers, for offline analysis and the evaluation)."""
+    """One member network, streamed: `step` takes the next frames (a hop's sub-hops, or a whole clip at once) and
+    keeps what its layers need of them for the frames that follow."""
 
     def __init__(self, weights):
         self.mean, self.scale = weights["mean"], weights["scale"]
@@ -92,43 +92,39 @@ class Network:
         self.layers = [(weights[f"layer_{i}_w"].transpose(0, 2, 1).reshape(CHANNELS, -1), weights[f"layer_{i}_b"])
                        for i in range(LAYERS)]
         self.output_w, self.output_b = weights["output_w"], weights["output_b"]
-        # per layer, its inputs of the last (KERNEL - 1) x dilation + 1 frames, newest last
-        self.history = [np.zeros(((KERNEL - 1) * 2 ** i + 1, CHANNELS), dtype=np.float32) for i in range(LAYERS)]
+        # per layer, its inputs of the last (KERNEL - 1) x dilation frames, oldest first (zeros before the stream)
+        self.history = [np.zeros(((KERNEL - 1) * 2 ** i, CHANNELS), dtype=np.float32) for i in range(LAYERS)]
 
     def step(self, inputs):
-        h = self.input_w @ ((inputs - self.mean) / self.scale) + self.input_b
-        for (w, b), history in zip(self.layers, self.history, strict=True):
-            history[:-1] = history[1:]
-            history[-1] = h
-            dilation = (len(history) - 1) // (KERNEL - 1)
-            h = h + _elu(w @ history[::dilation].reshape(-1) + b)   # taps t - (KERNEL-1) x dilation .. t
-        return float(_sigmoid(self.output_w @ h + self.output_b))
-
-    def run(self, inputs):
+        """The activations of the next (frames, INPUTS) inputs; a whole sequence is computed a layer at a time."""
         h = ((inputs - self.mean) / self.scale) @ self.input_w.T + self.input_b          # (frames, channels)
         for i, (w, b) in enumerate(self.layers):
-            reach = (KERNEL - 1) * 2 ** i
-            padded = np.concatenate([np.zeros((reach, CHANNELS), dtype=h.dtype), h])
-            taps = np.concatenate([padded[k * 2 ** i: k * 2 ** i + len(h)] for k in range(KERNEL)], axis=1)
+            dilation, known = 2 ** i, np.concatenate([self.history[i], h])
+            self.history[i] = known[len(known) - len(self.history[i]):]
+            # frame t's taps: t - (KERNEL-1) x dilation .. t, stacked as the matrix's columns are
+            taps = np.concatenate([known[k * dilation: k * dilation + len(h)] for k in range(KERNEL)], axis=1)
             h = h + _elu(taps @ w.T + b)
         return _sigmoid(h @ self.output_w.reshape(-1) + self.output_b)
 
 
 class BeatActivation:
-    """Feed one log-mel frame at a time (`process`), get the beat activation (0..1) of that frame: the mean of the
-    set's networks. Causal: a frame's value depends on it and the frames before it only."""
+    """Feed consecutive log-mel frames (`process`), get the beat activation (0..1) of each: the mean of the set's
+    networks. Causal: a frame's value depends on it and the frames before it only."""
 
     def __init__(self, name=SHIPPED, path=ASSET):
-        self.networks = [Network(weights) for weights in load_set(name, path)]
-        self.previous = None   # the last log-mel frame, for the rise
+        self.weights = load_set(name, path)
+        self.networks = [Network(weights) for weights in self.weights]
+        self.previous: np.ndarray | None = None   # the last log-mel frame, for the rise
 
-    def process(self, log_mel):
-        log_mel = np.asarray(log_mel, dtype=np.float32)
-        inputs = frame_inputs(np.stack([log_mel if self.previous is None else self.previous, log_mel]))[1]
-        self.previous = log_mel
-        return float(np.mean([network.step(inputs) for network in self.networks]))
+    def process(self, log_mels):
+        """The activations of the next (frames, 80) log-mel frames (a hop's sub-hops: one call, not one per frame,
+        as the networks' cost is mostly per call)."""
+        log_mels = np.asarray(log_mels, dtype=np.float32)
+        before = log_mels[:1] if self.previous is None else self.previous[None]
+        self.previous = log_mels[-1]
+        inputs = frame_inputs(np.concatenate([before, log_mels]))[1:]
+        return np.mean([network.step(inputs) for network in self.networks], axis=0)
 
     def run(self, log_mels):
         """The activations of a whole sequence of frames from a fresh start, as `process` would give them."""
-        inputs = frame_inputs(log_mels)
-        return np.mean([network.run(inputs) for network in self.networks], axis=0)
+        return np.mean([Network(weights).step(frame_inputs(log_mels)) for weights in self.weights], axis=0)

@@ -595,6 +595,8 @@ class BeatTracker:
             self.clock.restart()        # a new track: its tempo and bar are learnt afresh (the phase carries on)
             self.bar.restart()
             self.track_changes += 1
+        if activations is None and self.activation is not None:
+            activations = self.activation.process([log_mel for _, _, log_mel in onsets])
         is_beat = False
         for k, (novelty, low, log_mel) in enumerate(onsets):
             self.samples_seen += self.sub_hop
@@ -604,8 +606,7 @@ class BeatTracker:
                 is_beat, self.last_beat = True, beat
                 self.beat_count += 1
             self.bar.frame(novelty, low, log_mel, chroma)
-            activation = (activations[k] if activations is not None
-                          else self.activation.process(log_mel) if self.activation is not None else None)
+            activation = None if activations is None else activations[k]
             if activation is not None:
                 novelty = (1.0 - ACTIVATION_MIX) * novelty + ACTIVATION_MIX * ACTIVATION_SCALE * activation
             # the clock's beat frame: the onsets of the beat just emitted are in

@@ -469,7 +469,7 @@ def test_train_beats_writes_the_shipped_set_and_one_per_fold(tmp_path, capsys):
         clips = {key.split("/")[1]: set(stored[key]) for key in stored.files if key.startswith("clips/")}
     assert clips["all"] == {"clip0", "clip1", "clip2", "clip3"}
     assert sorted(clips) == ["all", "fold0", "fold1", "fold2"]
-    assert 0.0 <= BeatActivation("fold0", out).process(np.zeros(80)) <= 1.0
+    assert 0.0 <= BeatActivation("fold0", out).process(np.zeros((1, 80)))[0] <= 1.0
     assert main(["train-beats", "--data", str(folder), "--steps", "0"]) == 2
     assert "--steps and --members must be at least 1" in capsys.readouterr().err
 
