@@ -383,6 +383,21 @@ def test_eval_command_prints_the_table(data_dir, tmp_path, capsys):
     assert out.is_file()
 
 
+def test_the_settings_sweep_spread_over_processes_gives_each_setting_s_own_run():
+    """eval beats follows every replay under every clock setting in worker processes: each setting's result, in order,
+    is what following it here gives."""
+    clicks = grid(100, 0.3, 10.0)
+    replays = [beat_eval.record(drum_track(clicks + shift, 10.0, accent_every=2))[0] for shift in (0.0, 0.2)]
+    settings = [{"prior_bpm": 90.0}, {"prior_bpm": 115.0, "tightness": 3.0}, {}]
+    swept = beat_eval.sweep(settings, replays, quiet=True)
+    assert len({runs[0][2][0, 1] for runs, _ in swept}) == 3   # the settings predict apart: an order mix-up shows
+    for options, (runs, evidence) in zip(settings, swept, strict=True):
+        here, logged = beat_eval.follow_all(options, replays)
+        for ours, theirs in zip(runs, here, strict=True):
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        assert [len(log) for log in evidence] == [len(log) for log in logged] and len(evidence[0]) > 5
+
+
 def test_tuning_weighs_lock_time_against_f():
     def rows(f, lock):
         return [{"F": f, "lock_s": lock}] * 10
