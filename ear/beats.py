@@ -61,8 +61,8 @@ BEAT_FEATURES = 3 * BAND_GROUPS + 8                  # per beat, see `BarCounter
 ONSET_FEATURES = slice(3 * BAND_GROUPS, 3 * BAND_GROUPS + 6)  # its onset strengths and spectral distances
 BASS_BANDS = 12         # the mel bands below ~400 Hz: bass notes, whose change marks a bar
 # the bar counter's chroma window (186 ms): chords are told apart by their notes, which a longer window resolves
-# (issue 17, gtzan-dev, shipped clock, downbeat weights refitted per fold: downbeat F 0.45 without chroma; with it from
-# 1024, 2048, 4096 samples: 0.50, 0.56, 0.58)
+# (issue 17, gtzan-dev, shipped clock, downbeat weights refitted per fold: downbeat F 0.49 with the features
+# standardised but no chroma; with chroma from 1024, 2048, 4096 samples: 0.50, 0.56, 0.58)
 HARMONY_WINDOW = 4096
 # each beat's downbeat features are standardised by their running mean and spread over this track's beats, the last
 # ~STANDARD_BEATS once it has that many: the bar is told by how a beat differs from the track's other beats, and
