@@ -469,9 +469,7 @@ class BarCounter:
         """A beat's features against this track's beats so far: their running mean and spread (0 for the first two
         beats, whose spread is not known yet)."""
         self.scored += 1
-        if self.scored == 1:
-            self.feature_mean, self.feature_square = features.copy(), features ** 2
-        rate = max(1.0 / self.scored, 1.0 / STANDARD_BEATS)
+        rate = max(1.0 / self.scored, 1.0 / STANDARD_BEATS)   # the first beat's rate 1 forgets a previous track's
         self.feature_mean += rate * (features - self.feature_mean)
         self.feature_square += rate * (features ** 2 - self.feature_square)
         if self.scored <= 2:
@@ -583,8 +581,13 @@ class BeatTracker:
             bad = ~np.isfinite(samples)
             self.bad_samples += int(bad.sum())
             samples = np.where(bad, 0.0, samples).astype(np.float32)
+        return self.follow(*self.hear(samples))
+
+    def hear(self, samples):
+        """The onset envelope of one clean hop: its RMS, its sub-hops' (novelty, low-band novelty, log-mel) and its
+        chroma, what `follow` takes."""
         onsets = [self.onsets.process(samples[k * self.sub_hop:(k + 1) * self.sub_hop]) for k in range(SUB_HOPS)]
-        return self.follow(float(np.sqrt(np.mean(samples ** 2))), onsets, self.harmony.process(samples))
+        return float(np.sqrt(np.mean(samples ** 2))), onsets, self.harmony.process(samples)
 
     def follow(self, rms, onsets, chroma, activations=None) -> "BeatState":
         """Everything after the onset envelope, for one hop: its RMS, its sub-hops' (novelty, low-band novelty,

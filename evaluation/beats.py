@@ -161,13 +161,9 @@ def record(audio, activation=SHIPPED):
     the beat activation's network set (None: superflux alone, as before a set is trained)."""
     tracker = BeatTracker(activation=activation)
     replay, costs = Replay(), []
-    sub_hop = HOP // SUB_HOPS
     for start in range(0, len(audio) - HOP + 1, HOP):
         began = time.thread_time()
-        samples = audio[start:start + HOP]
-        onsets = [tracker.onsets.process(samples[k * sub_hop:(k + 1) * sub_hop]) for k in range(SUB_HOPS)]
-        rms = float(np.sqrt(np.mean(samples ** 2)))
-        chroma = tracker.harmony.process(samples)
+        rms, onsets, chroma = tracker.hear(audio[start:start + HOP])
         tracker.follow(rms, onsets, chroma)
         costs.append(time.thread_time() - began)
         replay.rms.append(rms)
