@@ -143,6 +143,7 @@ def test_a_card_named_like_an_evaluated_export_gets_that_export_s_row(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (the report's clips are videos)")
 def test_report_has_plots_and_clips(song_folder, tmp_path, capsys):
     report = tmp_path / "report"
     assert main(["eval", "dance", "--data", str(song_folder), "--songs", "2", "--models", "groove", "--seconds", "6",
