@@ -23,6 +23,8 @@ from onbeat.stream.dashboard import snapshot
 from onbeat.stream.engine import Engine
 from onbeat.stream.sinks import Sink
 
+pytestmark = pytest.mark.realtime  # every test here judges timing (pyproject: markers)
+
 HELPERS = Path(__file__).with_name("clock_helpers.py")
 
 

@@ -151,6 +151,7 @@ def test_a_bundle_stamped_in_the_future_is_applied_at_its_time():
     assert len(control.scheduled) == C.MAX_SCHEDULED and controls.malformed == 2
 
 
+@pytest.mark.realtime
 def test_a_future_bundle_over_udp_waits_for_its_time_tag():
     controls = Controls()
     with ControlServer(controls, port=0) as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -184,6 +185,7 @@ def test_one_flooding_source_is_held_to_its_budget_and_others_get_through():
     assert controls.dropped > C.SOURCE_DATAGRAMS_PER_SECOND + 800
 
 
+@pytest.mark.realtime
 def test_warnings_are_counts_once_per_interval(caplog):
     junk = bundle(b"xxxx", b"yyyy", b"zzzz")  # elements that are neither messages nor bundles
     controls = Controls()
@@ -196,6 +198,7 @@ def test_warnings_are_counts_once_per_interval(caplog):
     assert "control input: " in caplog.records[0].getMessage() and "malformed" in caplog.records[0].getMessage()
 
 
+@pytest.mark.realtime
 def test_close_returns_at_once_during_a_flood():
     controls = Controls()
     server = ControlServer(controls, port=0)

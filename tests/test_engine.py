@@ -139,6 +139,7 @@ def run_engine(choreographer, seconds, source=None, on_send=None):
     return engine, stats, sink
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_slow_model_degrades_but_the_output_clock_holds():
     model = SlowOnce()
@@ -173,6 +174,7 @@ class BreaksSometimes(GrooveChoreographer):
         return motion
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_nan_from_the_model_holds_the_last_good_pose():
     model = BreaksSometimes()
@@ -202,6 +204,7 @@ class Backlogged(SyntheticSource):
             yield block
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_beat_events_land_on_the_true_beats_even_after_a_backlog():
     source = Backlogged(backlog=0.7)
@@ -232,6 +235,7 @@ class GappedSource(SyntheticSource):
             yield block
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_silence_goes_idle_and_music_brings_the_dance_back():
     modes = []
@@ -286,6 +290,7 @@ class Unplugged(SyntheticSource):
         self.lost = False
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_lost_input_dances_the_idle_and_comes_back():
     source = Unplugged(first=2.5)
@@ -321,6 +326,7 @@ def groove_on(rows, energy=1.0):
     return np.concatenate([m.positions() for m in slices])
 
 
+@pytest.mark.realtime
 def test_groove_bounces_on_the_beat_keeps_its_feet_down_and_idles_in_silence():
     from onbeat.core.skeleton import FOOT_JOINTS
     dancing = groove_on(beat_rows(6.0))[60:]  # after easing in

@@ -27,6 +27,7 @@ from onbeat.stream.sinks import Sink
 QUIET = ["--silent", "--no-vmc", "--quiet", "--control-port", "0", "--model", "groove"]
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_a_receiver_in_another_process_gets_every_frame_at_60_hz():
     engine, _, received = run_pipeline(3.0, model="groove")
@@ -131,6 +132,7 @@ def test_control_messages_change_state_and_malformed_ones_are_counted():
         assert controls.energy == pytest.approx(299 / 300)
 
 
+@pytest.mark.realtime
 @settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in every CI run
 @given(st.one_of(st.binary(max_size=200),
                  st.tuples(st.sampled_from(["/onbeat/energy", "/onbeat/model", "/onbeat/hold", "/onbeat/mirror",
@@ -153,6 +155,7 @@ def test_fuzzed_control_datagrams_never_crash_and_are_all_counted(packet):
     assert 0.0 <= controls.energy <= 2.0 and controls.model in controls.models
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_hold_freezes_the_pose_and_key_pose_is_taken_on_a_downbeat():
     controls = Controls()
@@ -180,6 +183,7 @@ sys.exit(main(["play", "--demo", "--seconds", "8", "--record", sys.argv[1], *sys
 """
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_disk_full_while_recording_stops_the_recording_not_the_show(tmp_path):
     out = tmp_path / "show.npz"

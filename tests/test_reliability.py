@@ -77,6 +77,7 @@ def assert_steady_output(stats, sink, seconds):
 
 # --- 1, 2: the audio device -------------------------------------------------------------------------------------
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_jack_server_restart_reconnects_the_device_source(jack_server):
     capture = jack_server.run_capture("reconnect")
@@ -92,6 +93,7 @@ def test_jack_server_restart_reconnects_the_device_source(jack_server):
     assert summary["min_gap"] == 0  # block times go on from where they stopped: no frame counted twice or lost
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_engine_dances_the_idle_through_a_jack_restart_and_hears_the_input_again(jack_server):
     seconds = 9
@@ -110,6 +112,7 @@ def test_engine_dances_the_idle_through_a_jack_restart_and_hears_the_input_again
     assert summary["frames"] > 3.0 * SAMPLE_RATE and not summary["lost"]
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_a_starved_reader_loses_old_audio_counted_and_the_timeline_stays_intact(jack_server):
     buffer_s = 0.5
@@ -149,6 +152,7 @@ class SlowPatch(GrooveChoreographer):
         return super().next_slice(music, energy, key_pose)
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_a_model_five_times_slower_for_seconds_degrades_holds_the_clock_and_recovers(logs):
     model = SlowPatch()
@@ -176,6 +180,7 @@ class InfRoot(GrooveChoreographer):
         return motion
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back(logs):
     model = InfRoot()
@@ -189,6 +194,7 @@ def test_inf_from_the_model_holds_the_last_good_pose_warns_and_blends_back(logs)
     assert steps.max() < 0.05  # held, then blended back: no jump of the body anywhere
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_unreachable_and_refusing_osc_targets_never_stop_the_show(logs):
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -413,6 +419,7 @@ def counted_as(data):
     return len(messages) if messages and max(ahead, default=0.0) <= MAX_SCHEDULE_SECONDS else 1
 
 
+@pytest.mark.realtime
 def test_fuzzed_control_datagrams_over_udp_are_all_counted_and_the_server_still_answers():
     controls = Controls(models=("default", "groove"))
     with ControlServer(controls, port=0) as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -451,6 +458,7 @@ def test_control_input_listens_on_localhost_only_by_default():
 
 # --- 10: soak ------------------------------------------------------------------------------------------------
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_one_minute_soak_of_the_full_pipeline_loses_nothing():
     result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "bench", "soak", "--minutes", "1"],
@@ -471,6 +479,7 @@ def free_udp_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_the_24_byte_datagram_of_issue_10_is_harmless_to_a_recording_show(tmp_path):
     port, out = free_udp_port(), tmp_path / "r.npz"
@@ -492,6 +501,7 @@ def test_the_24_byte_datagram_of_issue_10_is_harmless_to_a_recording_show(tmp_pa
     assert Motion.load(out).duration > 3.5
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_twenty_seconds_of_soak_under_a_control_flood_drop_control_not_frames():
     result = subprocess.run([sys.executable, "-m", "onbeat.commands.cli", "bench", "soak", "--minutes", "0.34",
@@ -519,6 +529,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.realtime
 @pytest.mark.slow
 def test_the_show_ends_cleanly_while_onnxruntime_is_in_a_long_step():
     result = subprocess.run([sys.executable, "-c", SLOW_STEP_AT_EXIT], capture_output=True, text=True, timeout=120)

@@ -27,6 +27,8 @@ from onbeat.ear.sources import (
     read_audio,
 )
 
+pytestmark = pytest.mark.realtime  # every test here judges timing (pyproject: markers)
+
 
 def collect(source):
     with source:

@@ -65,6 +65,7 @@ def test_pose_message_layout_one_and_several_dancers():
     assert struct.unpack_from("<H", crowd, 2)[0] == 5 and len(crowd) == 24 + 5 * 396
 
 
+@pytest.mark.realtime
 def test_a_viewer_gets_every_frame_and_the_beats_in_order():
     rng = np.random.default_rng(1)
     frames = [random_frame(i, rng) for i in range(50)]
@@ -82,6 +83,7 @@ def test_a_viewer_gets_every_frame_and_the_beats_in_order():
     assert all(0 <= time.time() - g[0][4] < 5 for g in got)  # the send time is the wall clock (for latency)
 
 
+@pytest.mark.realtime
 def test_send_never_waits_for_a_stuck_server_and_counts_what_it_drops():
     rng = np.random.default_rng(2)
     with Stage(Controls(), port=0, queue_frames=8) as stage:
@@ -223,6 +225,7 @@ def test_an_explicit_port_that_is_taken_is_an_error_the_default_moves_on():
         Stage(Controls(), port=first.port)
 
 
+@pytest.mark.realtime
 def test_view_serves_until_its_time_is_up_with_the_recorded_music(tmp_path, capsys):
     Motion(30.0, np.zeros((30, 3)), np.tile([1.0, 0, 0, 0], (30, NUM_JOINTS, 1))).save(tmp_path / "dance.npz")
     assert main(["view", str(tmp_path / "dance.npz"), "--stage-port", "0", "--seconds", "0.3"]) == 0

@@ -263,6 +263,7 @@ def test_a_recording_replays_with_pause_and_scrubbing(browser):
         page.close()
 
 
+@pytest.mark.realtime
 def test_the_page_gets_the_frames_at_60_hz_with_low_latency(browser):
     """Over 20 s at 60 Hz after the avatar is in (parsing it blocks the page for a moment): the page gets >= 99 %
     of the frames, and p99 engine-to-page latency is <= 20 ms. On a machine so loaded that the engine's own
