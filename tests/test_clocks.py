@@ -23,7 +23,7 @@ from onbeat.stream.dashboard import snapshot
 from onbeat.stream.engine import Engine
 from onbeat.stream.sinks import Sink
 
-pytestmark = pytest.mark.realtime  # every test here judges timing (pyproject: markers)
+pytestmark = pytest.mark.realtime  # its Link, MIDI and OSC clock tests judge timing; the rest are quick: all alone
 
 HELPERS = Path(__file__).with_name("clock_helpers.py")
 

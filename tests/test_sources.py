@@ -27,7 +27,7 @@ from onbeat.ear.sources import (
     read_audio,
 )
 
-pytestmark = pytest.mark.realtime  # every test here judges timing (pyproject: markers)
+pytestmark = pytest.mark.realtime  # its JACK and real-time tests judge timing; the rest are quick: all alone
 
 
 def collect(source):
