@@ -111,3 +111,15 @@ def test_training_learns_where_the_beats_are():
     assert superflux[on].mean() < 1.1 * superflux[off].mean()
     activation = Network(weights).step(inputs)
     assert activation[on].mean() > 2 * activation[off].mean()
+
+
+def test_a_clip_listed_twice_weighs_twice_in_the_standardisation():
+    """Training lists a clip many times to draw it more often (`train-beats --synth`); its frames are held once, and
+    the mean and scale are those of the listed clips stacked."""
+    rng = np.random.default_rng(1)
+    often, once = rng.normal(2.0, 3.0, (500, 160)).astype(np.float32), rng.normal(-1.0, 1.0, (300, 160))
+    mean, scale = beat_activation.standardisation([often, once.astype(np.float32), often])
+    stacked = np.concatenate([often, once, often])
+    np.testing.assert_allclose(mean, stacked.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(scale, stacked.std(axis=0) + 1e-3, atol=1e-5)
+    assert not np.allclose(mean, np.concatenate([often, once]).mean(axis=0), atol=0.1)
