@@ -119,9 +119,9 @@ def compose(seed, seconds=SECONDS):
     lead_in = rng.uniform(0.0, 1.0)   # seconds of silence before the first beat
     root = int(rng.integers(40, 52))
     scale = SCALES[rng.choice(list(SCALES))]
-    degrees = [0, 3, 4, 5, 1, 2]   # I, IV, V, vi first: a bar's first chord is one of those
-    progression = [int(rng.choice(degrees[:4] if i % 4 == 0 else degrees)) for i in range(4)]
-    progression[0] = 0
+    degrees = [0, 3, 4, 5, 1, 2]   # I, IV, V, vi, ii, iii
+    progression = [int(rng.choice(degrees[:4] if i == 0 else degrees)) for i in range(4)]
+    progression[0] = 0   # a progression starts at home (the draw above stays, so every seed's song stays the same)
     chord_beats = rng.choice([beats_per_bar, beats_per_bar, 2 * beats_per_bar,
                               beats_per_bar / 2 if beats_per_bar == 4 else beats_per_bar])   # a chord lasts this long
     bass_pattern = rng.choice(["roots", "root_fifth", "eighths", "syncopated", "long"])
