@@ -44,6 +44,8 @@ def run(args):
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
     if args.steps < 1 or args.members < 1 or args.synth < 0:
         raise OnbeatError("--steps and --members must be at least 1, --synth at least 0")
+    if args.synth:
+        soundfont()   # (before the long part: says what to install)
     torch.set_num_threads(1)
     _, clips = load_set(data_dir)
     names = [clip.name for clip in clips]
@@ -96,7 +98,6 @@ def annotated(folder):
 
 def synthesized(songs):
     """[(log-mel frames, beat frames)] of synthesized songs 0 .. `songs` - 1, rendered in a temporary folder."""
-    soundfont()   # (fails early, with what to install)
     with tempfile.TemporaryDirectory(prefix="onbeat-synth-") as folder:
         for seed in range(songs):
             render(seed, folder)

@@ -98,6 +98,9 @@ def test_without_fluidsynth_the_error_says_what_to_install(monkeypatch, tmp_path
         render(0, tmp_path)
     assert main(["train-beats", "--data", str(tmp_path), "--synth", "-1"]) == 2
     assert "--synth at least 0" in capsys.readouterr().err
+    # before reading any music: the folder is empty, and the error is about fluidsynth
+    assert main(["train-beats", "--data", str(tmp_path), "--synth", "2"]) == 2
+    assert "synthesized songs need fluidsynth" in capsys.readouterr().err
 
 
 @needs_fluidsynth
