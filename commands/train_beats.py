@@ -44,16 +44,11 @@ def run(args):
         raise OnbeatError("no data folder: pass --data or set ONBEAT_DATA")
     if args.steps < 1 or args.members < 1 or args.synth < 0:
         raise OnbeatError("--steps and --members must be at least 1, --synth at least 0")
-    if args.synth:
-        soundfont()   # (before the long part: says what to install)
+    sound_font = soundfont() if args.synth else None   # (before the long part: says what to install)
     torch.set_num_threads(1)
     _, clips = load_set(data_dir)
     names = [clip.name for clip in clips]
-    log_mels, beat_frames = [], []
-    for clip in clips:
-        replay, _ = record(clip.audio, activation=None)
-        log_mels.append(replay.log_mels())
-        beat_frames.append(frames_of(clip.beats))
+    log_mels, beat_frames = map(list, zip(*(heard(clip.audio, clip.beats) for clip in clips), strict=True))
     extra_mels, extra_beats = [], []
     for folder in args.extra:
         for mels, frames in annotated(folder):
@@ -63,7 +58,7 @@ def run(args):
         for _, mels, frames in styled_songs(folder):
             extra_mels.append(mels)
             extra_beats.append(frames)
-    synth = synthesized(args.synth) if args.synth else []
+    synth = synthesized(args.synth, sound_font) if args.synth else []
     synth_mels, synth_beats = [mels for mels, _ in synth], [frames for _, frames in synth]
     folds = fold_of(clips)
     sets = {SHIPPED: np.ones(len(clips), dtype=bool), **{f"fold{k}": folds != k for k in range(FOLDS)}}
@@ -90,17 +85,22 @@ def run(args):
     return 0
 
 
+def heard(audio, beats):
+    """(log-mel frames as the onset envelope computes them live, beat frames) of a clip and its beat times."""
+    return record(audio, activation=None)[0].log_mels(), frames_of(beats)
+
+
 def annotated(folder):
     """[(log-mel frames, beat frames)] of a folder's annotated clips (read one at a time: they may be many)."""
-    return [(record(load_clip(audio), activation=None)[0].log_mels(), frames_of(load_beats(beats)[0]))
-            for audio, beats in find_clips(folder)[1]]
+    return [heard(load_clip(audio), load_beats(beats)[0]) for audio, beats in find_clips(folder)[1]]
 
 
-def synthesized(songs):
-    """[(log-mel frames, beat frames)] of synthesized songs 0 .. `songs` - 1, rendered in a temporary folder."""
+def synthesized(songs, sound_font):
+    """[(log-mel frames, beat frames)] of synthesized songs 0 .. `songs` - 1, rendered with `sound_font` in a
+    temporary folder."""
     with tempfile.TemporaryDirectory(prefix="onbeat-synth-") as folder:
         for seed in range(songs):
-            render(seed, folder)
+            render(seed, folder, sound_font=sound_font)
             if (seed + 1) % 50 == 0 or seed + 1 == songs:
                 print(f"synthesized {seed + 1} of {songs} songs", flush=True)
         return annotated(folder)
