@@ -10,7 +10,9 @@ from onbeat.commands.cli import main
 from onbeat.core.motion import Motion
 from onbeat.exporters.render import BEAT_FLASH, Camera, _beat_glow
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed")
+# render writes with ffmpeg and the tests read the result back with ffprobe: both must be here
+needs_ffmpeg = pytest.mark.skipif(None in (shutil.which("ffmpeg"), shutil.which("ffprobe")),
+                                  reason="ffmpeg/ffprobe not installed")
 
 
 def swaying_motion(seconds=2.0, fps=30.0):
