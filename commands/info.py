@@ -8,7 +8,7 @@ from importlib import metadata
 
 from onbeat.core import paths
 
-PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "aubio", "sounddevice")
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "sounddevice")
 
 
 def version_of(distribution):
