@@ -158,8 +158,8 @@ def mel_filterbank(sample_rate, window, bands, low_hz, high_hz):
 class OnsetEnvelope:
     """Log-mel superflux novelty (positive spectral change, vibrato-robust) per sub-hop: the magnitude spectrum of
     the last `window` samples (periodic Hann window) through a mel filterbank, log-compressed. (numpy; it was aubio's
-    phase vocoder and mel filterbank, which this reproduces within float32 rounding, `tests/test_beats.py`, at a third
-    of the cost and without a C library to compile.)"""
+    phase vocoder and mel filterbank, which this reproduces within float32 rounding, `tests/test_beats.py`: the whole
+    tracker costs 5-14 % less, and there is no C library to compile.)"""
 
     def __init__(self, sample_rate, sub_hop, window=WINDOW, bands=MEL_BANDS, lag=3, compression=1000.0):
         self.sub_hop = sub_hop
