@@ -51,6 +51,7 @@ from onbeat.core.errors import OnbeatError
 from onbeat.core.music import ANALYSIS_RATE, BEATS_PER_BAR, HOP
 from onbeat.ear.activation import SHIPPED, BeatActivation
 from onbeat.ear.harmony import Chroma
+from onbeat.ear.spectrum import SlidingSpectrum, slaney_mel_filterbank
 
 SUB_HOPS = 3            # novelty frames per hop: 735 / 3 = 245 samples = 11.1 ms
 WINDOW = 1024           # STFT window, 46 ms at 22050 Hz
@@ -133,28 +134,6 @@ class BeatState:
     last_beat: float = float("nan")  # time of the most recent beat (s), NaN before the first
 
 
-def hz_to_mel(hz):
-    """Slaney's mel scale (his Auditory Toolbox's, as aubio and librosa use it): linear below 1 kHz (15 mel there),
-    logarithmic above (27 mel per factor 6.4)."""
-    hz = np.asarray(hz, dtype=float)
-    return np.where(hz < 1000.0, hz * 3.0 / 200.0, 15.0 + 27.0 * np.log(np.maximum(hz, 1e-9) / 1000.0) / np.log(6.4))
-
-
-def mel_to_hz(mel):
-    mel = np.asarray(mel, dtype=float)
-    return np.where(mel < 15.0, mel * 200.0 / 3.0, 1000.0 * 6.4 ** ((mel - 15.0) / 27.0))
-
-
-def mel_filterbank(sample_rate, window, bands, low_hz, high_hz):
-    """(window // 2 + 1, bands) triangular filters over the FFT bins, their corners equally spaced in mel from
-    `low_hz` to `high_hz`, each of unit area (peak 2 / its width in Hz)."""
-    corners = np.minimum(mel_to_hz(np.linspace(hz_to_mel(low_hz), hz_to_mel(high_hz), bands + 2)), sample_rate / 2)
-    lower, centre, upper = corners[:-2], corners[1:-1], corners[2:]
-    bins = np.arange(window // 2 + 1)[:, None] * sample_rate / window
-    rise, fall = (bins - lower) / (centre - lower), (upper - bins) / (upper - centre)
-    return (2.0 / (upper - lower) * np.maximum(np.minimum(rise, fall), 0.0)).astype(np.float32)
-
-
 class OnsetEnvelope:
     """Log-mel superflux novelty (positive spectral change, vibrato-robust) per sub-hop: the magnitude spectrum of
     the last `window` samples (periodic Hann window) through a mel filterbank, log-compressed. (numpy; it was aubio's
@@ -165,18 +144,15 @@ class OnsetEnvelope:
         self.sub_hop = sub_hop
         # a novelty frame peaks when an onset reaches the middle of the window, not its end
         self.delay_s = 0.5 * window / sample_rate
-        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)).astype(np.float32)
-        self.filterbank = mel_filterbank(sample_rate, window, bands, 30.0, min(11000.0, sample_rate / 2))
-        self.samples = np.zeros(window, dtype=np.float32)       # the last `window` samples heard
+        self.spectrum = SlidingSpectrum(np.hanning(window + 1)[:-1].astype(np.float32))   # periodic Hann
+        filterbank = slaney_mel_filterbank(sample_rate, window, bands, 30.0, min(11000.0, sample_rate / 2))
+        self.filterbank = np.ascontiguousarray(filterbank.T, dtype=np.float32)   # (bins, bands)
         self.compression = compression
         self.history = np.zeros((lag, bands), dtype=np.float32)  # the last `lag` log-mel frames
 
     def process(self, samples):
         """One sub-hop of samples -> (novelty, low-band novelty, log-mel spectrum)."""
-        self.samples[:-len(samples)] = self.samples[len(samples):]
-        self.samples[-len(samples):] = samples
-        magnitude = np.abs(np.fft.rfft(self.samples * self.window))
-        log_mel = np.log1p(self.compression * (magnitude @ self.filterbank))
+        log_mel = np.log1p(self.compression * (self.spectrum.process(samples) @ self.filterbank))
         # superflux: compare with the max over neighbouring bands `lag` frames ago
         rise = np.maximum(log_mel - neighbour_max(self.history[0]), 0.0)
         self.history[:-1] = self.history[1:]

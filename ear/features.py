@@ -24,6 +24,7 @@ from onbeat.core.music import ANALYSIS_RATE, BEAT_COLUMNS, FEATURE_DIM, FEATURE_
 from onbeat.ear.beats import BeatTracker
 from onbeat.ear.harmony import chroma_filterbank
 from onbeat.ear.sources import check_format, read_audio
+from onbeat.ear.spectrum import SlidingSpectrum, triangular_filterbank
 
 N_FFT = 2048
 QUIETEST_PEAK_DB = -50.0         # dBFS: music peaking below this is treated as quiet, not boosted to full scale
@@ -100,13 +101,9 @@ def _hz_to_mel(hz):
 
 
 def mel_filterbank(bands, n_fft=N_FFT, sample_rate=ANALYSIS_RATE, fmin=30.0, fmax=11000.0):
-    """(bands, n_fft//2 + 1) triangular filters, evenly spaced in mel, each summing the power it covers."""
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    """(bands, n_fft//2 + 1) triangular filters, evenly spaced in (HTK's) mel, each summing the power it covers."""
     edges = 700.0 * (10 ** (np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), bands + 2) / 2595.0) - 1.0)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs - lower) / (centre - lower)
-    falling = (upper - freqs) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling))
+    return triangular_filterbank(edges, n_fft, sample_rate)
 
 
 # --- beat columns --------------------------------------------------------------------------------------------
@@ -158,13 +155,13 @@ class FeatureExtractor:
         check_format(self.sample_rate, 1, "audio")  # the resampler's filter grows with an odd rate
         self.resampler = Resampler(self.sample_rate, ANALYSIS_RATE)
         self.tracker = BeatTracker(ANALYSIS_RATE, HOP)
-        self.window = np.hanning(N_FFT + 1)[:-1]
-        self.power_scale = 2.0 / (N_FFT * np.sum(self.window ** 2))   # sum of the spectrum ~ mean square
+        window = np.hanning(N_FFT + 1)[:-1]
+        self.spectrum = SlidingSpectrum(window)   # of the last N_FFT analysis samples
+        self.power_scale = 2.0 / (N_FFT * np.sum(window ** 2))   # sum of the spectrum ~ mean square
         self.mel8 = mel_filterbank(8)
         self.mel40 = mel_filterbank(40)
         self.chroma = chroma_filterbank(N_FFT)
         self.release_db = LEVEL_RELEASE_DB_PER_S / FEATURE_FPS
-        self.frame = np.zeros(N_FFT)          # the last N_FFT analysis samples
         self.pending = np.zeros(0)            # resampled samples not yet a whole hop
         self.level_db = QUIETEST_PEAK_DB
         self.previous_mel_db = None
@@ -202,7 +199,7 @@ class FeatureExtractor:
 
     def _row(self, hop):
         """The feature row of one hop of analysis-rate samples."""
-        self.frame = np.concatenate([self.frame[HOP:], hop])
+        spectrum = self.spectrum.process(hop)
         rms_db = _db(np.mean(hop ** 2))
         self.level_db = max(self.level_db - self.release_db, rms_db, QUIETEST_PEAK_DB)
         gain = 10.0 ** ((TRACKER_LEVEL_DB - self.level_db) / 20.0)   # the beat tracker is gain-robust too
@@ -210,11 +207,11 @@ class FeatureExtractor:
         self.states.append(state)
         self.frames += 1
         beats = beat_columns(state, [row_time(state)])[0]
-        return np.concatenate([self._describe(rms_db), beats])
+        return np.concatenate([self._describe(rms_db, spectrum), beats])
 
-    def _describe(self, rms_db):
-        """The audio columns (0-22) of the current frame."""
-        power = np.abs(np.fft.rfft(self.frame * self.window)) ** 2 * self.power_scale
+    def _describe(self, rms_db, spectrum):
+        """The audio columns (0-22) of the current frame, from its magnitude spectrum."""
+        power = spectrum ** 2 * self.power_scale
         magnitude = np.sqrt(power)
         mel_db = np.maximum(_db(self.mel40 @ power), self.level_db - RANGE_DB)
         previous = mel_db if self.previous_mel_db is None else self.previous_mel_db

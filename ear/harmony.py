@@ -3,6 +3,7 @@
 import numpy as np
 
 from onbeat.core.music import ANALYSIS_RATE
+from onbeat.ear.spectrum import SlidingSpectrum
 
 
 def chroma_filterbank(n_fft, sample_rate=ANALYSIS_RATE, fmin=55.0, fmax=5000.0):
@@ -19,11 +20,8 @@ class Chroma:
 
     def __init__(self, window, sample_rate=ANALYSIS_RATE):
         self.filterbank = chroma_filterbank(window, sample_rate)
-        self.taper = np.hanning(window)
-        self.samples = np.zeros(window)
+        self.spectrum = SlidingSpectrum(np.hanning(window))
 
     def process(self, samples):
         """Append a block of samples; the chroma of the window ending with it."""
-        samples = np.asarray(samples, dtype=float)[-len(self.samples):]
-        self.samples = np.concatenate([self.samples[len(samples):], samples])
-        return self.filterbank @ np.abs(np.fft.rfft(self.samples * self.taper)) ** 2
+        return self.filterbank @ self.spectrum.process(np.asarray(samples, dtype=float)) ** 2
